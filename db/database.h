@@ -1,0 +1,81 @@
+// The tuning log database: one SQLite file holding every measurement.
+//
+// Schema versioned with PRAGMA user_version and migrated forward on open;
+// WAL journal. A Database is safe for concurrent use from several threads
+// (calls are serialized internally); several processes may open one file.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "measure/measure.h"
+
+namespace ktune {
+
+// One measurement: one row, one line of a JSONL export.
+struct Record {
+  int64_t id = 0;  // assigned by the database
+  std::string workload_key;
+  std::string device_key;
+  std::string template_name;
+  int template_version = 0;
+  uint64_t config_index = 0;
+  std::string config_text;   // ConfigSpace::describe()
+  MeasureResult result;
+  double flops = 0;          // of the workload, to report GFLOP/s
+  std::string kind = "search";  // "search" or "final" (re-measured top candidate)
+  std::string job;           // optional job id
+  std::string tool_version;
+
+  double gflops() const;     // 0 if not ok
+};
+
+struct RecordCounts {
+  int64_t total = 0;
+  int64_t ok = 0;
+  int64_t errors = 0;
+};
+
+class Database {
+ public:
+  // Opens or creates the file and migrates it. Throws ktune::Error, changing
+  // nothing, if the file is not a ktune database, is corrupt, or has a newer
+  // schema than this build understands.
+  static std::unique_ptr<Database> open(const std::string& path);
+  ~Database();
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  // Inserts all records in one transaction (all or nothing); fills in ids.
+  void insert(std::vector<Record>& records);
+
+  // Marks a record as the best of its (workload, device) — what the tuner
+  // chose after re-measurement.
+  void mark_best(int64_t record_id);
+
+  // The marked best record if any, else the fastest ok record.
+  std::optional<Record> best(const std::string& workload_key, const std::string& device_key) const;
+  // Records of a workload on a device, newest first (limit <= 0: all).
+  std::vector<Record> history(const std::string& workload_key, const std::string& device_key,
+                              int limit = 0) const;
+  // Config indices already measured for (workload, device, template).
+  std::vector<uint64_t> measured_indices(const std::string& workload_key,
+                                         const std::string& device_key,
+                                         const std::string& template_name) const;
+  RecordCounts counts(const std::string& workload_key = "", const std::string& device_key = "") const;
+
+  const std::string& path() const;
+
+ private:
+  struct Impl;
+  explicit Database(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The tool version recorded with every measurement.
+std::string tool_version();
+
+}  // namespace ktune

@@ -1,0 +1,77 @@
+// Measurement records and the Measurer interface.
+//
+// A Measurer turns a batch of MeasureInputs (workload, target, template,
+// config) into MeasureResults, one per input, in the same order. It never
+// throws for a bad candidate: every failure is an error MeasureResult.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "schedule_space/config_space.h"
+#include "schedule_space/target.h"
+#include "schedule_space/template.h"
+#include "schedule_space/workload.h"
+
+namespace ktune {
+
+enum class MeasureError {
+  kNone = 0,
+  kInvalidConfig = 1,
+  kCompileError = 2,
+  kCompileTimeout = 3,
+  kRuntimeError = 4,  // crash, signal, bad artifact
+  kRunTimeout = 5,
+  kWrongAnswer = 6,
+  kDeviceLost = 7,
+};
+
+std::string_view error_name(MeasureError e);  // "none", "invalid_config", ...
+// Throws ktune::Error on an unknown name.
+MeasureError parse_error_name(std::string_view name);
+
+struct MeasureInput {
+  Workload workload;
+  Target target;
+  const Template* tmpl = nullptr;
+  Config config;
+};
+
+struct MeasureResult {
+  std::vector<double> costs;  // seconds per call, one per repeat
+  MeasureError error = MeasureError::kNone;
+  std::string error_message;  // empty when ok; "cut short: ..." for a cut-short candidate
+  double build_seconds = 0;
+  double run_seconds = 0;
+  std::string worker;         // who measured it (host name, or "local")
+  int64_t timestamp = 0;      // unix seconds when measured
+
+  bool ok() const { return error == MeasureError::kNone && !costs.empty(); }
+  double mean_cost() const;  // +inf if not ok
+};
+
+struct MeasureOptions {
+  int number = 0;              // calls per repeat; 0 = chosen so a repeat lasts >= min_repeat_ms
+  int repeat = 3;              // timed repeats
+  double min_repeat_ms = 20;   // floor on one repeat's duration when number = 0
+  bool flush_cache = false;    // evict caches before each repeat
+  bool check = true;           // compare against the reference before timing
+  double compile_timeout_s = 60;
+  double run_timeout_s = 20;   // per candidate, including the check
+  // If > 0: a candidate whose first call is already slower than
+  // best_so_far_s * cut_short_factor stops after one repeat ("cut short").
+  double best_so_far_s = 0;
+  double cut_short_factor = 10;
+};
+
+class Measurer {
+ public:
+  virtual ~Measurer() = default;
+  // One result per input, same order. Thread-compatible: one batch at a time.
+  virtual std::vector<MeasureResult> measure(const std::vector<MeasureInput>& inputs,
+                                             const MeasureOptions& options) = 0;
+};
+
+}  // namespace ktune

@@ -1,0 +1,39 @@
+// C++ code generator for CPU targets.
+//
+// The emitted translation unit needs only a C++17 compiler (and OpenMP when
+// the program has a parallel loop) and exports the kernel ABI below. Inputs
+// and output are dense row-major float arrays; `workspace` is one block of
+// workspace_floats() floats, 64-byte aligned, owned by the caller, holding
+// the Program's workspace buffers in order (each 64-byte aligned).
+//
+//   extern "C" int     ktune_abi_version(void);          // kKernelAbiVersion
+//   extern "C" int64_t ktune_workspace_floats(void);
+//   extern "C" void    ktune_prepare(const float* const* inputs, float* workspace);
+//   extern "C" void    ktune_run(const float* const* inputs, float* output, float* workspace);
+//
+// ktune_prepare is called once (untimed) before any ktune_run; ktune_run is
+// the timed computation and may be called many times.
+//
+// Vectorized loops become explicit vector code with GCC/Clang vector
+// extensions of the loop's width (a power of two): every load in the body is
+// classified by its index's coefficient on the loop variable — 0: broadcast,
+// 1 (in the innermost dimension): contiguous vector load, otherwise a gather
+// built lane by lane; the store must be contiguous. A vectorized loop whose
+// body cannot be emitted this way is a ktune::Error (templates must not
+// produce one), never a silent scalar loop. Unrolled loops are emitted
+// unrolled; parallel loops become `#pragma omp parallel for` with the
+// Program's thread count.
+#pragma once
+
+#include <string>
+
+#include "schedule_space/ir.h"
+
+namespace ktune {
+
+inline constexpr int kKernelAbiVersion = 1;
+
+// Throws ktune::Error if the program cannot be emitted.
+std::string emit_cpp(const ir::Program& program);
+
+}  // namespace ktune

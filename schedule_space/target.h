@@ -1,0 +1,44 @@
+// Targets: where generated code runs.
+//
+// A device key names a class of identical devices; results are compared and
+// reused per device key, e.g. "cpu/amd-epyc/avx2/2t".
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ktune {
+
+enum class TargetKind { kCpu, kCuda };
+
+struct CpuTarget {
+  std::string model = "generic";  // slug of the CPU model name, e.g. "amd-epyc"
+  std::string isa = "generic";    // "avx512", "avx2", "sse4", "neon" or "generic"
+  int vector_lanes = 4;           // fp32 lanes of one native vector register
+  int threads = 1;                // threads generated kernels use
+  int64_t l1d_bytes = 32 * 1024;
+  int64_t l2_bytes = 512 * 1024;
+  int64_t l3_bytes = 8 * 1024 * 1024;
+  std::string compiler = "c++";   // compiler executable run by the Builder
+  std::vector<std::string> flags = {"-O3", "-march=native", "-ffp-contract=fast"};
+};
+
+struct Target {
+  TargetKind kind = TargetKind::kCpu;
+  CpuTarget cpu;
+
+  // "cpu/<model>/<isa>/<threads>t".
+  std::string device_key() const;
+  // Human-readable one-line description (model, ISA, threads, caches, compiler).
+  std::string describe() const;
+};
+
+// Reads /proc/cpuinfo, sysfs caches and the CPU's features. threads <= 0
+// means all online cores.
+Target detect_cpu_target(int threads = 0);
+
+// Number of online CPU cores.
+int online_cores();
+
+}  // namespace ktune

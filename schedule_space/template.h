@@ -1,0 +1,50 @@
+// Schedule templates: for one (operator, target kind), a ConfigSpace and a
+// way to instantiate a loop-nest Program from any config of it.
+//
+// Templates are stateless singletons registered in a table; they are safe to
+// use from several threads. The template's name and version are part of every
+// record: a template whose generated code changes meaning bumps its version.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "schedule_space/config_space.h"
+#include "schedule_space/ir.h"
+#include "schedule_space/target.h"
+#include "schedule_space/workload.h"
+
+namespace ktune {
+
+class Template {
+ public:
+  virtual ~Template() = default;
+  virtual std::string name() const = 0;  // e.g. "matmul_cpu_packed"
+  virtual int version() const = 0;
+  virtual OpKind op() const = 0;
+  virtual TargetKind target_kind() const = 0;
+
+  // The space for this workload and target. Deterministic: the same inputs
+  // give the same space (indices are stable across processes and machines
+  // with the same target vector width and thread count).
+  virtual ConfigSpace space(const Workload& w, const Target& t) const = 0;
+
+  // Cheap check, before anything is built: nullopt if the config can be
+  // instantiated, else the reason it is invalid.
+  virtual std::optional<std::string> check(const Workload& w, const Target& t,
+                                           const ConfigSpace& space, const Config& c) const = 0;
+
+  // Throws ktune::Error if check() would fail.
+  virtual ir::Program instantiate(const Workload& w, const Target& t, const ConfigSpace& space,
+                                  const Config& c) const = 0;
+};
+
+// All registered templates.
+const std::vector<const Template*>& all_templates();
+// Templates for an operator on a target kind, the default first.
+std::vector<const Template*> templates_for(OpKind op, TargetKind kind);
+// Throws ktune::Error listing the known names if there is none called name.
+const Template& find_template(const std::string& name);
+
+}  // namespace ktune

@@ -1,0 +1,91 @@
+// Search strategies and the tuning loop.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "db/database.h"
+#include "measure/measure.h"
+
+namespace ktune {
+
+// What is being tuned: a workload on a target with one template.
+struct Task {
+  Workload workload;
+  Target target;
+  const Template* tmpl = nullptr;
+  std::shared_ptr<const ConfigSpace> space;
+
+  static Task make(const Workload& w, const Target& t, const Template& tmpl);
+};
+
+// A search strategy. It proposes configs it has not proposed before and
+// learns from their results.
+class Tuner {
+ public:
+  virtual ~Tuner() = default;
+  // Up to n configs never proposed before (fewer when the space runs out).
+  virtual std::vector<Config> next_batch(int n) = 0;
+  virtual void update(const std::vector<Config>& configs,
+                      const std::vector<MeasureResult>& results) = 0;
+  // Marks configs as already measured (e.g. found in the database) so they
+  // are never proposed.
+  virtual void exclude(const std::vector<uint64_t>& indices) = 0;
+  virtual bool has_next() const = 0;
+};
+
+// Random sampling without repeats. Configs the template's check() rejects are
+// skipped cheaply (they still count as visited).
+std::unique_ptr<Tuner> make_random_tuner(const Task& task, uint64_t seed);
+// Walks indices 0, 1, 2, ... in order.
+std::unique_ptr<Tuner> make_grid_tuner(const Task& task);
+// "random" | "grid"; throws ktune::Error naming the accepted names.
+std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uint64_t seed);
+
+struct TuneOptions {
+  int trials = 200;           // candidates measured in the search
+  int batch_size = 16;
+  int early_stopping = 0;     // stop after this many trials without improvement; 0 = off
+  int final_top = 3;          // re-measure this many top candidates at the end
+  int final_repeat = 10;      // repeats for the re-measurement
+  MeasureOptions measure;
+  std::string job;            // recorded with every row
+};
+
+struct TuneProgress {
+  int trials_done = 0;
+  int trials_total = 0;
+  int errors = 0;
+  double best_gflops = 0;
+  double elapsed_s = 0;
+};
+
+struct TuneSummary {
+  std::string workload_key;
+  std::string device_key;
+  std::string template_name;
+  int trials = 0;
+  int errors = 0;
+  int skipped_already_measured = 0;
+  std::optional<Record> best;  // re-measured best; nullopt if nothing measured valid
+  double elapsed_s = 0;
+  std::vector<std::pair<MeasureError, int>> error_counts;
+};
+
+// Runs the loop: ask for a batch, measure, record in db (may be null), update
+// the tuner, until trials or early stopping; then re-measures the top
+// candidates and marks the re-measured best in db. Configs already in db for
+// this (workload, device, template) are excluded from the search and count as
+// candidates for the final re-measurement.
+TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* db,
+                 const TuneOptions& options,
+                 const std::function<void(const TuneProgress&)>& on_progress = {});
+
+}  // namespace ktune
