@@ -1,0 +1,14 @@
+// The CPU templates, one accessor per template; template.cc registers them.
+#pragma once
+
+#include "schedule_space/template.h"
+
+namespace ktune {
+
+const Template& matmul_cpu_template();
+const Template& dense_cpu_template();
+const Template& batch_matmul_cpu_template();
+const Template& conv2d_cpu_template();
+const Template& depthwise_conv2d_cpu_template();
+
+}  // namespace ktune
