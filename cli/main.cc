@@ -1,1 +1,37 @@
-int main() { return 0; }
+// ktune: the command-line entry point. Errors at this boundary become a
+// one-line message on stderr and a non-zero exit code, never a crash.
+#include <iostream>
+#include <map>
+
+#include "cli/commands.h"
+#include "schedule_space/error.h"
+
+int main(int argc, char** argv) {
+  using namespace ktune::cli;
+  CLI::App app{"ktune: learning-based auto-tuning of tensor operators"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("ktune ") + KTUNE_VERSION);
+
+  std::map<std::string, CommandRun> commands = {
+      {"tune", add_tune_command(app)},
+      {"space", add_space_command(app)},
+      {"best", add_best_command(app)},
+  };
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitBadInput;
+  }
+  try {
+    for (CLI::App* sub : app.get_subcommands()) return commands.at(sub->get_name())();
+  } catch (const ktune::Error& e) {
+    std::cerr << "ktune: error: " << e.what() << "\n";
+    return kExitBadInput;
+  } catch (const std::exception& e) {
+    std::cerr << "ktune: internal error: " << e.what() << "\n";
+    return kExitFailed;
+  }
+  return kExitBadInput;
+}

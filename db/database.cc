@@ -1,1 +1,561 @@
-// placeholder, to be written
+#include "db/database.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <limits>
+#include <mutex>
+#include <string_view>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "schedule_space/error.h"
+
+namespace ktune {
+
+namespace {
+
+// Marks a SQLite file as ours ("ktun"), so that a file of another application
+// is refused instead of having our tables added to it.
+constexpr int32_t kApplicationId = 0x6B74756E;
+
+// Forward migrations. Migration N brings a database from user_version N-1 to
+// N; they are applied in order, inside one transaction, on open. Never edit a
+// migration that has shipped: add the next one.
+struct Migration {
+  int version;
+  const char* sql;
+};
+
+constexpr Migration kMigrations[] = {
+    {1, R"sql(
+CREATE TABLE measurements (
+  id INTEGER PRIMARY KEY,
+  workload_key TEXT NOT NULL,
+  device_key TEXT NOT NULL,
+  template_name TEXT NOT NULL,
+  template_version INTEGER NOT NULL,
+  config_index INTEGER NOT NULL,
+  config_text TEXT NOT NULL,
+  costs TEXT NOT NULL,          -- JSON array of seconds, one per repeat
+  mean_cost REAL,               -- NULL unless the measurement is ok
+  error_code INTEGER NOT NULL,  -- MeasureError
+  error_name TEXT NOT NULL,     -- error_name(error_code), for humans reading the file
+  error_message TEXT NOT NULL,
+  build_seconds REAL NOT NULL,
+  run_seconds REAL NOT NULL,
+  flops REAL NOT NULL,
+  kind TEXT NOT NULL,
+  job TEXT NOT NULL,
+  worker TEXT NOT NULL,
+  tool_version TEXT NOT NULL,
+  timestamp INTEGER NOT NULL
+);
+CREATE INDEX measurements_by_config
+  ON measurements (workload_key, device_key, template_name, config_index);
+CREATE INDEX measurements_by_cost
+  ON measurements (workload_key, device_key, mean_cost);
+CREATE TABLE best (
+  workload_key TEXT NOT NULL,
+  device_key TEXT NOT NULL,
+  record_id INTEGER NOT NULL REFERENCES measurements (id),
+  marked_at INTEGER NOT NULL,
+  PRIMARY KEY (workload_key, device_key)
+);
+)sql"},
+};
+
+constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
+
+// SQLite waits this long for another connection's write lock before giving up.
+constexpr int kBusyTimeoutMs = 5000;
+
+constexpr std::string_view kSqliteMagic{"SQLite format 3\0", 16};
+constexpr size_t kSqliteHeaderSize = 100;
+
+std::string not_ktune_database(const std::string& path, const std::string& why) {
+  return path + " is not a ktune database: " + why;
+}
+
+// Refuses, before SQLite sees it, a non-empty file that is not SQLite at all:
+// SQLite would report a bare "file is not a database", and this names why.
+void check_sqlite_header(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return;  // a new database
+    throw Error("cannot open tuning database " + path + ": " + std::strerror(errno));
+  }
+  char header[kSqliteHeaderSize];
+  size_t got = 0;
+  while (got < sizeof header) {
+    ssize_t n = ::read(fd, header + got, sizeof header - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int saved = errno;
+      ::close(fd);
+      throw Error("cannot read tuning database " + path + ": " + std::strerror(saved));
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (got == 0) return;  // an empty file is an empty database
+  if (got < kSqliteMagic.size() || std::string_view(header, kSqliteMagic.size()) != kSqliteMagic) {
+    throw Error(not_ktune_database(path, "it is not an SQLite file (no SQLite header)"));
+  }
+  if (got < kSqliteHeaderSize) {
+    throw Error(not_ktune_database(
+        path, "the SQLite header is truncated (" + std::to_string(got) + " bytes)"));
+  }
+}
+
+// An error reported by SQLite, keeping its own message apart so that open()
+// can rephrase it.
+class SqliteError : public Error {
+ public:
+  SqliteError(const std::string& path, const char* doing, std::string message)
+      : Error("tuning database " + path + ": " + doing + ": " + message),
+        message_(std::move(message)) {}
+  const std::string& sqlite_message() const { return message_; }
+
+ private:
+  std::string message_;
+};
+
+Error newer_schema(const std::string& path, int64_t version) {
+  return Error(path + " has ktune database schema version " + std::to_string(version) +
+               ", newer than this build understands (up to " + std::to_string(kSchemaVersion) +
+               "); use a newer ktune");
+}
+
+// A prepared statement, finalized on scope exit. Errors name the database file.
+class Statement {
+ public:
+  Statement(sqlite3* db, const std::string& path, std::string_view sql) : db_(db), path_(path) {
+    if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr) !=
+        SQLITE_OK) {
+      fail("preparing a query");
+    }
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  void bind(int i, int64_t v) { check(sqlite3_bind_int64(stmt_, i, v)); }
+  void bind(int i, double v) { check(sqlite3_bind_double(stmt_, i, v)); }
+  void bind(int i, std::string_view v) {
+    check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+  }
+  void bind_null(int i) { check(sqlite3_bind_null(stmt_, i)); }
+
+  // True while there is a row to read; false when done.
+  bool step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    fail("running a query");
+  }
+  // Runs a statement that returns no rows, ready to run again.
+  void run() {
+    while (step()) {
+    }
+    reset();
+  }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+
+  int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  double real(int col) const { return sqlite3_column_double(stmt_, col); }
+  bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string text(int col) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, col))) : "";
+  }
+
+ private:
+  void check(int rc) {
+    if (rc != SQLITE_OK) fail("binding a query parameter");
+  }
+  [[noreturn]] void fail(const char* doing) { throw SqliteError(path_, doing, sqlite3_errmsg(db_)); }
+
+  sqlite3* db_;
+  const std::string& path_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+void exec(sqlite3* db, const std::string& path, const std::string& sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string text = message ? message : sqlite3_errmsg(db);
+    sqlite3_free(message);
+    throw SqliteError(path, ("running " + sql).c_str(), text);
+  }
+}
+
+int64_t query_int(sqlite3* db, const std::string& path, const std::string& sql) {
+  Statement s(db, path, sql);
+  return s.step() ? s.int64(0) : 0;
+}
+
+// A transaction, rolled back unless committed. Writers BEGIN IMMEDIATE: that
+// takes the write lock up front, so a busy database makes us wait
+// (busy_timeout) at the start instead of failing halfway. Readers that need
+// several statements to agree BEGIN a deferred one: one snapshot.
+class Transaction {
+ public:
+  enum Mode { kRead, kWrite };
+  Transaction(sqlite3* db, const std::string& path, Mode mode) : db_(db), path_(path) {
+    exec(db_, path_, mode == kWrite ? "BEGIN IMMEDIATE" : "BEGIN");
+  }
+  ~Transaction() {
+    if (!committed_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  void commit() {
+    exec(db_, path_, "COMMIT");
+    committed_ = true;
+  }
+
+ private:
+  sqlite3* db_;
+  const std::string& path_;
+  bool committed_ = false;
+};
+
+// The columns read_record() expects, in order.
+constexpr std::string_view kRecordColumns =
+    "id, workload_key, device_key, template_name, template_version, config_index, config_text, "
+    "costs, error_code, error_message, build_seconds, run_seconds, flops, kind, job, worker, "
+    "tool_version, timestamp";
+
+Record read_record(const Statement& s, const std::string& path) {
+  Record r;
+  r.id = s.int64(0);
+  r.workload_key = s.text(1);
+  r.device_key = s.text(2);
+  r.template_name = s.text(3);
+  r.template_version = static_cast<int>(s.int64(4));
+  r.config_index = static_cast<uint64_t>(s.int64(5));
+  r.config_text = s.text(6);
+  try {
+    r.result.costs = nlohmann::json::parse(s.text(7)).get<std::vector<double>>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("tuning database " + path + ": record " + std::to_string(r.id) +
+                " has malformed costs '" + s.text(7) + "': " + e.what());
+  }
+  int64_t code = s.int64(8);
+  if (code < static_cast<int>(MeasureError::kNone) ||
+      code > static_cast<int>(MeasureError::kDeviceLost)) {
+    throw Error("tuning database " + path + ": record " + std::to_string(r.id) +
+                " has unknown error code " + std::to_string(code));
+  }
+  r.result.error = static_cast<MeasureError>(code);
+  r.result.error_message = s.text(9);
+  r.result.build_seconds = s.real(10);
+  r.result.run_seconds = s.real(11);
+  r.flops = s.real(12);
+  r.kind = s.text(13);
+  r.job = s.text(14);
+  r.result.worker = s.text(15);
+  r.tool_version = s.text(16);
+  r.result.timestamp = s.int64(17);
+  return r;
+}
+
+// Rejects a record that could not be read back faithfully, naming it.
+void check_insertable(const Record& r, size_t position, const std::string& path) {
+  auto bad = [&](const std::string& why) {
+    return Error("tuning database " + path + ": cannot insert record " +
+                 std::to_string(position) + " of the batch (" + r.workload_key + ", config " +
+                 std::to_string(r.config_index) + "): " + why);
+  };
+  if (r.config_index > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    throw bad("config index is above 2^63-1");
+  }
+  if (r.kind != "search" && r.kind != "final") {
+    throw bad("kind is '" + r.kind + "'; accepted: search, final");
+  }
+  for (double c : r.result.costs) {
+    if (!std::isfinite(c)) throw bad("a cost is not a finite number");
+  }
+}
+
+}  // namespace
+
+double Record::gflops() const {
+  return result.ok() ? flops / result.mean_cost() / 1e9 : 0;
+}
+
+std::string tool_version() { return "ktune " KTUNE_VERSION; }
+
+struct Database::Impl {
+  std::string path;
+  sqlite3* db = nullptr;
+  mutable std::mutex mu;  // one statement at a time on the connection
+
+  ~Impl() { sqlite3_close_v2(db); }
+
+  // Checks that the file is empty or a sound ktune database this build can
+  // read. Writes nothing. One snapshot: another process may be creating the
+  // database right now.
+  void check_identity() const {
+    Transaction snapshot(db, path, Transaction::kRead);
+    int64_t application_id;
+    int64_t version;
+    int64_t objects;
+    try {
+      application_id = query_int(db, path, "PRAGMA application_id");
+      version = query_int(db, path, "PRAGMA user_version");
+      objects = query_int(db, path, "SELECT count(*) FROM sqlite_schema");
+    } catch (const SqliteError& e) {
+      // SQLite could not read its own header or schema: not a database, or
+      // a damaged one.
+      throw Error(not_ktune_database(path, "SQLite cannot read it: " + e.sqlite_message()));
+    }
+    if (application_id != kApplicationId) {
+      if (application_id == 0 && version == 0 && objects == 0) return;  // empty: adopt it
+      char id[16];
+      std::snprintf(id, sizeof id, "0x%08llX",
+                    static_cast<unsigned long long>(static_cast<uint32_t>(application_id)));
+      throw Error(not_ktune_database(
+          path, "it is an SQLite database of another application (application_id " +
+                    std::string(id) + ", expected 0x6B74756E)"));
+    }
+    if (version > kSchemaVersion) {
+      throw newer_schema(path, version);
+    }
+    std::string verdict;
+    try {
+      Statement check(db, path, "PRAGMA quick_check");
+      while (check.step()) {
+        if (!verdict.empty()) verdict += "; ";
+        verdict += check.text(0);
+      }
+    } catch (const SqliteError& e) {
+      throw Error(not_ktune_database(path, "it is corrupt: " + e.sqlite_message()));
+    }
+    if (verdict != "ok") {
+      throw Error(not_ktune_database(path, "it is corrupt (integrity check: " + verdict + ")"));
+    }
+  }
+
+  // Switching a file to WAL needs it to ourselves for a moment, and SQLite
+  // reports "locked" at once, without its busy handler, when another process
+  // holds it (two processes creating one new file). Retry as busy_timeout
+  // would.
+  void use_wal() {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
+    for (;;) {
+      int rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", nullptr, nullptr, nullptr);
+      if (rc == SQLITE_OK) return;
+      if ((rc & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() > deadline) {
+        throw SqliteError(path, "switching to WAL journal mode", sqlite3_errmsg(db));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+
+  // Applies the migrations the file lacks. Another process may be migrating
+  // the same file: the write lock serializes us, and the version is re-read
+  // under it.
+  void migrate() {
+    Transaction txn(db, path, Transaction::kWrite);
+    int64_t version = query_int(db, path, "PRAGMA user_version");
+    if (version > kSchemaVersion) {
+      throw newer_schema(path, version);
+    }
+    if (version == kSchemaVersion) return;  // rolled back: nothing was written
+    for (const Migration& m : kMigrations) {
+      if (m.version > version) exec(db, path, m.sql);
+    }
+    exec(db, path, "PRAGMA application_id = " + std::to_string(kApplicationId));
+    exec(db, path, "PRAGMA user_version = " + std::to_string(kSchemaVersion));
+    txn.commit();
+  }
+};
+
+std::unique_ptr<Database> Database::open(const std::string& path) {
+  check_sqlite_header(path);
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  int rc = sqlite3_open_v2(path.c_str(), &impl->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    throw Error("cannot open tuning database " + path + ": " +
+                (impl->db ? sqlite3_errmsg(impl->db) : sqlite3_errstr(rc)));
+  }
+  sqlite3_extended_result_codes(impl->db, 1);
+  sqlite3_busy_timeout(impl->db, kBusyTimeoutMs);
+  // Everything up to here only read the file; identity and soundness are
+  // checked before the first write.
+  impl->check_identity();
+  // WAL lets readers run beside a writer, and several processes (tuner,
+  // daemon, `ktune best`) share one file. synchronous=NORMAL: a power loss may
+  // drop the last transactions but never corrupts the file.
+  impl->use_wal();
+  exec(impl->db, path, "PRAGMA synchronous = NORMAL");
+  exec(impl->db, path, "PRAGMA foreign_keys = ON");
+  impl->migrate();
+  return std::unique_ptr<Database>(new Database(std::move(impl)));
+}
+
+Database::Database(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Database::~Database() = default;
+
+const std::string& Database::path() const { return impl_->path; }
+
+void Database::insert(std::vector<Record>& records) {
+  const std::string& path = impl_->path;
+  for (size_t i = 0; i < records.size(); ++i) check_insertable(records[i], i, path);
+  std::lock_guard lock(impl_->mu);
+  Transaction txn(impl_->db, path, Transaction::kWrite);
+  Statement s(impl_->db, path,
+              "INSERT INTO measurements (workload_key, device_key, template_name, "
+              "template_version, config_index, config_text, costs, mean_cost, error_code, "
+              "error_name, error_message, build_seconds, run_seconds, flops, kind, job, worker, "
+              "tool_version, timestamp) "
+              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
+              "?18, ?19)");
+  std::vector<int64_t> ids;
+  ids.reserve(records.size());
+  for (const Record& r : records) {
+    const MeasureResult& m = r.result;
+    s.bind(1, r.workload_key);
+    s.bind(2, r.device_key);
+    s.bind(3, r.template_name);
+    s.bind(4, int64_t{r.template_version});
+    s.bind(5, static_cast<int64_t>(r.config_index));
+    s.bind(6, r.config_text);
+    s.bind(7, nlohmann::json(m.costs).dump());
+    if (m.ok()) {
+      s.bind(8, m.mean_cost());
+    } else {
+      s.bind_null(8);
+    }
+    s.bind(9, int64_t{static_cast<int>(m.error)});
+    s.bind(10, error_name(m.error));
+    s.bind(11, m.error_message);
+    s.bind(12, m.build_seconds);
+    s.bind(13, m.run_seconds);
+    s.bind(14, r.flops);
+    s.bind(15, r.kind);
+    s.bind(16, r.job);
+    s.bind(17, m.worker);
+    s.bind(18, r.tool_version);
+    s.bind(19, m.timestamp);
+    s.run();
+    ids.push_back(sqlite3_last_insert_rowid(impl_->db));
+  }
+  txn.commit();
+  // Only now that the batch is durable do the records learn their ids.
+  for (size_t i = 0; i < records.size(); ++i) records[i].id = ids[i];
+}
+
+void Database::mark_best(int64_t record_id) {
+  const std::string& path = impl_->path;
+  std::lock_guard lock(impl_->mu);
+  Transaction txn(impl_->db, path, Transaction::kWrite);
+  Statement find(impl_->db, path,
+                 "SELECT workload_key, device_key, mean_cost IS NOT NULL, error_name "
+                 "FROM measurements WHERE id = ?1");
+  find.bind(1, record_id);
+  if (!find.step()) {
+    throw Error("tuning database " + path + ": cannot mark record " + std::to_string(record_id) +
+                " as best: there is no record with that id");
+  }
+  if (find.int64(2) == 0) {
+    throw Error("tuning database " + path + ": cannot mark record " + std::to_string(record_id) +
+                " as best: it is not a successful measurement (error: " + find.text(3) + ")");
+  }
+  Statement mark(impl_->db, path,
+                 "INSERT OR REPLACE INTO best (workload_key, device_key, record_id, marked_at) "
+                 "VALUES (?1, ?2, ?3, ?4)");
+  mark.bind(1, find.text(0));
+  mark.bind(2, find.text(1));
+  mark.bind(3, record_id);
+  mark.bind(4, static_cast<int64_t>(std::time(nullptr)));
+  mark.run();
+  txn.commit();
+}
+
+std::optional<Record> Database::best(const std::string& workload_key,
+                                     const std::string& device_key) const {
+  std::lock_guard lock(impl_->mu);
+  // One statement, so the choice and the row come from one snapshot even
+  // while another process writes.
+  Statement s(impl_->db, impl_->path,
+              "SELECT " + std::string(kRecordColumns) +
+                  " FROM measurements WHERE id = coalesce("
+                  "(SELECT record_id FROM best WHERE workload_key = ?1 AND device_key = ?2), "
+                  "(SELECT id FROM measurements WHERE workload_key = ?1 AND device_key = ?2 "
+                  "AND mean_cost IS NOT NULL ORDER BY mean_cost, id LIMIT 1))");
+  s.bind(1, workload_key);
+  s.bind(2, device_key);
+  if (!s.step()) return std::nullopt;
+  return read_record(s, impl_->path);
+}
+
+std::vector<Record> Database::history(const std::string& workload_key,
+                                      const std::string& device_key, int limit) const {
+  std::lock_guard lock(impl_->mu);
+  // Newest = inserted last: ids grow with insertion, while timestamps come
+  // from the workers' clocks.
+  Statement s(impl_->db, impl_->path,
+              "SELECT " + std::string(kRecordColumns) +
+                  " FROM measurements WHERE workload_key = ?1 AND device_key = ?2 "
+                  "ORDER BY id DESC LIMIT ?3");
+  s.bind(1, workload_key);
+  s.bind(2, device_key);
+  s.bind(3, int64_t{limit > 0 ? limit : -1});
+  std::vector<Record> records;
+  while (s.step()) records.push_back(read_record(s, impl_->path));
+  return records;
+}
+
+std::vector<uint64_t> Database::measured_indices(const std::string& workload_key,
+                                                 const std::string& device_key,
+                                                 const std::string& template_name) const {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, impl_->path,
+              "SELECT DISTINCT config_index FROM measurements "
+              "WHERE workload_key = ?1 AND device_key = ?2 AND template_name = ?3 "
+              "ORDER BY config_index");
+  s.bind(1, workload_key);
+  s.bind(2, device_key);
+  s.bind(3, template_name);
+  std::vector<uint64_t> indices;
+  while (s.step()) indices.push_back(static_cast<uint64_t>(s.int64(0)));
+  return indices;
+}
+
+RecordCounts Database::counts(const std::string& workload_key,
+                              const std::string& device_key) const {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, impl_->path,
+              "SELECT count(*), count(mean_cost), coalesce(sum(error_code != 0), 0) "
+              "FROM measurements WHERE (?1 = '' OR workload_key = ?1) "
+              "AND (?2 = '' OR device_key = ?2)");
+  s.bind(1, workload_key);
+  s.bind(2, device_key);
+  RecordCounts c;
+  if (s.step()) {
+    c.total = s.int64(0);
+    c.ok = s.int64(1);
+    c.errors = s.int64(2);
+  }
+  return c;
+}
+
+}  // namespace ktune

@@ -49,6 +49,7 @@ class RunnerProcess {
   pid_t pid_ = -1;
   int to_child_ = -1;
   int from_child_ = -1;
+  int stderr_from_child_ = -1;  // kept for crash reports
 };
 
 }  // namespace ktune

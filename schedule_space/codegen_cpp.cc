@@ -1,1 +1,928 @@
-// placeholder, to be written
+#include "schedule_space/codegen_cpp.h"
+
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include "schedule_space/error.h"
+
+namespace ktune {
+namespace {
+
+using ir::BinaryOp;
+using ir::Buffer;
+using ir::BufferNode;
+using ir::DType;
+using ir::Expr;
+using ir::ExprKind;
+using ir::LoopKind;
+using ir::Scope;
+using ir::Stmt;
+using ir::StmtKind;
+
+constexpr int64_t kMaxExplicitUnroll = 16;  // larger unrolled loops get #pragma GCC unroll
+constexpr int64_t kMaxVectorWidth = 64;
+constexpr int64_t kWorkspaceAlignFloats = 16;  // 64 bytes
+
+// ---- expression analysis ----
+
+bool mentions(const Expr& e, const std::string& v) {
+  if (!e) return false;
+  switch (e->kind) {
+    case ExprKind::kVar:
+      return e->var_name == v;
+    case ExprKind::kIntImm:
+    case ExprKind::kFloatImm:
+      return false;
+    case ExprKind::kLoad:
+      for (const Expr& i : e->indices) {
+        if (mentions(i, v)) return true;
+      }
+      return false;
+    default:
+      return mentions(e->a, v) || mentions(e->b, v) || mentions(e->c, v);
+  }
+}
+
+// Replaces the variables of `consts` (unrolled loop copies) by their values,
+// folding constants on the way.
+Expr substitute(const Expr& e, const std::map<std::string, int64_t>& consts) {
+  if (!e || consts.empty()) return e;
+  switch (e->kind) {
+    case ExprKind::kVar: {
+      auto it = consts.find(e->var_name);
+      return it == consts.end() ? e : ir::int_imm(it->second);
+    }
+    case ExprKind::kIntImm:
+    case ExprKind::kFloatImm:
+      return e;
+    case ExprKind::kBinary: {
+      Expr a = substitute(e->a, consts), b = substitute(e->b, consts);
+      if (a == e->a && b == e->b) return e;
+      return ir::binary(e->op, a, b);
+    }
+    case ExprKind::kLoad: {
+      std::vector<Expr> idx;
+      bool changed = false;
+      for (const Expr& i : e->indices) {
+        idx.push_back(substitute(i, consts));
+        changed |= idx.back() != i;
+      }
+      return changed ? ir::load(e->buffer, idx) : e;
+    }
+    case ExprKind::kSelect: {
+      Expr a = substitute(e->a, consts), b = substitute(e->b, consts), c = substitute(e->c, consts);
+      if (a == e->a && b == e->b && c == e->c) return e;
+      return ir::select(a, b, c);
+    }
+  }
+  return e;
+}
+
+// An integer expression as sum(coefficient * term) + constant, where a term
+// is a variable or an opaque (non-affine) sub-expression.
+struct Linear {
+  struct Term {
+    std::string key;  // to_string(expr): identifies equal terms
+    Expr expr;
+    int64_t coeff;
+  };
+  std::vector<Term> terms;
+  int64_t constant = 0;
+
+  void add(const Term& t, int64_t scale) {
+    for (Term& u : terms) {
+      if (u.key == t.key) {
+        u.coeff += t.coeff * scale;
+        return;
+      }
+    }
+    terms.push_back({t.key, t.expr, t.coeff * scale});
+  }
+  void add(const Linear& o, int64_t scale) {
+    for (const Term& t : o.terms) add(t, scale);
+    constant += o.constant * scale;
+  }
+  void drop_zeros() {
+    std::vector<Term> kept;
+    for (Term& t : terms) {
+      if (t.coeff != 0) kept.push_back(std::move(t));
+    }
+    terms = std::move(kept);
+  }
+  bool is_constant() const { return terms.empty(); }
+
+  // Coefficient of variable v, or nullopt when v occurs inside an opaque term.
+  std::optional<int64_t> coeff_of(const std::string& v) const {
+    int64_t c = 0;
+    for (const Term& t : terms) {
+      if (t.expr->kind == ExprKind::kVar) {
+        if (t.expr->var_name == v) c = t.coeff;
+      } else if (mentions(t.expr, v)) {
+        return std::nullopt;
+      }
+    }
+    return c;
+  }
+  Linear without(const std::string& v) const {
+    Linear l = *this;
+    l.terms.clear();
+    for (const Term& t : terms) {
+      if (!(t.expr->kind == ExprKind::kVar && t.expr->var_name == v)) l.terms.push_back(t);
+    }
+    return l;
+  }
+  bool divisible_by(int64_t w) const {
+    if (constant % w != 0) return false;
+    for (const Term& t : terms) {
+      if (t.coeff % w != 0) return false;
+    }
+    return true;
+  }
+  Linear divided_by(int64_t w) const {
+    Linear l = *this;
+    for (Term& t : l.terms) t.coeff /= w;
+    l.constant /= w;
+    return l;
+  }
+};
+
+Linear linearize(const Expr& e) {
+  Linear l;
+  if (e->kind == ExprKind::kIntImm) {
+    l.constant = e->int_value;
+    return l;
+  }
+  if (e->kind == ExprKind::kBinary &&
+      (e->op == BinaryOp::kAdd || e->op == BinaryOp::kSub || e->op == BinaryOp::kMul)) {
+    Linear a = linearize(e->a), b = linearize(e->b);
+    if (e->op == BinaryOp::kAdd || e->op == BinaryOp::kSub) {
+      a.add(b, e->op == BinaryOp::kAdd ? 1 : -1);
+      a.drop_zeros();
+      return a;
+    }
+    if (a.is_constant() || b.is_constant()) {
+      Linear r;
+      r.add(a.is_constant() ? b : a, a.is_constant() ? a.constant : b.constant);
+      r.drop_zeros();
+      return r;
+    }
+  }
+  l.terms.push_back({ir::to_string(e), e, 1});
+  return l;
+}
+
+// Loop variables are never negative; this proves it for sums and products
+// of them, so that floor division can be emitted as C's `/`.
+bool non_negative(const Expr& e) {
+  switch (e->kind) {
+    case ExprKind::kIntImm:
+      return e->int_value >= 0;
+    case ExprKind::kVar:
+      return true;
+    case ExprKind::kBinary:
+      switch (e->op) {
+        case BinaryOp::kAdd: case BinaryOp::kMul: case BinaryOp::kDiv: case BinaryOp::kMod:
+        case BinaryOp::kMin: case BinaryOp::kMax:
+          return non_negative(e->a) && non_negative(e->b);
+        default:
+          return false;
+      }
+    default:
+      return false;
+  }
+}
+
+std::string float_literal(float v) {
+  if (std::isnan(v)) return "__builtin_nanf(\"\")";
+  if (std::isinf(v)) return v > 0 ? "__builtin_inff()" : "(-__builtin_inff())";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));
+  std::string s = buf;
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s + "f";
+}
+
+std::string int_literal(int64_t v) {
+  if (v > 2147483647LL || v < -2147483647LL) return "INT64_C(" + std::to_string(v) + ")";
+  return std::to_string(v);
+}
+
+bool is_identifier(const std::string& s) {
+  if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+  for (char c : s) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  }
+  static const std::set<std::string> reserved = {
+      "auto", "bool", "break", "case", "char", "const", "continue", "default", "do", "double",
+      "else", "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "new",
+      "delete", "register", "restrict", "return", "short", "signed", "sizeof", "static", "struct",
+      "switch", "typedef", "union", "unsigned", "void", "volatile", "while", "class", "this",
+      "template", "typename", "namespace", "using", "operator", "private", "public", "protected",
+      "virtual", "friend", "true", "false", "nullptr", "memcpy", "int64_t", "inputs", "output",
+      "workspace", "and", "or", "not", "xor", "main"};
+  if (reserved.count(s)) return false;
+  return s.rfind("kt_", 0) != 0 && s.rfind("ktune", 0) != 0 && s.rfind("__", 0) != 0;
+}
+
+// "(a < b)" -> "a < b", for conditions that get their own parentheses.
+std::string strip_parens(const std::string& s) {
+  if (s.size() < 2 || s.front() != '(' || s.back() != ')') return s;
+  int depth = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    depth += s[i] == '(' ? 1 : s[i] == ')' ? -1 : 0;
+    if (depth == 0 && i + 1 < s.size()) return s;  // the first '(' closes early
+  }
+  return s.substr(1, s.size() - 2);
+}
+
+std::string vec_type(int64_t w) { return "kt_f32x" + std::to_string(w); }
+
+// ---- emitter ----
+
+struct BufferInfo {
+  std::string name;
+  std::vector<int64_t> shape;
+  bool writable = true;
+  bool vector_array = false;  // declared as an array of vectors of `width`
+  int64_t width = 0;
+};
+
+class CppEmitter {
+ public:
+  explicit CppEmitter(const ir::Program& p) : program_(p) {}
+
+  std::string emit();
+
+ private:
+  // statements
+  void stmt(const Stmt& s);
+  void vector_stmt(const Stmt& s);
+  void for_loop(const Stmt& s);
+  void unrolled(const Stmt& s, bool vector_context);
+  void allocate(const Stmt& s);
+  void store(const Stmt& s);
+  void vector_store(const Stmt& s);
+
+  // expressions; inputs are substituted first
+  std::string scalar(const Expr& e);
+  std::string vector(const Expr& e);
+  std::string gather(const Expr& e);
+  std::string index_text(const Linear& l);
+  Linear flat_index(const Buffer& b, const std::vector<Expr>& indices);
+  std::string scalar_access(const Buffer& b, const std::vector<Expr>& indices);
+  const BufferInfo& info(const Buffer& b) const;
+
+  void decide_register_layout(const Stmt& alloc);
+
+  void line(const std::string& text) { body_ << std::string(2 * indent_, ' ') << text << "\n"; }
+  [[noreturn]] void fail(const std::string& what) const {
+    throw Error("emit_cpp: program '" + program_.name + "': " + what);
+  }
+  void use_width(int64_t w) { widths_.insert(w); }
+  void declare_var(const std::string& v);
+
+  const ir::Program& program_;
+  std::ostringstream body_;
+  int indent_ = 1;
+  std::map<const BufferNode*, BufferInfo> buffers_;
+  std::set<std::string> names_;        // buffer names
+  std::set<std::string> live_vars_;    // loop variables in scope
+  std::map<std::string, int64_t> consts_;  // unrolled loop variables -> current value
+  std::string vec_var_;                // the vectorized loop variable, when inside one
+  int64_t vec_width_ = 0;
+  bool in_parallel_ = false;
+  bool in_prepare_ = false;
+  std::set<int64_t> widths_;
+};
+
+const BufferInfo& CppEmitter::info(const Buffer& b) const {
+  auto it = buffers_.find(b.get());
+  if (it == buffers_.end()) {
+    fail("buffer '" + b->name + "' is used but is neither a param, a workspace buffer, nor allocated"
+         " in an enclosing scope");
+  }
+  return it->second;
+}
+
+void CppEmitter::declare_var(const std::string& v) {
+  if (!is_identifier(v)) fail("loop variable '" + v + "' is not a valid C identifier");
+  if (names_.count(v)) fail("loop variable '" + v + "' has the name of a buffer");
+  if (live_vars_.count(v) || consts_.count(v) || v == vec_var_) {
+    fail("loop variable '" + v + "' shadows an enclosing loop of the same name");
+  }
+}
+
+Linear CppEmitter::flat_index(const Buffer& b, const std::vector<Expr>& indices) {
+  Expr flat = ir::int_imm(0);
+  for (size_t d = 0; d < indices.size(); ++d) {
+    flat = flat * b->shape[d] + substitute(indices[d], consts_);
+  }
+  return linearize(flat);
+}
+
+std::string CppEmitter::index_text(const Linear& l) {
+  std::string s;
+  for (const Linear::Term& t : l.terms) {
+    std::string term = scalar(t.expr);
+    int64_t c = t.coeff;
+    if (s.empty()) {
+      if (c < 0) s += "-";
+    } else {
+      s += c < 0 ? " - " : " + ";
+    }
+    const int64_t abs_c = c < 0 ? -c : c;
+    s += abs_c == 1 ? term : term + " * " + int_literal(abs_c);
+  }
+  if (s.empty()) return int_literal(l.constant);
+  if (l.constant > 0) s += " + " + int_literal(l.constant);
+  if (l.constant < 0) s += " - " + int_literal(-l.constant);
+  return s;
+}
+
+std::string CppEmitter::scalar_access(const Buffer& b, const std::vector<Expr>& indices) {
+  const BufferInfo& bi = info(b);
+  Linear flat = flat_index(b, indices);
+  if (!bi.vector_array) return bi.name + "[" + index_text(flat) + "]";
+  // One lane of a vector register array.
+  const int64_t w = bi.width;
+  if (flat.is_constant()) {
+    return bi.name + "[" + int_literal(flat.constant / w) + "][" + int_literal(flat.constant % w) + "]";
+  }
+  std::string idx = index_text(flat);
+  return bi.name + "[(" + idx + ") / " + int_literal(w) + "][(" + idx + ") % " + int_literal(w) + "]";
+}
+
+std::string CppEmitter::scalar(const Expr& e0) {
+  Expr e = substitute(e0, consts_);
+  switch (e->kind) {
+    case ExprKind::kIntImm:
+      return int_literal(e->int_value);
+    case ExprKind::kFloatImm:
+      return float_literal(e->float_value);
+    case ExprKind::kVar:
+      if (e->var_name == vec_var_) {
+        fail("the vectorized loop variable '" + vec_var_ + "' is used where a scalar is needed");
+      }
+      if (!live_vars_.count(e->var_name)) {
+        fail("variable '" + e->var_name + "' is used outside of a loop that defines it");
+      }
+      return e->var_name;
+    case ExprKind::kLoad:
+      return scalar_access(e->buffer, e->indices);
+    case ExprKind::kSelect:
+      return "(" + scalar(e->a) + " ? " + scalar(e->b) + " : " + scalar(e->c) + ")";
+    case ExprKind::kBinary: {
+      const std::string a = scalar(e->a), b = scalar(e->b);
+      const bool is_float = e->a->dtype == DType::kFloat;
+      switch (e->op) {
+        case BinaryOp::kAdd: return "(" + a + " + " + b + ")";
+        case BinaryOp::kSub: return "(" + a + " - " + b + ")";
+        case BinaryOp::kMul: return "(" + a + " * " + b + ")";
+        case BinaryOp::kDiv:
+          if (is_float) return "(" + a + " / " + b + ")";
+          if (non_negative(e->a) && non_negative(e->b)) return "(" + a + " / " + b + ")";
+          return "kt_floordiv(" + a + ", " + b + ")";
+        case BinaryOp::kMod:
+          if (non_negative(e->a) && non_negative(e->b)) return "(" + a + " % " + b + ")";
+          return "kt_floormod(" + a + ", " + b + ")";
+        case BinaryOp::kMin: return std::string(is_float ? "kt_fmin(" : "kt_imin(") + a + ", " + b + ")";
+        case BinaryOp::kMax: return std::string(is_float ? "kt_fmax(" : "kt_imax(") + a + ", " + b + ")";
+        case BinaryOp::kLT: return "(" + a + " < " + b + ")";
+        case BinaryOp::kLE: return "(" + a + " <= " + b + ")";
+        case BinaryOp::kEQ: return "(" + a + " == " + b + ")";
+        case BinaryOp::kNE: return "(" + a + " != " + b + ")";
+        case BinaryOp::kAnd: return "(" + a + " && " + b + ")";
+        case BinaryOp::kOr: return "(" + a + " || " + b + ")";
+      }
+    }
+  }
+  fail("unknown expression kind");
+}
+
+// Each lane computed as a scalar: loads whose index is not contiguous in the
+// vectorized variable, and selects whose condition depends on it (evaluated
+// per lane, so a guarded load never reads out of bounds).
+std::string CppEmitter::gather(const Expr& e) {
+  const std::string v = vec_var_;
+  std::string s = "(" + vec_type(vec_width_) + "){";
+  vec_var_.clear();
+  live_vars_.insert(v);
+  for (int64_t lane = 0; lane < vec_width_; ++lane) {
+    consts_[v] = lane;
+    s += (lane ? ", " : "") + scalar(e);
+  }
+  consts_.erase(v);
+  live_vars_.erase(v);
+  vec_var_ = v;
+  return s + "}";
+}
+
+std::string CppEmitter::vector(const Expr& e0) {
+  Expr e = substitute(e0, consts_);
+  if (e->dtype != DType::kFloat) fail("a vectorized store's value must be a float expression");
+  const std::string w = std::to_string(vec_width_);
+  if (!mentions(e, vec_var_)) return "kt_splat" + w + "(" + scalar(e) + ")";
+  switch (e->kind) {
+    case ExprKind::kLoad: {
+      const BufferInfo& bi = info(e->buffer);
+      Linear flat = flat_index(e->buffer, e->indices);
+      std::optional<int64_t> c = flat.coeff_of(vec_var_);
+      if (c && *c == 1) {
+        Linear base = flat.without(vec_var_);
+        if (bi.vector_array) {
+          if (bi.width != vec_width_ || !base.divisible_by(vec_width_)) {
+            fail("internal: unaligned vector access to register buffer '" + bi.name + "'");
+          }
+          return bi.name + "[" + index_text(base.divided_by(vec_width_)) + "]";
+        }
+        return "kt_load" + w + "(&" + bi.name + "[" + index_text(base) + "])";
+      }
+      return gather(e);
+    }
+    case ExprKind::kBinary: {
+      const std::string a = vector(e->a), b = vector(e->b);
+      switch (e->op) {
+        case BinaryOp::kAdd: return "(" + a + " + " + b + ")";
+        case BinaryOp::kSub: return "(" + a + " - " + b + ")";
+        case BinaryOp::kMul: return "(" + a + " * " + b + ")";
+        case BinaryOp::kDiv: return "(" + a + " / " + b + ")";
+        case BinaryOp::kMin: return "kt_vmin" + w + "(" + a + ", " + b + ")";
+        case BinaryOp::kMax: return "kt_vmax" + w + "(" + a + ", " + b + ")";
+        default: fail("float expression with an integer operator");
+      }
+    }
+    case ExprKind::kSelect:
+      if (mentions(e->a, vec_var_)) return gather(e);
+      return "(" + scalar(e->a) + " ? " + vector(e->b) + " : " + vector(e->c) + ")";
+    default:
+      return gather(e);
+  }
+}
+
+// ---- register buffers ----
+
+// A register buffer becomes an array of vectors when every contiguous vector
+// access to it uses one width and starts at a multiple of it: then each
+// access is a whole vector and the compiler keeps the array in registers
+// (the micro-kernel's accumulators). Other accesses read or write one lane.
+void CppEmitter::decide_register_layout(const Stmt& alloc) {
+  const Buffer& buf = alloc->buffer;
+  BufferInfo& bi = buffers_.at(buf.get());
+  if (buf->scope != Scope::kRegister || buf->shape.empty()) return;
+  int64_t width = 0;
+  bool ok = true;
+  std::string vv;  // vectorized variable in the walk
+  int64_t vw = 0;
+  std::function<void(const Expr&)> walk_expr;
+  auto access = [&](const std::vector<Expr>& indices) {
+    if (vv.empty()) return;
+    Expr flat = ir::int_imm(0);
+    for (size_t d = 0; d < indices.size(); ++d) flat = flat * buf->shape[d] + indices[d];
+    Linear l = linearize(flat);
+    std::optional<int64_t> c = l.coeff_of(vv);
+    if (!c) {
+      ok = false;
+      return;
+    }
+    if (*c == 0) return;  // broadcast of one lane
+    if (*c != 1 || !l.without(vv).divisible_by(vw) || (width != 0 && width != vw)) {
+      ok = false;
+      return;
+    }
+    width = vw;
+  };
+  walk_expr = [&](const Expr& e) {
+    if (!e) return;
+    if (e->kind == ExprKind::kLoad) {
+      if (e->buffer == buf) access(e->indices);
+      for (const Expr& i : e->indices) walk_expr(i);
+      return;
+    }
+    walk_expr(e->a);
+    walk_expr(e->b);
+    walk_expr(e->c);
+  };
+  std::function<void(const Stmt&)> walk = [&](const Stmt& s) {
+    if (!s) return;
+    switch (s->kind) {
+      case StmtKind::kFor: {
+        const bool vec = s->loop_kind == LoopKind::kVectorized && s->extent > 1 && vv.empty();
+        if (vec) {
+          vv = s->loop_var;
+          vw = s->extent;
+        }
+        walk(s->body);
+        if (vec) vv.clear();
+        break;
+      }
+      case StmtKind::kSeq:
+        for (const Stmt& c : s->seq) walk(c);
+        break;
+      case StmtKind::kStore:
+        if (s->buffer == buf) access(s->indices);
+        for (const Expr& i : s->indices) walk_expr(i);
+        walk_expr(s->value);
+        break;
+      case StmtKind::kIf:
+        walk_expr(s->cond);
+        walk(s->then_body);
+        walk(s->else_body);
+        break;
+      case StmtKind::kAllocate:
+        walk(s->body);
+        break;
+      case StmtKind::kBarrier:
+        break;
+    }
+  };
+  walk(alloc->body);
+  if (ok && width > 1 && buf->shape.back() % width == 0) {
+    bi.vector_array = true;
+    bi.width = width;
+  }
+}
+
+// ---- statements ----
+
+void CppEmitter::allocate(const Stmt& s) {
+  const Buffer& b = s->buffer;
+  if (!is_identifier(b->name)) fail("buffer name '" + b->name + "' is not a valid C identifier");
+  if (names_.count(b->name) || live_vars_.count(b->name)) {
+    fail("allocation '" + b->name + "' reuses the name of a buffer or loop variable in scope");
+  }
+  if (b->scope == Scope::kGlobal) fail("allocation '" + b->name + "' has global scope");
+  buffers_[b.get()] = BufferInfo{b->name, b->shape, true, false, 0};
+  names_.insert(b->name);
+  decide_register_layout(s);
+  const BufferInfo& bi = buffers_.at(b.get());
+  line("{");
+  ++indent_;
+  if (bi.vector_array) {
+    use_width(bi.width);
+    line(vec_type(bi.width) + " " + b->name + "[" + int_literal(b->elements() / bi.width) + "];");
+  } else {
+    line("alignas(64) float " + b->name + "[" + int_literal(b->elements()) + "];");
+  }
+  stmt(s->body);
+  --indent_;
+  line("}");
+  names_.erase(b->name);
+  buffers_.erase(b.get());
+}
+
+void CppEmitter::store(const Stmt& s) {
+  const BufferInfo& bi = info(s->buffer);
+  if (!bi.writable) {
+    fail(std::string(in_prepare_ ? "prepare" : "body") + " stores to '" + bi.name +
+         "', which it may only read");
+  }
+  line(scalar_access(s->buffer, s->indices) + (s->accumulate ? " += " : " = ") + scalar(s->value) + ";");
+}
+
+void CppEmitter::vector_store(const Stmt& s) {
+  const BufferInfo& bi = info(s->buffer);
+  if (!bi.writable) {
+    fail(std::string(in_prepare_ ? "prepare" : "body") + " stores to '" + bi.name +
+         "', which it may only read");
+  }
+  Linear flat = flat_index(s->buffer, s->indices);
+  std::optional<int64_t> c = flat.coeff_of(vec_var_);
+  if (!c || *c != 1) {
+    fail("vectorized loop '" + vec_var_ + "': the store to '" + bi.name +
+         "' is not contiguous in the loop variable (coefficient " +
+         (c ? std::to_string(*c) : std::string("non-affine")) +
+         "); vectorize the loop over the innermost dimension of the stored buffer");
+  }
+  const std::string value = vector(s->value);
+  Linear base = flat.without(vec_var_);
+  if (bi.vector_array) {
+    if (bi.width != vec_width_ || !base.divisible_by(vec_width_)) {
+      fail("internal: unaligned vector store to register buffer '" + bi.name + "'");
+    }
+    line(bi.name + "[" + index_text(base.divided_by(vec_width_)) + "]" + (s->accumulate ? " += " : " = ") +
+         value + ";");
+    return;
+  }
+  const std::string w = std::to_string(vec_width_);
+  const std::string addr = "&" + bi.name + "[" + index_text(base) + "]";
+  if (s->accumulate) {
+    line("kt_store" + w + "(" + addr + ", kt_load" + w + "(" + addr + ") + " + value + ");");
+  } else {
+    line("kt_store" + w + "(" + addr + ", " + value + ");");
+  }
+}
+
+void CppEmitter::unrolled(const Stmt& s, bool vector_context) {
+  declare_var(s->loop_var);
+  bool has_alloc = false;
+  ir::visit(s->body, [&](const ir::StmtNode& n) { has_alloc |= n.kind == StmtKind::kAllocate; });
+  for (int64_t i = 0; i < s->extent; ++i) {
+    consts_[s->loop_var] = i;
+    if (has_alloc) {
+      line("{");
+      ++indent_;
+    }
+    if (vector_context) {
+      vector_stmt(s->body);
+    } else {
+      stmt(s->body);
+    }
+    if (has_alloc) {
+      --indent_;
+      line("}");
+    }
+  }
+  consts_.erase(s->loop_var);
+}
+
+void CppEmitter::for_loop(const Stmt& s) {
+  const std::string& v = s->loop_var;
+  switch (s->loop_kind) {
+    case LoopKind::kSerial:
+    case LoopKind::kParallel:
+    case LoopKind::kUnrolled:
+      break;
+    case LoopKind::kVectorized: {
+      if (s->extent == 1) return unrolled(s, false);
+      if (s->extent > kMaxVectorWidth || (s->extent & (s->extent - 1)) != 0) {
+        fail("vectorized loop '" + v + "' has extent " + std::to_string(s->extent) +
+             "; vector widths must be powers of two up to " + std::to_string(kMaxVectorWidth));
+      }
+      declare_var(v);
+      vec_var_ = v;
+      vec_width_ = s->extent;
+      use_width(vec_width_);
+      vector_stmt(s->body);
+      vec_var_.clear();
+      vec_width_ = 0;
+      return;
+    }
+    default:
+      fail("loop '" + v + "' is bound to a GPU block/thread index; the CPU code generator cannot emit it");
+  }
+  if (s->extent == 1 || (s->loop_kind == LoopKind::kUnrolled && s->extent <= kMaxExplicitUnroll)) {
+    return unrolled(s, false);
+  }
+  declare_var(v);
+  bool parallel = false;
+  if (s->loop_kind == LoopKind::kParallel && !in_parallel_ && program_.threads > 1) {
+    line("#pragma omp parallel for num_threads(" + std::to_string(program_.threads) +
+         ") schedule(static)");
+    parallel = true;
+  } else if (s->loop_kind == LoopKind::kUnrolled) {
+    line("#pragma GCC unroll " + std::to_string(s->extent));
+  }
+  line("for (int64_t " + v + " = 0; " + v + " < " + int_literal(s->extent) + "; ++" + v + ") {");
+  ++indent_;
+  live_vars_.insert(v);
+  if (parallel) in_parallel_ = true;
+  stmt(s->body);
+  if (parallel) in_parallel_ = false;
+  live_vars_.erase(v);
+  --indent_;
+  line("}");
+}
+
+void CppEmitter::stmt(const Stmt& s) {
+  if (!s) return;
+  switch (s->kind) {
+    case StmtKind::kFor:
+      return for_loop(s);
+    case StmtKind::kSeq:
+      for (const Stmt& c : s->seq) stmt(c);
+      return;
+    case StmtKind::kStore:
+      return store(s);
+    case StmtKind::kIf: {
+      Expr cond = substitute(s->cond, consts_);
+      if (cond->kind == ExprKind::kIntImm) {  // decided by unrolled loop values
+        if (cond->int_value != 0) return stmt(s->then_body);
+        return stmt(s->else_body);
+      }
+      line("if (" + strip_parens(scalar(cond)) + ") {");
+      ++indent_;
+      stmt(s->then_body);
+      --indent_;
+      if (s->else_body) {
+        line("} else {");
+        ++indent_;
+        stmt(s->else_body);
+        --indent_;
+      }
+      line("}");
+      return;
+    }
+    case StmtKind::kAllocate:
+      return allocate(s);
+    case StmtKind::kBarrier:
+      fail("barrier is a GPU statement; the CPU code generator cannot emit it");
+  }
+}
+
+// Inside a vectorized loop: stores become vector stores; guards and inner
+// serial/unrolled loops must not depend on the vectorized variable.
+void CppEmitter::vector_stmt(const Stmt& s) {
+  if (!s) return;
+  switch (s->kind) {
+    case StmtKind::kStore:
+      return vector_store(s);
+    case StmtKind::kSeq:
+      for (const Stmt& c : s->seq) vector_stmt(c);
+      return;
+    case StmtKind::kIf: {
+      Expr cond = substitute(s->cond, consts_);
+      if (mentions(cond, vec_var_)) {
+        fail("vectorized loop '" + vec_var_ + "': the condition " + ir::to_string(cond) +
+             " depends on the loop variable; use a select in the stored value instead");
+      }
+      if (cond->kind == ExprKind::kIntImm) {
+        if (cond->int_value != 0) return vector_stmt(s->then_body);
+        return vector_stmt(s->else_body);
+      }
+      line("if (" + strip_parens(scalar(cond)) + ") {");
+      ++indent_;
+      vector_stmt(s->then_body);
+      --indent_;
+      if (s->else_body) {
+        line("} else {");
+        ++indent_;
+        vector_stmt(s->else_body);
+        --indent_;
+      }
+      line("}");
+      return;
+    }
+    case StmtKind::kFor: {
+      if (s->loop_kind != LoopKind::kSerial && s->loop_kind != LoopKind::kUnrolled) {
+        fail("vectorized loop '" + vec_var_ + "' contains loop '" + s->loop_var +
+             "' that is not serial or unrolled");
+      }
+      if (s->extent == 1 || (s->loop_kind == LoopKind::kUnrolled && s->extent <= kMaxExplicitUnroll)) {
+        return unrolled(s, true);
+      }
+      declare_var(s->loop_var);
+      if (s->loop_kind == LoopKind::kUnrolled) line("#pragma GCC unroll " + std::to_string(s->extent));
+      const std::string& v = s->loop_var;
+      line("for (int64_t " + v + " = 0; " + v + " < " + int_literal(s->extent) + "; ++" + v + ") {");
+      ++indent_;
+      live_vars_.insert(v);
+      vector_stmt(s->body);
+      live_vars_.erase(v);
+      --indent_;
+      line("}");
+      return;
+    }
+    case StmtKind::kAllocate:
+      fail("vectorized loop '" + vec_var_ + "' contains allocation '" + s->buffer->name +
+           "'; allocate outside the vectorized loop");
+    case StmtKind::kBarrier:
+      fail("barrier is a GPU statement; the CPU code generator cannot emit it");
+  }
+}
+
+// ---- the translation unit ----
+
+std::string helpers(const std::set<int64_t>& widths) {
+  std::ostringstream os;
+  os << "static inline int64_t kt_floordiv(int64_t a, int64_t b) {\n"
+        "  int64_t q = a / b;\n"
+        "  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;\n"
+        "}\n"
+        "static inline int64_t kt_floormod(int64_t a, int64_t b) { return a - kt_floordiv(a, b) * b; }\n"
+        "static inline int64_t kt_imin(int64_t a, int64_t b) { return a < b ? a : b; }\n"
+        "static inline int64_t kt_imax(int64_t a, int64_t b) { return a > b ? a : b; }\n"
+        "static inline float kt_fmin(float a, float b) { return a < b ? a : b; }\n"
+        "static inline float kt_fmax(float a, float b) { return a > b ? a : b; }\n";
+  for (int64_t w : widths) {
+    const std::string t = vec_type(w), n = std::to_string(w);
+    os << "\n// " << n << "-lane vectors (GCC/Clang vector extensions); loads and stores go through\n"
+       << "// memcpy so they need no alignment.\n"
+       << "typedef float " << t << " __attribute__((vector_size(" << 4 * w << ")));\n"
+       << "static inline " << t << " kt_load" << n << "(const float* p) { " << t
+       << " v; memcpy(&v, p, sizeof v); return v; }\n"
+       << "static inline void kt_store" << n << "(float* p, " << t << " v) { memcpy(p, &v, sizeof v); }\n"
+       << "static inline " << t << " kt_splat" << n << "(float x) { return (" << t << "){";
+    for (int64_t i = 0; i < w; ++i) os << (i ? ", " : "") << "x";
+    os << "}; }\n"
+       << "static inline " << t << " kt_vmin" << n << "(" << t << " a, " << t << " b) { return a < b ? a : b; }\n"
+       << "static inline " << t << " kt_vmax" << n << "(" << t << " a, " << t << " b) { return a > b ? a : b; }\n";
+  }
+  return os.str();
+}
+
+std::string CppEmitter::emit() {
+  const ir::Program& p = program_;
+  if (p.params.empty()) fail("a program needs at least an output param");
+  if (!p.body) fail("the program has no body");
+  if (p.threads < 1) fail("threads must be >= 1, got " + std::to_string(p.threads));
+
+  // Global buffers: inputs, output, workspace.
+  std::vector<int64_t> offsets;
+  int64_t workspace_floats = 0;
+  auto add_global = [&](const Buffer& b, bool writable) {
+    if (!b) fail("null buffer among params or workspace");
+    if (!is_identifier(b->name)) {
+      fail("buffer name '" + b->name + "' is not a valid C identifier (or is reserved)");
+    }
+    if (names_.count(b->name)) fail("two buffers are named '" + b->name + "'");
+    if (b->scope != Scope::kGlobal) fail("param/workspace buffer '" + b->name + "' must have global scope");
+    names_.insert(b->name);
+    buffers_[b.get()] = BufferInfo{b->name, b->shape, writable, false, 0};
+  };
+  for (size_t i = 0; i + 1 < p.params.size(); ++i) add_global(p.params[i], false);
+  add_global(p.params.back(), true);
+  for (const Buffer& b : p.workspace) {
+    add_global(b, true);
+    offsets.push_back(workspace_floats);
+    workspace_floats += (b->elements() + kWorkspaceAlignFloats - 1) / kWorkspaceAlignFloats *
+                        kWorkspaceAlignFloats;
+  }
+
+  auto signature = [&](bool with_output, bool prepare) {
+    std::string s;
+    for (size_t i = 0; i + 1 < p.params.size(); ++i) {
+      s += (s.empty() ? "" : ", ") + std::string("const float* __restrict ") + p.params[i]->name;
+    }
+    if (with_output) s += (s.empty() ? "" : ", ") + std::string("float* __restrict ") + p.params.back()->name;
+    for (const Buffer& b : p.workspace) {
+      const bool read_only = !prepare && b->prepared;
+      s += (s.empty() ? "" : ", ") + std::string(read_only ? "const float* __restrict " : "float* __restrict ") +
+           b->name;
+    }
+    return s;
+  };
+  auto call_args = [&](bool with_output) {
+    std::string s;
+    for (size_t i = 0; i + 1 < p.params.size(); ++i) {
+      s += (s.empty() ? "" : ", ") + std::string("inputs[") + std::to_string(i) + "]";
+    }
+    if (with_output) s += (s.empty() ? "" : ", ") + std::string("output");
+    for (size_t i = 0; i < p.workspace.size(); ++i) {
+      s += (s.empty() ? "" : ", ") + std::string("workspace + ") + int_literal(offsets[i]);
+    }
+    return s;
+  };
+  auto unused_guard = [&](bool with_output) {
+    std::string s = " ";
+    for (size_t i = 0; i + 1 < p.params.size(); ++i) s += " (void)" + p.params[i]->name + ";";
+    if (with_output) s += " (void)" + p.params.back()->name + ";";
+    for (const Buffer& b : p.workspace) s += " (void)" + b->name + ";";
+    return s;
+  };
+
+  // prepare: reads inputs, writes prepared workspace; the output does not exist yet.
+  std::string prepare_fn;
+  if (p.prepare) {
+    in_prepare_ = true;
+    const BufferNode* out_key = p.params.back().get();
+    BufferInfo saved = buffers_.at(out_key);
+    buffers_.erase(out_key);
+    for (const Buffer& b : p.workspace) buffers_.at(b.get()).writable = b->prepared;
+    body_.str("");
+    stmt(p.prepare);
+    prepare_fn = "static void kt_prepare(" + signature(false, true) + ") {\n" + unused_guard(false) + "\n" +
+                 body_.str() + "}\n";
+    buffers_[out_key] = saved;
+    in_prepare_ = false;
+  }
+  for (const Buffer& b : p.workspace) buffers_.at(b.get()).writable = !b->prepared;
+  body_.str("");
+  stmt(p.body);
+  const std::string run_fn = "static void kt_run(" + signature(true, false) + ") {\n" + unused_guard(true) +
+                             "\n" + body_.str() + "}\n";
+
+  std::ostringstream os;
+  os << "// Generated by ktune from program '" << p.name << "' (kernel ABI v" << kKernelAbiVersion
+     << ").\n#include <stdint.h>\n#include <string.h>\n"
+     << "#if defined(__GNUC__) && !defined(__clang__)\n"
+     << "// Vectors wider than the machine's are fine (the compiler splits them);\n"
+     << "// they never cross an ABI boundary.\n"
+     << "#pragma GCC diagnostic ignored \"-Wpsabi\"\n"
+     << "#endif\n";
+  os << "\n" << helpers(widths_) << "\n";
+  if (p.prepare) os << prepare_fn << "\n";
+  os << run_fn << "\n";
+  os << "extern \"C\" int ktune_abi_version(void) { return " << kKernelAbiVersion << "; }\n";
+  os << "extern \"C\" int64_t ktune_workspace_floats(void) { return " << int_literal(workspace_floats)
+     << "; }\n";
+  os << "extern \"C\" void ktune_prepare(const float* const* inputs, float* workspace) {\n"
+     << "  (void)inputs; (void)workspace;\n";
+  if (p.prepare) os << "  kt_prepare(" << call_args(false) << ");\n";
+  os << "}\n";
+  os << "extern \"C\" void ktune_run(const float* const* inputs, float* output, float* workspace) {\n"
+     << "  (void)inputs; (void)workspace;\n"
+     << "  kt_run(" << call_args(true) << ");\n"
+     << "}\n";
+  return os.str();
+}
+
+}  // namespace
+
+std::string emit_cpp(const ir::Program& program) { return CppEmitter(program).emit(); }
+
+}  // namespace ktune

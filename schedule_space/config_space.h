@@ -40,10 +40,17 @@ class Knob {
   std::string name_;
 };
 
+// Restricts a split's factorizations. SplitKnob throws ktune::Error if the
+// policy leaves none.
 struct SplitPolicy {
-  bool power_of_two = false;     // every factor a power of two (the axis must allow it)
+  // Every factor but the outermost is a power of two. For a power-of-two
+  // extent that makes every factor a power of two; for any other extent the
+  // outermost factor takes the odd part, so the axis still has tiles to tune.
+  bool power_of_two = false;
   int64_t max_innermost = 0;     // bound on the last factor; 0 = no bound
-  int64_t innermost_multiple_of = 1;  // last factor must be a multiple of this (if possible)
+  // The last factor must be a multiple of this, applied only when at least
+  // one factorization allowed by the rules above satisfies it.
+  int64_t innermost_multiple_of = 1;
 };
 
 // All ordered factorizations of an axis extent into `levels` factors whose
@@ -78,6 +85,8 @@ class ReorderKnob : public Knob {
   int64_t size() const override { return static_cast<int64_t>(orders_.size()); }
   std::string describe(int64_t choice) const override;
   std::vector<double> values(int64_t choice) const override;
+  // Orders one adjacent swap away; if there are none, the base rule.
+  std::vector<int64_t> neighbours(int64_t choice) const override;
   const std::vector<int>& order(int64_t choice) const { return orders_.at(choice); }
   const std::vector<std::string>& loop_names() const { return loop_names_; }
 
@@ -95,6 +104,8 @@ class ChoiceKnob : public Knob {
   int64_t size() const override { return static_cast<int64_t>(choices_.size()); }
   std::string describe(int64_t choice) const override;
   std::vector<double> values(int64_t choice) const override;
+  // The adjacent entries of the list (lists are ordered, e.g. unroll 1,2,4,8).
+  std::vector<int64_t> neighbours(int64_t choice) const override;
   int64_t value(int64_t choice) const { return choices_.at(choice); }
   const std::vector<int64_t>& choices() const { return choices_; }
 

@@ -41,4 +41,12 @@ Target detect_cpu_target(int threads = 0);
 // Number of online CPU cores.
 int online_cores();
 
+namespace detail {
+// Device-key slug of a /proc/cpuinfo "model name": lowercased, trademarks,
+// clock and core-count suffixes dropped, other runs of non-alphanumerics
+// turned into '-'. "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz" ->
+// "intel-xeon-platinum-8375c"; "generic" if nothing is left.
+std::string cpu_model_slug(const std::string& model_name);
+}  // namespace detail
+
 }  // namespace ktune

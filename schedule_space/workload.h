@@ -93,7 +93,9 @@ class Workload {
 
   OpKind op() const { return op_; }
   std::string key() const;
-  double flops() const;  // multiply and add count as two
+  // Multiply and add count as two; padding zeros count like any input; the
+  // dense bias add counts one per output element.
+  double flops() const;
 
   // Operands in the order kernels take them; the output is separate.
   std::vector<TensorSpec> inputs() const;

@@ -1,1 +1,154 @@
-// placeholder, to be written
+// The ktune command end to end: the real executable, a real SQLite file,
+// real generated kernels.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CommandOutput {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("ktune-cli-test-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Runs bin/ktune with args (no shell), capturing stdout and stderr.
+  CommandOutput ktune(std::vector<std::string> args) {
+    fs::path out_path = dir_ / "stdout", err_path = dir_ / "stderr";
+    std::string exe = std::string(KTUNE_BIN_DIR) + "/ktune";
+    args.insert(args.begin(), exe);
+    pid_t pid = fork();
+    if (pid == 0) {
+      int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(out, 1);
+      dup2(err, 2);
+      setenv("KTUNE_CACHE_DIR", (dir_ / "cache").c_str(), 1);
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(exe.c_str(), argv.data());
+      _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CommandOutput r;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = read_file(out_path);
+    r.err = read_file(err_path);
+    return r;
+  }
+
+  std::string db() const { return (dir_ / "k.db").string(); }
+
+  fs::path dir_;
+};
+
+const char* kSmallMatmul = "matmul(m=24,n=40,k=16)";
+
+TEST_F(CliTest, TuneStoresABestThatBestPrints) {
+  CommandOutput tune = ktune({"tune", "--op", kSmallMatmul, "--trials", "6", "--db", db(),
+                              "--threads", "1", "--repeat", "1", "--final-top", "2", "--format", "json"});
+  ASSERT_EQ(tune.exit_code, 0) << tune.err;
+  nlohmann::json summary = nlohmann::json::parse(tune.out);
+  ASSERT_EQ(summary.size(), 1u);
+  EXPECT_EQ(summary[0]["workload"], "matmul(m=24,n=40,k=16)");
+  EXPECT_EQ(summary[0]["trials"], 6);
+  EXPECT_GT(summary[0]["best"]["gflops"].get<double>(), 0.0);
+  // Progress lines go to stderr when it is not a terminal.
+  EXPECT_NE(tune.err.find("6/6 trials"), std::string::npos) << tune.err;
+
+  CommandOutput best = ktune({"best", "--op", kSmallMatmul, "--db", db(), "--threads", "1",
+                              "--format", "json"});
+  ASSERT_EQ(best.exit_code, 0) << best.err;
+  nlohmann::json b = nlohmann::json::parse(best.out);
+  EXPECT_EQ(b[0]["config_index"], summary[0]["best"]["config_index"]);
+  EXPECT_EQ(b[0]["kind"], "final");
+
+  CommandOutput text = ktune({"best", "--op", kSmallMatmul, "--db", db(), "--threads", "1"});
+  EXPECT_EQ(text.exit_code, 0);
+  EXPECT_NE(text.out.find("GFLOP/s"), std::string::npos) << text.out;
+}
+
+TEST_F(CliTest, TuneTwiceResumesWithoutRemeasuring) {
+  std::vector<std::string> args = {"tune", "--op", kSmallMatmul, "--trials", "4", "--db", db(),
+                                   "--threads", "1", "--repeat", "1", "--final-top", "1", "--format", "json"};
+  ASSERT_EQ(ktune(args).exit_code, 0);
+  CommandOutput again = ktune(args);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(nlohmann::json::parse(again.out)[0]["skipped_already_measured"], 4);
+}
+
+TEST_F(CliTest, SpaceOfResNetConvHoldsAMillionConfigs) {
+  CommandOutput r = ktune({"space", "--op", "conv2d(n=1,c=128,h=28,w=28,k=128,r=3,s=3,stride=1,pad=1)",
+                           "--format", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_GE(j["size"].get<double>(), 1e6);
+  EXPECT_FALSE(j["knobs"].empty());
+
+  CommandOutput text = ktune({"space", "--op", "matmul(m=64,n=64,k=64)", "--config", "0", "--code"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("total:"), std::string::npos);
+  EXPECT_NE(text.out.find("config #0"), std::string::npos);
+}
+
+TEST_F(CliTest, BadOpSpecIsAOneLineErrorNamingTheProblem) {
+  CommandOutput r = ktune({"tune", "--op", "matmul(m=0,n=4,k=4)", "--db", db()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("m"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(db())) << "a bad spec must not create a database";
+
+  CommandOutput unknown = ktune({"space", "--op", "softmax(n=4)"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("softmax"), std::string::npos) << unknown.err;
+}
+
+TEST_F(CliTest, NonDatabaseFileIsRefusedAndLeftUnchanged) {
+  fs::path notes = dir_ / "notes.txt";
+  std::ofstream(notes) << "these are my notes, not a database\n";
+  std::string before = read_file(notes);
+  CommandOutput r = ktune({"tune", "--op", kSmallMatmul, "--trials", "2", "--db", notes.string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("not a ktune database"), std::string::npos) << r.err;
+  EXPECT_EQ(read_file(notes), before);
+}
+
+TEST_F(CliTest, EveryCommandHasHelp) {
+  for (const char* cmd : {"tune", "space", "best"}) {
+    CommandOutput r = ktune({cmd, "--help"});
+    EXPECT_EQ(r.exit_code, 0) << cmd;
+    EXPECT_NE(r.out.find("--op"), std::string::npos) << cmd;
+  }
+  CommandOutput none = ktune({});
+  EXPECT_NE(none.exit_code, 0);
+}
+
+}  // namespace

@@ -1,1 +1,264 @@
-// placeholder, to be written
+#include "schedule_space/codegen_cpp.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "schedule_space/error.h"
+#include "schedule_space/workload.h"
+#include "tests/kernel_check.h"
+
+namespace ktune {
+namespace {
+
+using namespace ir;  // NOLINT: the tests build IR by hand
+
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
+  return n;
+}
+
+// C[i, j] = A[i, j] * B[j] + A[i, 0]: contiguous loads, a broadcast, a
+// contiguous store, in 8-lane vectors over j.
+Program vector_program(int64_t width = 8) {
+  Buffer a = make_buffer("A", {5, 16}), b = make_buffer("B", {16}), c = make_buffer("C", {5, 16});
+  Expr i = var("i"), j = var("jv") * width + var("jl");
+  Stmt body = for_loop(
+      "i", 5, LoopKind::kSerial,
+      for_loop("jv", 16 / width, LoopKind::kUnrolled,
+               for_loop("jl", width, LoopKind::kVectorized,
+                        store(c, {i, j}, load(a, {i, j}) * load(b, {j}) + load(a, {i, int_imm(0)})))));
+  Program p;
+  p.name = "vector_program";
+  p.params = {a, b, c};
+  p.body = body;
+  return p;
+}
+
+// A small matmul: B transposed into a prepared workspace buffer (prepare),
+// a scalar accumulator per output element (stack allocation).
+Program transposed_matmul(int64_t m, int64_t n, int64_t k, int threads) {
+  Buffer a = make_buffer("A", {m, k}), b = make_buffer("B", {k, n}), c = make_buffer("C", {m, n});
+  Buffer bt = make_buffer("Bt", {n, k}, Scope::kGlobal, /*prepared=*/true);
+  Buffer acc = make_buffer("acc", {1}, Scope::kStack);
+  Expr i = var("i"), j = var("j"), kk = var("kk");
+  Program p;
+  p.name = "transposed_matmul";
+  p.params = {a, b, c};
+  p.workspace = {bt};
+  p.threads = threads;
+  p.prepare = for_loop("j", n, LoopKind::kSerial,
+                       for_loop("kk", k, LoopKind::kSerial, store(bt, {j, kk}, load(b, {kk, j}))));
+  p.body = for_loop(
+      "i", m, LoopKind::kParallel,
+      for_loop("j", n, LoopKind::kSerial,
+               allocate(acc, seq({store(acc, {int_imm(0)}, float_imm(0)),
+                                  for_loop("kk", k, LoopKind::kSerial,
+                                           accumulate(acc, {int_imm(0)}, load(a, {i, kk}) * load(bt, {j, kk}))),
+                                  store(c, {i, j}, load(acc, {int_imm(0)}))}))));
+  return p;
+}
+
+TEST(CodegenTest, ExportsTheKernelAbi) {
+  const std::string src = emit_cpp(vector_program());
+  EXPECT_NE(src.find("extern \"C\" int ktune_abi_version(void)"), std::string::npos);
+  EXPECT_NE(src.find("extern \"C\" int64_t ktune_workspace_floats(void)"), std::string::npos);
+  EXPECT_NE(src.find("extern \"C\" void ktune_prepare(const float* const* inputs, float* workspace)"),
+            std::string::npos);
+  EXPECT_NE(src.find("extern \"C\" void ktune_run(const float* const* inputs, float* output, "
+                     "float* workspace)"),
+            std::string::npos);
+  EXPECT_NE(src.find("const float* __restrict A"), std::string::npos) << src;
+  EXPECT_NE(src.find("float* __restrict C"), std::string::npos) << src;
+}
+
+TEST(CodegenTest, VectorizedLoopBecomesVectorCode) {
+  const std::string src = emit_cpp(vector_program());
+  EXPECT_NE(src.find("typedef float kt_f32x8 __attribute__((vector_size(32)))"), std::string::npos);
+  EXPECT_NE(src.find("kt_store8(&C[i * 16], ((kt_load8(&A[i * 16]) * kt_load8(&B[0])) + kt_splat8(A[i * 16])));"),
+            std::string::npos)
+      << src;
+  EXPECT_EQ(src.find("for (int64_t jl"), std::string::npos) << "the vector loop stayed a loop:\n" << src;
+  // Unrolled loops are copied out: two 8-lane stores for 16 columns.
+  EXPECT_EQ(count(src, "kt_store8(&C["), 2u) << src;
+}
+
+TEST(CodegenTest, RegisterBufferAccessedByVectorsIsAnArrayOfVectors) {
+  Buffer a = make_buffer("A", {4, 16}), c = make_buffer("C", {4, 16});
+  Buffer acc = make_buffer("acc", {2, 16}, Scope::kRegister);
+  Expr r = var("r"), j = var("jv") * 8 + var("jl");
+  auto each = [&](Stmt body) {
+    return for_loop("r", 2, LoopKind::kUnrolled,
+                    for_loop("jv", 2, LoopKind::kUnrolled, for_loop("jl", 8, LoopKind::kVectorized, body)));
+  };
+  Program p;
+  p.name = "register_tile";
+  p.params = {a, c};
+  p.body = for_loop(
+      "i", 2, LoopKind::kSerial,
+      allocate(acc, seq({each(store(acc, {r, j}, load(a, {var("i") * 2 + r, j}))),
+                         each(accumulate(acc, {r, j}, load(a, {var("i") * 2 + r, j}))),
+                         each(store(c, {var("i") * 2 + r, j}, load(acc, {r, j})))})));
+  const std::string src = emit_cpp(p);
+  EXPECT_NE(src.find("kt_f32x8 acc[4];"), std::string::npos) << src;
+  EXPECT_NE(src.find("acc[3] += kt_load8("), std::string::npos) << src;
+  std::vector<float> in(64);
+  for (size_t x = 0; x < in.size(); ++x) in[x] = static_cast<float>(x);
+  std::vector<float> out = testing::run_program(p, {in});
+  for (size_t x = 0; x < out.size(); ++x) EXPECT_EQ(out[x], 2 * in[x]) << "element " << x;
+}
+
+TEST(CodegenTest, NonContiguousVectorStoreIsAnError) {
+  Buffer a = make_buffer("A", {16}), c = make_buffer("C", {16});
+  Program p;
+  p.name = "strided_store";
+  p.params = {a, c};
+  p.body = for_loop("j", 8, LoopKind::kVectorized, store(c, {var("j") * 2}, load(a, {var("j")})));
+  try {
+    emit_cpp(p);
+    FAIL() << "a strided vector store was emitted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not contiguous"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'C'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(CodegenTest, InvalidVectorizationAndWritesAreRejected) {
+  Buffer a = make_buffer("A", {12}), c = make_buffer("C", {12});
+  auto program = [&](Stmt body) {
+    Program p;
+    p.name = "bad";
+    p.params = {a, c};
+    p.body = body;
+    return p;
+  };
+  Expr j = var("j");
+  // Vector widths are powers of two.
+  EXPECT_THROW(emit_cpp(program(for_loop("j", 6, LoopKind::kVectorized, store(c, {j}, load(a, {j}))))), Error);
+  // A guard that depends on the lane cannot wrap a vector store.
+  EXPECT_THROW(emit_cpp(program(for_loop(
+                   "j", 4, LoopKind::kVectorized,
+                   if_then_else(lt(j, int_imm(3)), store(c, {j}, load(a, {j})))))),
+               Error);
+  // The body may not write an input.
+  EXPECT_THROW(emit_cpp(program(for_loop("j", 12, LoopKind::kSerial, store(a, {j}, float_imm(0))))), Error);
+  // GPU-bound loops have no CPU meaning.
+  EXPECT_THROW(emit_cpp(program(for_loop("j", 12, LoopKind::kThreadX, store(c, {j}, float_imm(0))))), Error);
+  // Variables must be defined by an enclosing loop.
+  EXPECT_THROW(emit_cpp(program(store(c, {var("q")}, float_imm(0)))), Error);
+  // Buffer names become C identifiers.
+  Program p = program(for_loop("j", 12, LoopKind::kSerial, store(c, {j}, float_imm(0))));
+  p.params[0] = make_buffer("my-input", {12});
+  EXPECT_THROW(emit_cpp(p), Error);
+}
+
+TEST(CodegenTest, PrepareMayOnlyWritePreparedWorkspace) {
+  Program p = transposed_matmul(3, 4, 5, 1);
+  p.workspace = {make_buffer("Bt", {4, 5}, Scope::kGlobal, /*prepared=*/false)};
+  EXPECT_THROW(emit_cpp(p), Error);
+}
+
+TEST(CodegenTest, OnlyTheOutermostParallelLoopGetsThePragma) {
+  Program p = transposed_matmul(6, 4, 3, 4);
+  const std::string src = emit_cpp(p);
+  EXPECT_EQ(count(src, "#pragma omp parallel for num_threads(4) schedule(static)"), 1u) << src;
+  p.threads = 1;
+  EXPECT_EQ(count(emit_cpp(p), "#pragma omp"), 0u) << "one thread needs no OpenMP";
+}
+
+TEST(CodegenTest, CompiledMatmulWithPrepareMatchesReference) {
+  const Workload w(MatmulShape{7, 5, 9});
+  for (int threads : {1, 3}) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    const auto inputs = testing::random_inputs(w);
+    const std::vector<float> got = testing::run_program(transposed_matmul(7, 5, 9, threads), inputs);
+    EXPECT_LT(testing::max_relative_error(got, testing::reference_output(w, inputs)), 1e-5);
+  }
+}
+
+TEST(CodegenTest, CompiledVectorCodeComputesLaneByLane) {
+  std::vector<float> a(80), b(16);
+  for (size_t x = 0; x < a.size(); ++x) a[x] = 0.5f * static_cast<float>(x);
+  for (size_t x = 0; x < b.size(); ++x) b[x] = 1.0f - static_cast<float>(x);
+  for (int64_t width : {4, 8, 16}) {
+    const std::vector<float> c = testing::run_program(vector_program(width), {a, b});
+    for (size_t i = 0; i < 5; ++i) {
+      for (size_t j = 0; j < 16; ++j) {
+        EXPECT_EQ(c[i * 16 + j], a[i * 16 + j] * b[j] + a[i * 16]) << "width " << width << " at " << i << "," << j;
+      }
+    }
+  }
+}
+
+// A transposed copy with padding: gathers (stride 4 in the lane), a select
+// on the lane (per-lane, so the padded lanes never load), and a select on a
+// scalar condition.
+TEST(CodegenTest, GathersAndSelectsHandlePadding) {
+  Buffer a = make_buffer("A", {4, 3}), c = make_buffer("C", {4, 4});
+  Expr i = var("i"), j = var("j");
+  Expr in_range = lt(j, int_imm(3));
+  Expr value = select(in_range, load(a, {min(j, int_imm(2)), i}), float_imm(-1));
+  value = select(lt(i, int_imm(3)), value, float_imm(7));
+  Program p;
+  p.name = "padded_transpose";
+  p.params = {a, c};
+  p.body = for_loop("i", 4, LoopKind::kSerial, for_loop("j", 4, LoopKind::kVectorized, store(c, {i, j}, value)));
+  std::vector<float> in(12);
+  for (size_t x = 0; x < in.size(); ++x) in[x] = static_cast<float>(x);
+  const std::vector<float> out = testing::run_program(p, {in});
+  for (int64_t r = 0; r < 4; ++r) {
+    for (int64_t s = 0; s < 4; ++s) {
+      const float want = r >= 3 ? 7.0f : s < 3 ? in[s * 3 + r] : -1.0f;
+      EXPECT_EQ(out[r * 4 + s], want) << r << "," << s;
+    }
+  }
+}
+
+TEST(CodegenTest, FloorDivisionAndModuloOfNegativeIndices) {
+  Buffer a = make_buffer("A", {4}), c = make_buffer("C", {8});
+  Expr i = var("i");
+  Program p;
+  p.name = "wrap_around";
+  p.params = {a, c};
+  // C[i] = A[(i - 2) mod 4]: the index is negative for i < 2.
+  p.body = for_loop("i", 8, LoopKind::kSerial,
+                    store(c, {i}, load(a, {floormod(i - int_imm(2), int_imm(4))})));
+  const std::vector<float> out = testing::run_program(p, {{10, 11, 12, 13}});
+  EXPECT_EQ(out, (std::vector<float>{12, 13, 10, 11, 12, 13, 10, 11}));
+}
+
+TEST(CodegenTest, WorkspaceBuffersAre64ByteAligned) {
+  Buffer a = make_buffer("A", {4}), c = make_buffer("C", {4});
+  Buffer w1 = make_buffer("w1", {5}), w2 = make_buffer("w2", {3});
+  Program p;
+  p.name = "workspace_layout";
+  p.params = {a, c};
+  p.workspace = {w1, w2};
+  Expr i = var("i");
+  p.body = seq({for_loop("i", 4, LoopKind::kSerial, store(w2, {min(i, int_imm(2))}, load(a, {i}))),
+                for_loop("i", 4, LoopKind::kSerial, store(c, {i}, load(w2, {min(i, int_imm(2))})))});
+  const std::string src = emit_cpp(p);
+  EXPECT_NE(src.find("workspace + 16"), std::string::npos) << src;
+  testing::KernelLibrary lib(src);
+  EXPECT_EQ(lib.abi_version(), kKernelAbiVersion);
+  EXPECT_EQ(lib.workspace_floats(), 32);
+  EXPECT_EQ(testing::run_program(p, {{1, 2, 3, 4}}), (std::vector<float>{1, 2, 4, 4}));
+}
+
+TEST(CodegenTest, LongUnrolledLoopsUseThePragma) {
+  Buffer a = make_buffer("A", {32}), c = make_buffer("C", {32});
+  Program p;
+  p.name = "long_unroll";
+  p.params = {a, c};
+  p.body = for_loop("i", 32, LoopKind::kUnrolled, store(c, {var("i")}, load(a, {var("i")})));
+  EXPECT_NE(emit_cpp(p).find("#pragma GCC unroll 32"), std::string::npos);
+  p.body = for_loop("i", 3, LoopKind::kUnrolled, store(c, {var("i")}, load(a, {var("i")})));
+  const std::string src = emit_cpp(p);
+  EXPECT_EQ(src.find("for (int64_t i"), std::string::npos) << src;
+  EXPECT_NE(src.find("C[2] = A[2];"), std::string::npos) << src;
+}
+
+}  // namespace
+}  // namespace ktune

@@ -1,1 +1,129 @@
-// placeholder, to be written
+// The direct conv2d / depthwise conv2d CPU templates: every sampled config
+// computes the right answer on awkward shapes, the space is big and mostly
+// valid on a real layer, and check() explains what it rejects.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "schedule_space/error.h"
+#include "schedule_space/templates/templates.h"
+#include "tests/kernel_check.h"
+
+namespace ktune {
+namespace {
+
+// A fixed AVX2-like target, so spaces do not depend on the test machine.
+Target test_target(int threads = 2) {
+  Target t;
+  t.cpu.isa = "avx2";
+  t.cpu.vector_lanes = 8;
+  t.cpu.threads = threads;
+  return t;
+}
+
+// Measures `per_workload` random valid configs of tmpl on each workload on
+// this machine (with two threads, so parallel configs run too) and expects
+// every one to match the reference.
+void expect_all_correct(const Template& tmpl, const std::vector<std::string>& specs,
+                        size_t per_workload) {
+  const Target t = detect_cpu_target(2);
+  for (const std::string& spec : specs) {
+    testing::expect_configs_correct(tmpl, spec, t, per_workload);
+  }
+}
+
+TEST(Conv2dTemplate, SampledConfigsComputeTheRightAnswerOnAwkwardShapes) {
+  expect_all_correct(conv2d_cpu_template(),
+                     {
+                         // a small real layer
+                         "conv2d(n=1,c=16,h=14,w=14,k=32,r=3,s=3,stride=1,pad=1)",
+                         // three input channels, 7x7 window, stride 2 (a ResNet stem, small)
+                         "conv2d(n=1,c=3,h=15,w=15,k=16,r=7,s=7,stride=2,pad=3)",
+                         // prime channel counts, odd sizes
+                         "conv2d(n=1,c=13,h=9,w=11,k=7,r=3,s=3,stride=1,pad=1)",
+                         // 1x1, stride 2
+                         "conv2d(n=1,c=16,h=13,w=13,k=24,r=1,s=1,stride=2,pad=0)",
+                         // asymmetric padding (top, left, bottom, right), non-square window
+                         "conv2d(n=1,c=8,h=10,w=9,k=16,r=3,s=2,stride=1,pad=0x1x1x0)",
+                         // dilation 2, batch 2
+                         "conv2d(n=2,c=8,h=12,w=12,k=8,r=3,s=3,stride=1,pad=2,dilation=2)",
+                         // per-dimension stride and dilation
+                         "conv2d(n=1,c=4,h=11,w=12,k=16,r=3,s=3,stride=2x1,pad=1,dilation=1x2)",
+                     },
+                     5);
+}
+
+TEST(DepthwiseConv2dTemplate, SampledConfigsComputeTheRightAnswerOnAwkwardShapes) {
+  expect_all_correct(depthwise_conv2d_cpu_template(),
+                     {
+                         "depthwise_conv2d(n=1,c=32,h=14,w=14,r=3,s=3,stride=1,pad=1)",
+                         // channel multiplier 2, odd channel count
+                         "depthwise_conv2d(n=1,c=3,h=9,w=9,r=3,s=3,stride=1,pad=1,multiplier=2)",
+                         // stride 2, asymmetric padding, prime channel count
+                         "depthwise_conv2d(n=2,c=13,h=11,w=10,r=3,s=3,stride=2,pad=0x1x1x0)",
+                         // dilation 2, 5x5 window
+                         "depthwise_conv2d(n=1,c=16,h=12,w=13,r=5,s=5,stride=1,pad=4,dilation=2)",
+                     },
+                     5);
+}
+
+TEST(Conv2dTemplate, ResNetLayerSpaceIsLargeAndMostlyValid) {
+  const Template& tmpl = conv2d_cpu_template();
+  const Workload w = Workload::parse("conv2d(n=1,c=128,h=28,w=28,k=128,r=3,s=3,stride=1,pad=1)");
+  const Target t = test_target();
+  const ConfigSpace space = tmpl.space(w, t);
+  std::mt19937_64 rng(7);
+  const int samples = 2000;
+  int valid = 0;
+  for (int i = 0; i < samples; ++i) valid += !tmpl.check(w, t, space, space.random(rng));
+  const double valid_configs = static_cast<double>(valid) / samples * static_cast<double>(space.size());
+  EXPECT_GE(valid_configs, 1e6) << "space size " << space.size() << ", " << valid << "/" << samples
+                                << " sampled configs valid";
+  EXPECT_GT(valid, samples / 2);
+}
+
+// The config of `space` closest to `base` with knob `knob` set to the choice
+// described as `choice` (e.g. "[1,2,14]").
+Config with_choice(const ConfigSpace& space, const Config& base, const std::string& knob,
+                   const std::string& choice) {
+  const size_t i = space.knob_index(knob);
+  std::vector<int64_t> choices = base.choices;
+  for (int64_t ch = 0; ch < space.knob(i).size(); ++ch) {
+    if (space.knob(i).describe(ch) == choice) {
+      choices[i] = ch;
+      return space.get(space.index_of(choices));
+    }
+  }
+  ADD_FAILURE() << "knob " << knob << " has no choice " << choice;
+  return base;
+}
+
+TEST(Conv2dTemplate, CheckRejectsRegisterTilesThatDoNotFit) {
+  const Template& tmpl = conv2d_cpu_template();
+  const Workload w = Workload::parse("conv2d(n=1,c=128,h=28,w=28,k=128,r=3,s=3,stride=1,pad=1)");
+  const Target t = test_target();
+  const ConfigSpace space = tmpl.space(w, t);
+  Config c = space.get(0);
+  c = with_choice(space, c, "unroll", "0");
+  c = with_choice(space, c, "tile_oc", "[4,32]");
+  c = with_choice(space, c, "tile_ow", "[2,1,14]");  // 14 columns x 4 vectors: 56 accumulators
+  const std::optional<std::string> reason = tmpl.check(w, t, space, c);
+  ASSERT_TRUE(reason.has_value());
+  EXPECT_NE(reason->find("accumulators"), std::string::npos) << *reason;
+  EXPECT_THROW(tmpl.instantiate(w, t, space, c), Error);
+
+  c = with_choice(space, c, "tile_ow", "[7,2,2]");  // 2 x 4 vectors fit
+  EXPECT_EQ(tmpl.check(w, t, space, c), std::nullopt);
+}
+
+TEST(Conv2dTemplate, RejectsOtherOperators) {
+  const Workload dw = Workload::parse("depthwise_conv2d(n=1,c=8,h=8,w=8,r=3,s=3,pad=1)");
+  EXPECT_THROW(conv2d_cpu_template().space(dw, test_target()), Error);
+  const Workload conv = Workload::parse("conv2d(n=1,c=8,h=8,w=8,k=8,r=3,s=3,pad=1)");
+  EXPECT_THROW(depthwise_conv2d_cpu_template().space(conv, test_target()), Error);
+}
+
+}  // namespace
+}  // namespace ktune

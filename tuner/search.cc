@@ -1,1 +1,136 @@
-// placeholder, to be written
+// Blind search strategies: random sampling without repeats, and grid order.
+#include <algorithm>
+#include <unordered_set>
+
+#include "schedule_space/error.h"
+#include "tuner/tuner.h"
+
+namespace ktune {
+
+Task Task::make(const Workload& w, const Target& t, const Template& tmpl) {
+  if (tmpl.op() != w.op()) {
+    throw Error("template " + tmpl.name() + " is for " + std::string(op_name(tmpl.op())) +
+                ", not " + std::string(op_name(w.op())));
+  }
+  Task task;
+  task.workload = w;
+  task.target = t;
+  task.tmpl = &tmpl;
+  task.space = std::make_shared<const ConfigSpace>(tmpl.space(w, t));
+  return task;
+}
+
+namespace {
+
+// What both blind strategies share: the set of indices already visited
+// (proposed, excluded, or rejected by the template's cheap check).
+class VisitedSet {
+ public:
+  explicit VisitedSet(uint64_t space_size) : space_size_(space_size) {}
+  // Indices outside the space (e.g. from a database written for another
+  // space) are ignored.
+  bool insert(uint64_t index) { return index < space_size_ && visited_.insert(index).second; }
+  bool contains(uint64_t index) const { return visited_.count(index) != 0; }
+  bool exhausted() const { return visited_.size() >= space_size_; }
+
+ private:
+  uint64_t space_size_;
+  std::unordered_set<uint64_t> visited_;
+};
+
+bool is_valid(const Task& task, const Config& c) {
+  return !task.tmpl->check(task.workload, task.target, *task.space, c).has_value();
+}
+
+class RandomTuner : public Tuner {
+ public:
+  RandomTuner(const Task& task, uint64_t seed)
+      : task_(task), rng_(seed), visited_(task.space->size()) {}
+
+  std::vector<Config> next_batch(int n) override {
+    std::vector<Config> batch;
+    const uint64_t size = task_.space->size();
+    // Rejection sampling is fine while most of the space is unvisited; a
+    // bounded number of draws keeps a nearly-exhausted or mostly-invalid
+    // space from spinning, and a sweep over the rest finishes it exactly.
+    int64_t draws_left = 2000LL * std::max(n, 1);
+    std::uniform_int_distribution<uint64_t> pick(0, size - 1);
+    while (static_cast<int>(batch.size()) < n && !visited_.exhausted()) {
+      uint64_t index;
+      if (draws_left-- > 0) {
+        index = pick(rng_);
+        if (visited_.contains(index)) continue;
+      } else {
+        while (sweep_ < size && visited_.contains(sweep_)) ++sweep_;
+        if (sweep_ >= size) break;
+        index = sweep_;
+      }
+      visited_.insert(index);
+      Config c = task_.space->get(index);
+      if (is_valid(task_, c)) batch.push_back(std::move(c));
+    }
+    return batch;
+  }
+
+  void update(const std::vector<Config>&, const std::vector<MeasureResult>&) override {}
+
+  void exclude(const std::vector<uint64_t>& indices) override {
+    for (uint64_t i : indices) visited_.insert(i);
+  }
+
+  bool has_next() const override { return !visited_.exhausted(); }
+
+ private:
+  Task task_;
+  std::mt19937_64 rng_;
+  VisitedSet visited_;
+  uint64_t sweep_ = 0;
+};
+
+class GridTuner : public Tuner {
+ public:
+  explicit GridTuner(const Task& task) : task_(task), visited_(task.space->size()) {}
+
+  std::vector<Config> next_batch(int n) override {
+    std::vector<Config> batch;
+    const uint64_t size = task_.space->size();
+    while (static_cast<int>(batch.size()) < n && next_ < size) {
+      uint64_t index = next_++;
+      if (!visited_.insert(index)) continue;
+      Config c = task_.space->get(index);
+      if (is_valid(task_, c)) batch.push_back(std::move(c));
+    }
+    return batch;
+  }
+
+  void update(const std::vector<Config>&, const std::vector<MeasureResult>&) override {}
+
+  void exclude(const std::vector<uint64_t>& indices) override {
+    for (uint64_t i : indices) visited_.insert(i);
+  }
+
+  bool has_next() const override { return next_ < task_.space->size(); }
+
+ private:
+  Task task_;
+  VisitedSet visited_;
+  uint64_t next_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Tuner> make_random_tuner(const Task& task, uint64_t seed) {
+  return std::make_unique<RandomTuner>(task, seed);
+}
+
+std::unique_ptr<Tuner> make_grid_tuner(const Task& task) {
+  return std::make_unique<GridTuner>(task);
+}
+
+std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uint64_t seed) {
+  if (name == "random") return make_random_tuner(task, seed);
+  if (name == "grid") return make_grid_tuner(task);
+  throw Error("unknown tuner '" + name + "': accepted tuners are random, grid");
+}
+
+}  // namespace ktune

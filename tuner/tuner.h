@@ -77,6 +77,7 @@ struct TuneSummary {
   std::optional<Record> best;  // re-measured best; nullopt if nothing measured valid
   double elapsed_s = 0;
   std::vector<std::pair<MeasureError, int>> error_counts;
+  std::string first_error;     // message of the first failed candidate, to explain failures
 };
 
 // Runs the loop: ask for a batch, measure, record in db (may be null), update

@@ -1,1 +1,241 @@
-// placeholder, to be written
+#include "schedule_space/templates/common.h"
+
+#include <algorithm>
+
+#include "schedule_space/error.h"
+
+namespace ktune::templates {
+
+using ir::Expr;
+using ir::LoopKind;
+using ir::Stmt;
+
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+bool is_power_of_two(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
+
+int64_t pad_for_tiling(int64_t extent, int64_t lo, int64_t hi) {
+  if (extent <= hi) return extent;
+  for (int64_t e = extent;; ++e) {
+    for (int64_t d = lo; d <= hi; ++d) {
+      if (e % d == 0) return e;
+    }
+  }
+}
+
+int vector_registers(const CpuTarget& target) {
+  return (target.isa == "avx512" || target.isa == "neon") ? 32 : 16;
+}
+
+std::vector<int64_t> vector_width_choices(const CpuTarget& target, int64_t extent) {
+  std::vector<int64_t> widths;
+  for (int64_t w = std::max(1, target.vector_lanes); w > 1; w /= 2) {
+    if (is_power_of_two(w) && extent % w == 0) widths.push_back(w);
+  }
+  widths.push_back(1);
+  return widths;
+}
+
+std::optional<std::string> check_register_tile(const CpuTarget& target, int64_t rows, int64_t cols,
+                                               int64_t lanes) {
+  if (!is_power_of_two(lanes)) {
+    return "vector width " + std::to_string(lanes) + " is not a power of two";
+  }
+  if (cols % lanes != 0) {
+    return "register tile width " + std::to_string(cols) + " is not a multiple of the vector width " +
+           std::to_string(lanes);
+  }
+  const int64_t vectors = cols / lanes;
+  const int64_t needed = rows * vectors + vectors + 1;
+  if (needed > vector_registers(target)) {
+    return "register tile " + std::to_string(rows) + "x" + std::to_string(cols) + " needs " +
+           std::to_string(needed) + " vector registers; " + target.isa + " has " +
+           std::to_string(vector_registers(target));
+  }
+  return std::nullopt;
+}
+
+// ---- LoopNest ----
+
+void LoopNest::add(const std::string& var, int64_t extent, LoopKind kind) {
+  if (extent <= 0) {
+    throw Error("LoopNest: loop '" + var + "' has extent " + std::to_string(extent));
+  }
+  for (const Loop& l : loops_) {
+    if (l.var == var) throw Error("LoopNest: loop variable '" + var + "' is added twice");
+  }
+  loops_.push_back({var, extent, kind});
+}
+
+void LoopNest::fuse_parallel(int count) {
+  if (count < 0 || static_cast<size_t>(count) > loops_.size()) {
+    throw Error("LoopNest: cannot fuse " + std::to_string(count) + " outermost loops of a nest of " +
+                std::to_string(loops_.size()));
+  }
+  fused_ = count;
+}
+
+const LoopNest::Loop& LoopNest::find(const std::string& var) const {
+  for (const Loop& l : loops_) {
+    if (l.var == var) return l;
+  }
+  std::string known;
+  for (const Loop& l : loops_) known += (known.empty() ? "" : ", ") + l.var;
+  throw Error("LoopNest: no loop '" + var + "' (loops: " + known + ")");
+}
+
+int64_t LoopNest::extent(const std::string& var) const { return find(var).extent; }
+
+namespace {
+
+std::string fused_name(const std::vector<std::string>& vars) {
+  std::string name;
+  for (const std::string& v : vars) name += v + "_";
+  return name + "fused";
+}
+
+}  // namespace
+
+Expr LoopNest::var(const std::string& name) const {
+  const Loop& loop = find(name);
+  if (loop.extent == 1) return ir::int_imm(0);
+  const size_t pos = static_cast<size_t>(&loop - loops_.data());
+  if (fused_ <= 1 || pos >= static_cast<size_t>(fused_)) return ir::var(name);
+  std::vector<std::string> names;
+  int64_t inner = 1;  // product of the fused extents inside this loop
+  for (size_t i = 0; i < static_cast<size_t>(fused_); ++i) {
+    names.push_back(loops_[i].var);
+    if (i > pos) inner *= loops_[i].extent;
+  }
+  Expr v = ir::floordiv(ir::var(fused_name(names)), ir::int_imm(inner));
+  if (pos == 0) return v;
+  return ir::floormod(v, ir::int_imm(loop.extent));
+}
+
+Stmt LoopNest::wrap(Stmt body) const {
+  for (size_t i = loops_.size(); i-- > static_cast<size_t>(fused_);) {
+    if (loops_[i].extent == 1) continue;
+    body = ir::for_loop(loops_[i].var, loops_[i].extent, loops_[i].kind, body);
+  }
+  if (fused_ == 1) {
+    if (loops_[0].extent > 1) body = ir::for_loop(loops_[0].var, loops_[0].extent, LoopKind::kParallel, body);
+  } else if (fused_ > 1) {
+    std::vector<std::string> names;
+    int64_t extent = 1;
+    for (size_t i = 0; i < static_cast<size_t>(fused_); ++i) {
+      names.push_back(loops_[i].var);
+      extent *= loops_[i].extent;
+    }
+    if (extent > 1) body = ir::for_loop(fused_name(names), extent, LoopKind::kParallel, body);
+  }
+  return body;
+}
+
+// ---- SplitAxis ----
+
+std::string SplitAxis::level(size_t i) const { return name + std::to_string(i); }
+
+int64_t SplitAxis::stride(size_t i) const {
+  int64_t s = 1;
+  for (size_t j = i; j < factors.size(); ++j) s *= factors[j];
+  return s;
+}
+
+Expr SplitAxis::index(const LoopNest& nest, int levels) const {
+  const size_t n = levels < 0 ? factors.size() : static_cast<size_t>(levels);
+  Expr sum = ir::int_imm(0);
+  for (size_t i = 0; i < n; ++i) {
+    if (factors[i] == 1) continue;
+    sum = sum + nest.var(level(i)) * stride(i + 1);
+  }
+  return sum;
+}
+
+// ---- RegisterTile ----
+
+RegisterTile::RegisterTile(const std::string& name, int64_t rows_, int64_t cols_, int64_t lanes_)
+    : rows(rows_), cols(cols_), lanes(lanes_), prefix(name) {
+  if (!is_power_of_two(lanes) || cols % lanes != 0) {
+    throw Error("RegisterTile '" + name + "': width " + std::to_string(cols) +
+                " must be a multiple of a power-of-two vector width (got " + std::to_string(lanes) +
+                ")");
+  }
+  acc = ir::make_buffer(name, {rows, cols}, ir::Scope::kRegister);
+}
+
+namespace {
+
+// for var in 0..extent of kind around body(var); extent-1 loops vanish.
+Stmt loop_or_single(const std::string& var, int64_t extent, LoopKind kind,
+                    const std::function<Stmt(Expr)>& body) {
+  if (extent == 1) return body(ir::int_imm(0));
+  return ir::for_loop(var, extent, kind, body(ir::var(var)));
+}
+
+}  // namespace
+
+Stmt RegisterTile::for_each(const std::function<Stmt(Expr row, Expr col)>& f) const {
+  return loop_or_single(prefix + "_i", rows, LoopKind::kUnrolled, [&](Expr row) {
+    return loop_or_single(prefix + "_jv", cols / lanes, LoopKind::kUnrolled, [&](Expr jv) {
+      return loop_or_single(prefix + "_jl", lanes, LoopKind::kVectorized,
+                            [&](Expr jl) { return f(row, jv * lanes + jl); });
+    });
+  });
+}
+
+Expr RegisterTile::value(Expr row, Expr col) const { return ir::load(acc, {row, col}); }
+
+Stmt RegisterTile::zero() const {
+  return for_each([&](Expr row, Expr col) { return ir::store(acc, {row, col}, ir::float_imm(0)); });
+}
+
+Stmt RegisterTile::accumulate(const std::function<Expr(Expr row, Expr col)>& f) const {
+  return for_each([&](Expr row, Expr col) { return ir::accumulate(acc, {row, col}, f(row, col)); });
+}
+
+Stmt RegisterTile::write_back(const std::function<Stmt(Expr row, Expr col, Expr value)>& store,
+                              Expr valid_rows, Expr valid_cols) const {
+  auto row_body = [&](Expr row) -> Stmt {
+    auto vector_row = loop_or_single(prefix + "_jv", cols / lanes, LoopKind::kUnrolled, [&](Expr jv) {
+      return loop_or_single(prefix + "_jl", lanes, LoopKind::kVectorized, [&](Expr jl) {
+        Expr col = jv * lanes + jl;
+        return store(row, col, value(row, col));
+      });
+    });
+    Stmt body = vector_row;
+    if (valid_cols) {
+      // Only the last tile of a padded axis is partial: it is written element
+      // by element, every full tile keeps its vector stores.
+      Stmt partial = loop_or_single(prefix + "_j", cols, LoopKind::kSerial, [&](Expr col) {
+        return ir::if_then_else(ir::lt(col, valid_cols), store(row, col, value(row, col)));
+      });
+      body = ir::if_then_else(ir::le(ir::int_imm(cols), valid_cols), vector_row, partial);
+    }
+    if (valid_rows) body = ir::if_then_else(ir::lt(row, valid_rows), body);
+    return body;
+  };
+  return loop_or_single(prefix + "_i", rows, LoopKind::kUnrolled, row_body);
+}
+
+Stmt RegisterTile::compute(const LoopNest& reduction, const std::function<Expr(Expr row, Expr col)>& f,
+                           Stmt write_back_stmt) const {
+  return ir::allocate(acc, ir::seq({zero(), reduction.wrap(accumulate(f)), std::move(write_back_stmt)}));
+}
+
+// ---- fill ----
+
+Stmt fill(const ir::Buffer& dst, const std::string& prefix,
+          const std::function<Expr(const std::vector<Expr>& index)>& value, LoopKind outer_kind) {
+  LoopNest nest;
+  for (size_t d = 0; d < dst->shape.size(); ++d) {
+    nest.add(prefix + std::to_string(d), dst->shape[d]);
+  }
+  if (outer_kind == LoopKind::kParallel && !dst->shape.empty()) nest.fuse_parallel(1);
+  std::vector<Expr> index;
+  for (size_t d = 0; d < dst->shape.size(); ++d) index.push_back(nest.var(prefix + std::to_string(d)));
+  return nest.wrap(ir::store(dst, index, value(index)));
+}
+
+}  // namespace ktune::templates

@@ -1,1 +1,436 @@
-// placeholder, to be written
+// Direct convolution templates for CPUs: conv2d and depthwise conv2d computed
+// in a channel-blocked layout (NCHW[x]c) out of register tiles.
+//
+// The idea (as in TVM's conv2d_NCHWc and oneDNN's direct convolution):
+//   - constant weights are packed once, in Program::prepare, into blocks
+//     whose innermost dimension is the output-channel block kb, so the inner
+//     loop reads one contiguous vector of weights per (c, r, s);
+//   - the input is packed inside the timed body into [n][c/cb][hp][wp][cb]
+//     with the padding materialized as zeros, so the inner loops need no
+//     bounds checks;
+//   - each output tile of ow_reg output columns x kb output channels lives in
+//     a register-scope accumulator (ow_reg * kb/vec explicit vectors) for the
+//     whole reduction over input channels and the kernel window, then is
+//     written once to the NCHW output.
+// Depthwise runs the same nest with no input-channel reduction: its data is
+// packed per *output* channel (input channel k / multiplier), which makes a
+// channel multiplier > 1 the same computation as multiplier 1.
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <numeric>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "schedule_space/error.h"
+#include "schedule_space/templates/common.h"
+#include "schedule_space/templates/templates.h"
+
+namespace ktune {
+namespace {
+
+using ir::Buffer;
+using ir::Expr;
+using ir::LoopKind;
+using ir::Stmt;
+using templates::LoopNest;
+using templates::RegisterTile;
+using templates::SplitAxis;
+
+// Accumulators a register tile may hold: up to half again as many as there
+// are vector registers. Past the register file the compiler keeps the rest in
+// L1 and folds their loads into the multiply-adds, which can still pay when
+// it buys broadcast reuse; whether it does is the tuner's call. Beyond this
+// bound spills dominate.
+int64_t max_accumulators(const Target& t) { return templates::vector_registers(t.cpu) * 3 / 2; }
+
+// Bound on the multiply-adds of one fully unrolled reduction body: beyond it
+// code size (and compile time) grow with no speed to gain.
+constexpr int64_t kMaxUnrolledFmas = 1024;
+
+// ---- knobs shared by both templates ----
+
+// The tile loops around each register tile, reordered by the "order" knob:
+// output-channel blocks (k0), rows in two levels, columns in two levels (the
+// third column level is the register tile itself).
+const std::vector<std::string> kTileLoops = {"k0", "oh0", "oh1", "ow0", "ow1"};
+
+// All orders of kTileLoops that keep each outer level before its inner one.
+std::vector<std::vector<int>> tile_loop_orders() {
+  std::vector<int> perm(kTileLoops.size());
+  std::iota(perm.begin(), perm.end(), 0);
+  auto pos = [&](int loop) { return std::find(perm.begin(), perm.end(), loop) - perm.begin(); };
+  std::vector<std::vector<int>> orders;
+  do {
+    if (pos(1) < pos(2) && pos(3) < pos(4)) orders.push_back(perm);
+  } while (std::next_permutation(perm.begin(), perm.end()));
+  return orders;
+}
+
+// The output tiling knobs every direct conv template has. `channel_knob`
+// splits the output channels into [blocks, kb]; kb is the vectorized block.
+void add_output_knobs(ConfigSpace& space, const Conv2dShape& s, const Target& t,
+                      const std::string& channel_knob) {
+  space.add_split(channel_knob, s.k, 2, SplitPolicy{.innermost_multiple_of = t.cpu.vector_lanes});
+  space.add_split("tile_oh", s.out_h(), 2);
+  space.add_split("tile_ow", s.out_w(), 3, SplitPolicy{.max_innermost = max_accumulators(t)});
+  space.add_reorder("order", kTileLoops, tile_loop_orders());
+}
+
+// Added last: unroll depth of the reduction, then parallelism.
+void add_loop_kind_knobs(ConfigSpace& space, const Target& t, int reduction_loops) {
+  std::vector<int64_t> unroll(reduction_loops + 1);
+  std::iota(unroll.begin(), unroll.end(), 0);
+  space.add_choice("unroll", unroll);
+  // How many of the outermost tile loops are fused with the batch loop into
+  // the parallel loop (0: serial). Pointless on one thread: not offered there.
+  space.add_choice("parallel", t.cpu.threads > 1 ? std::vector<int64_t>{0, 1, 2, 3}
+                                                 : std::vector<int64_t>{0});
+}
+
+// A config of either template, decoded.
+struct DirectConvSchedule {
+  SplitAxis k, oh, ow;  // k: [blocks, kb]; ow: [ow0, ow1, register tile rows]
+  int64_t vec = 1;      // vector width the kb block is computed in (1: scalar)
+  std::vector<int> order;  // of kTileLoops
+  int64_t unroll = 0;      // innermost reduction loops unrolled
+  int64_t parallel = 0;
+
+  int64_t kb() const { return k.factor(1); }
+  int64_t ow_reg() const { return ow.factor(2); }
+  int64_t accumulators() const { return ow_reg() * (kb() / vec); }
+};
+
+DirectConvSchedule decode(const ConfigSpace& space, const Config& c, const Target& t,
+                          const std::string& channel_knob) {
+  DirectConvSchedule d;
+  d.k = {"k", space.split(c, channel_knob)};
+  d.oh = {"oh", space.split(c, "tile_oh")};
+  d.ow = {"ow", space.split(c, "tile_ow")};
+  d.vec = templates::vector_width_choices(t.cpu, d.kb()).front();
+  d.order = space.order(c, "order");
+  d.unroll = space.value(c, "unroll");
+  d.parallel = space.value(c, "parallel");
+  return d;
+}
+
+// `unrolled_extent`: product of the extents of the unrolled reduction loops.
+std::optional<std::string> check_schedule(const DirectConvSchedule& d, const Target& t,
+                                          int64_t unrolled_extent) {
+  if (d.accumulators() > max_accumulators(t)) {
+    return "register tile of " + std::to_string(d.ow_reg()) + " output columns x " +
+           std::to_string(d.kb()) + " channels needs " + std::to_string(d.accumulators()) +
+           " accumulators of " + std::to_string(d.vec) + " lanes; at most " +
+           std::to_string(max_accumulators(t)) + " are allowed on " + t.cpu.isa;
+  }
+  const int64_t fmas = unrolled_extent * d.accumulators();
+  if (fmas > kMaxUnrolledFmas) {
+    return "unrolling " + std::to_string(d.unroll) + " reduction loop(s) emits " +
+           std::to_string(fmas) + " vector multiply-adds; at most " +
+           std::to_string(kMaxUnrolledFmas) + " are allowed";
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> check_op(const std::string& tmpl, OpKind want, const Workload& w,
+                                    const Target& t) {
+  if (w.op() != want) {
+    return "template " + tmpl + " is for " + std::string(op_name(want)) + ", not " + w.key();
+  }
+  if (t.kind != TargetKind::kCpu) return "template " + tmpl + " is for CPU targets";
+  return std::nullopt;
+}
+
+// ---- the shared nest ----
+
+// Rows and columns of the packed input: exactly those the kernel window
+// reaches, padding included.
+struct PaddedExtent {
+  int64_t hp, wp;
+};
+PaddedExtent padded_extent(const Conv2dShape& s) {
+  return {(s.out_h() - 1) * s.stride_h + (s.r - 1) * s.dilation_h + 1,
+          (s.out_w() - 1) * s.stride_w + (s.s - 1) * s.dilation_w + 1};
+}
+
+// Packs data[n][channel(block, cc)][h][w] into packed[n][block][hp][wp][cc],
+// with zeros where (hp - pad_top, wp - pad_left) falls outside the input. The
+// border is written by loops of its own, so the copy needs no guards.
+Stmt pack_data(const Conv2dShape& s, const Buffer& data, const Buffer& packed, bool parallel,
+               const std::function<Expr(Expr block, Expr cc)>& channel) {
+  const int64_t hp = packed->shape[2], wp = packed->shape[3];
+  LoopNest outer;
+  outer.add("pn", s.n);
+  outer.add("pc", packed->shape[1]);
+  outer.fuse_parallel(parallel ? 2 : 0);
+  const Expr n = outer.var("pn"), block = outer.var("pc");
+
+  // Rows [row0, row0 + rows) x columns [col0, col0 + cols), copied or zeroed.
+  auto region = [&](int64_t row0, int64_t rows, int64_t col0, int64_t cols, bool copy) -> Stmt {
+    if (rows <= 0 || cols <= 0) return nullptr;
+    LoopNest inner;
+    inner.add("ph", rows);
+    inner.add("pw", cols);
+    inner.add("pcc", packed->shape[4]);
+    const Expr h = inner.var("ph") + row0, w = inner.var("pw") + col0, cc = inner.var("pcc");
+    Expr value = copy ? ir::load(data, {n, channel(block, cc), h + (-s.pad_top), w + (-s.pad_left)})
+                      : ir::float_imm(0.0f);
+    return inner.wrap(ir::store(packed, {n, block, h, w, cc}, value));
+  };
+  const int64_t row_lo = std::min(s.pad_top, hp), row_hi = std::min(s.pad_top + s.h, hp);
+  const int64_t col_lo = std::min(s.pad_left, wp), col_hi = std::min(s.pad_left + s.w, wp);
+  return outer.wrap(ir::seq({
+      region(0, row_lo, 0, wp, false),
+      region(row_lo, row_hi - row_lo, 0, col_lo, false),
+      region(row_lo, row_hi - row_lo, col_lo, col_hi - col_lo, true),
+      region(row_lo, row_hi - row_lo, col_hi, wp - col_hi, false),
+      region(row_hi, hp - row_hi, 0, wp, false),
+  }));
+}
+
+// Where a register tile sits in the output.
+struct TileOrigin {
+  Expr n, k0, oh, ow;  // k0: output-channel block; ow: the tile's first column
+};
+
+// For every register tile of the output (tile loops in the configured order,
+// the outermost `parallel` of them fused with the batch loop into the
+// parallel loop): zero the accumulators, run the reduction nest around
+// product(origin, column, channel), write the tile to the NCHW output.
+Stmt output_tiles(const Conv2dShape& s, const DirectConvSchedule& d, const Buffer& out,
+                  const LoopNest& reduction,
+                  const std::function<Expr(const TileOrigin&, Expr col, Expr kk)>& product) {
+  LoopNest nest;
+  nest.add("n", s.n);
+  const std::map<std::string, int64_t> extent = {{"k0", d.k.factor(0)},
+                                                 {"oh0", d.oh.factor(0)},
+                                                 {"oh1", d.oh.factor(1)},
+                                                 {"ow0", d.ow.factor(0)},
+                                                 {"ow1", d.ow.factor(1)}};
+  for (int i : d.order) nest.add(kTileLoops[i], extent.at(kTileLoops[i]));
+  nest.fuse_parallel(d.parallel > 0 ? static_cast<int>(d.parallel) + 1 : 0);
+  const TileOrigin origin{nest.var("n"), nest.var("k0"), d.oh.index(nest), d.ow.index(nest, 2)};
+
+  // Rows of the tile are output columns, its columns output channels.
+  const RegisterTile tile("acc", d.ow_reg(), d.kb(), d.vec);
+  // The NCHW output is not contiguous along channels: written element by
+  // element, fully unrolled so the accumulators stay in registers.
+  LoopNest write;
+  write.add("wk", d.kb(), LoopKind::kUnrolled);
+  write.add("wo", d.ow_reg(), LoopKind::kUnrolled);
+  const Expr wk = write.var("wk"), wo = write.var("wo");
+  Stmt write_back = write.wrap(ir::store(
+      out, {origin.n, origin.k0 * d.kb() + wk, origin.oh, origin.ow + wo}, tile.value(wo, wk)));
+  return nest.wrap(tile.compute(
+      reduction, [&](Expr col, Expr kk) { return product(origin, col, kk); }, write_back));
+}
+
+// Packed-input row and column read by output (oh, ow) at kernel tap (r, s).
+Expr input_row(const Conv2dShape& s, const Expr& oh, const Expr& r) {
+  return oh * s.stride_h + r * s.dilation_h;
+}
+Expr input_col(const Conv2dShape& s, const Expr& ow, const Expr& tap) {
+  return ow * s.stride_w + tap * s.dilation_w;
+}
+
+// The reduction loops (name, extent; outermost first) with the innermost
+// `unroll` of them unrolled.
+LoopNest reduction_nest(const std::vector<std::pair<std::string, int64_t>>& loops, int64_t unroll) {
+  LoopNest nest;
+  for (size_t i = 0; i < loops.size(); ++i) {
+    nest.add(loops[i].first, loops[i].second,
+             i + unroll >= loops.size() ? LoopKind::kUnrolled : LoopKind::kSerial);
+  }
+  return nest;
+}
+
+int64_t unrolled_extent(const std::vector<std::pair<std::string, int64_t>>& loops, int64_t unroll) {
+  int64_t e = 1;
+  for (size_t i = loops.size() - unroll; i < loops.size(); ++i) e *= loops[i].second;
+  return e;
+}
+
+// The operator's parameters, in Program::params order.
+struct ConvParams {
+  Buffer data, weight, out;
+
+  explicit ConvParams(const Workload& w) {
+    const std::vector<TensorSpec> in = w.inputs();
+    data = ir::make_buffer(in.at(0).name, in.at(0).shape);
+    weight = ir::make_buffer(in.at(1).name, in.at(1).shape);
+    out = ir::make_buffer(w.output().name, w.output().shape);
+  }
+};
+
+ir::Program direct_conv_program(const std::string& name, const Target& t, const ConvParams& io,
+                                std::vector<Buffer> workspace, Stmt prepare, Stmt body) {
+  ir::Program p;
+  p.name = name;
+  p.params = {io.data, io.weight, io.out};
+  p.workspace = std::move(workspace);
+  p.prepare = std::move(prepare);
+  p.body = std::move(body);
+  p.threads = t.cpu.threads;
+  return p;
+}
+
+// ---- conv2d ----
+
+class Conv2dNchwc : public Template {
+ public:
+  std::string name() const override { return "conv2d_cpu_nchwc"; }
+  int version() const override { return 1; }
+  OpKind op() const override { return OpKind::kConv2d; }
+  TargetKind target_kind() const override { return TargetKind::kCpu; }
+
+  ConfigSpace space(const Workload& w, const Target& t) const override {
+    if (auto reason = check_op(name(), op(), w, t)) throw Error(*reason);
+    const Conv2dShape& s = w.conv2d();
+    ConfigSpace space;
+    space.add_split("tile_ic", s.c, 2);
+    add_output_knobs(space, s, t, "tile_oc");
+    // Reduction orders worth trying: input-channel blocks outermost (the
+    // weights of a block stay in cache across the window) or the window
+    // outermost; the register tile is always innermost.
+    space.add_reorder("order_reduce", kReduceLoops,
+                      {{0, 1, 2, 3}, {0, 1, 3, 2}, {1, 2, 0, 3}, {1, 0, 2, 3}});
+    add_loop_kind_knobs(space, t, 2);
+    return space;
+  }
+
+  std::optional<std::string> check(const Workload& w, const Target& t, const ConfigSpace& space,
+                                   const Config& c) const override {
+    if (auto reason = check_op(name(), op(), w, t)) return reason;
+    const DirectConvSchedule d = decode(space, c, t, "tile_oc");
+    return check_schedule(d, t, unrolled_extent(reduction_loops(w.conv2d(), space, c), d.unroll));
+  }
+
+  ir::Program instantiate(const Workload& w, const Target& t, const ConfigSpace& space,
+                          const Config& c) const override {
+    if (auto reason = check(w, t, space, c)) {
+      throw Error("cannot instantiate " + name() + " for " + w.key() + " with " +
+                  space.describe(c) + ": " + *reason);
+    }
+    const Conv2dShape& s = w.conv2d();
+    const DirectConvSchedule d = decode(space, c, t, "tile_oc");
+    const SplitAxis ci{"c", space.split(c, "tile_ic")};
+    const int64_t kb = d.kb(), cb = ci.factor(1);
+    const PaddedExtent pe = padded_extent(s);
+    const ConvParams io(w);
+
+    // Weights [k][c][r][s] -> [k/kb][c/cb][r][s][cb][kb].
+    const Buffer wpack = ir::make_buffer("weight_packed", {d.k.factor(0), ci.factor(0), s.r, s.s, cb, kb},
+                                         ir::Scope::kGlobal, /*prepared=*/true);
+    Stmt prepare = templates::fill(wpack, "wp", [&](const std::vector<Expr>& i) {
+      return ir::load(io.weight, {i[0] * kb + i[5], i[1] * cb + i[4], i[2], i[3]});
+    });
+
+    const Buffer dpack = ir::make_buffer("data_packed", {s.n, ci.factor(0), pe.hp, pe.wp, cb});
+    Stmt pack = pack_data(s, io.data, dpack, d.parallel > 0,
+                          [&](Expr block, Expr cc) { return block * cb + cc; });
+
+    const LoopNest red = reduction_nest(reduction_loops(s, space, c), d.unroll);
+    const Expr c0 = red.var("c0"), c1 = red.var("c1"), r = red.var("r"), tap = red.var("s");
+    Stmt compute = output_tiles(s, d, io.out, red, [&](const TileOrigin& o, Expr col, Expr kk) {
+      return ir::load(dpack, {o.n, c0, input_row(s, o.oh, r), input_col(s, o.ow + col, tap), c1}) *
+             ir::load(wpack, {o.k0, c0, r, tap, c1, kk});
+    });
+    return direct_conv_program(name(), t, io, {wpack, dpack}, prepare, ir::seq({pack, compute}));
+  }
+
+ private:
+  // Input-channel blocks (c0), kernel rows and columns, channels in a block (c1).
+  inline static const std::vector<std::string> kReduceLoops = {"c0", "r", "s", "c1"};
+
+  // The reduction loops in the configured order, with their extents.
+  static std::vector<std::pair<std::string, int64_t>> reduction_loops(const Conv2dShape& s,
+                                                                      const ConfigSpace& space,
+                                                                      const Config& c) {
+    const std::vector<int64_t> ci = space.split(c, "tile_ic");
+    const std::map<std::string, int64_t> extent = {{"c0", ci[0]}, {"r", s.r}, {"s", s.s}, {"c1", ci[1]}};
+    std::vector<std::pair<std::string, int64_t>> loops;
+    for (int i : space.order(c, "order_reduce")) loops.emplace_back(kReduceLoops[i], extent.at(kReduceLoops[i]));
+    return loops;
+  }
+};
+
+// ---- depthwise conv2d ----
+
+class DepthwiseConv2dNchwc : public Template {
+ public:
+  std::string name() const override { return "depthwise_conv2d_cpu_nchwc"; }
+  int version() const override { return 1; }
+  OpKind op() const override { return OpKind::kDepthwiseConv2d; }
+  TargetKind target_kind() const override { return TargetKind::kCpu; }
+
+  ConfigSpace space(const Workload& w, const Target& t) const override {
+    if (auto reason = check_op(name(), op(), w, t)) throw Error(*reason);
+    ConfigSpace space;
+    add_output_knobs(space, w.conv2d(), t, "tile_c");
+    add_loop_kind_knobs(space, t, 2);
+    return space;
+  }
+
+  std::optional<std::string> check(const Workload& w, const Target& t, const ConfigSpace& space,
+                                   const Config& c) const override {
+    if (auto reason = check_op(name(), op(), w, t)) return reason;
+    const DirectConvSchedule d = decode(space, c, t, "tile_c");
+    return check_schedule(d, t, unrolled_extent(reduction_loops(w.conv2d()), d.unroll));
+  }
+
+  ir::Program instantiate(const Workload& w, const Target& t, const ConfigSpace& space,
+                          const Config& c) const override {
+    if (auto reason = check(w, t, space, c)) {
+      throw Error("cannot instantiate " + name() + " for " + w.key() + " with " +
+                  space.describe(c) + ": " + *reason);
+    }
+    const Conv2dShape& s = w.conv2d();
+    const DirectConvSchedule d = decode(space, c, t, "tile_c");
+    const int64_t kb = d.kb();
+    const PaddedExtent pe = padded_extent(s);
+    const ConvParams io(w);
+
+    // Weights [k][1][r][s] -> [k/kb][r][s][kb].
+    const Buffer wpack = ir::make_buffer("weight_packed", {d.k.factor(0), s.r, s.s, kb},
+                                         ir::Scope::kGlobal, /*prepared=*/true);
+    Stmt prepare = templates::fill(wpack, "wp", [&](const std::vector<Expr>& i) {
+      return ir::load(io.weight, {i[0] * kb + i[3], ir::int_imm(0), i[1], i[2]});
+    });
+
+    // Packed per output channel: with a multiplier m, input channel k / m is
+    // repeated m times, so the compute below is the same for every m.
+    const Buffer dpack = ir::make_buffer("data_packed", {s.n, d.k.factor(0), pe.hp, pe.wp, kb});
+    Stmt pack = pack_data(s, io.data, dpack, d.parallel > 0, [&](Expr block, Expr kk) {
+      Expr k = block * kb + kk;
+      return s.multiplier == 1 ? k : ir::floordiv(k, ir::int_imm(s.multiplier));
+    });
+
+    const LoopNest red = reduction_nest(reduction_loops(s), d.unroll);
+    const Expr r = red.var("r"), tap = red.var("s");
+    Stmt compute = output_tiles(s, d, io.out, red, [&](const TileOrigin& o, Expr col, Expr kk) {
+      return ir::load(dpack, {o.n, o.k0, input_row(s, o.oh, r), input_col(s, o.ow + col, tap), kk}) *
+             ir::load(wpack, {o.k0, r, tap, kk});
+    });
+    return direct_conv_program(name(), t, io, {wpack, dpack}, prepare, ir::seq({pack, compute}));
+  }
+
+ private:
+  static std::vector<std::pair<std::string, int64_t>> reduction_loops(const Conv2dShape& s) {
+    return {{"r", s.r}, {"s", s.s}};
+  }
+};
+
+}  // namespace
+
+const Template& conv2d_cpu_template() {
+  static const Conv2dNchwc t;
+  return t;
+}
+
+const Template& depthwise_conv2d_cpu_template() {
+  static const DepthwiseConv2dNchwc t;
+  return t;
+}
+
+}  // namespace ktune

@@ -1,0 +1,23 @@
+// The `ktune` subcommands. Each add_* registers its subcommand on the app
+// and returns a callable run when that subcommand was chosen; the callable
+// returns the process exit code (see main.cc).
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace ktune::cli {
+
+// Exit codes shared by every command.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;    // ran, but produced no usable result
+inline constexpr int kExitBadInput = 2;  // bad spec, flag, file or database
+
+using CommandRun = std::function<int()>;
+
+CommandRun add_tune_command(CLI::App& app);
+CommandRun add_space_command(CLI::App& app);
+CommandRun add_best_command(CLI::App& app);
+
+}  // namespace ktune::cli

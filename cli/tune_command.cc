@@ -1,0 +1,161 @@
+// `ktune tune`: tune operators on this machine with the embedded default
+// (local measurer + SQLite file).
+#include <iostream>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/progress.h"
+#include "measure/local_measurer.h"
+#include "schedule_space/error.h"
+#include "tuner/tuner.h"
+
+namespace ktune::cli {
+
+namespace {
+
+struct TuneArgs {
+  std::vector<std::string> ops;
+  std::string template_name;
+  std::string db_path = "ktune.db";
+  std::string tuner = "random";
+  int threads = 0;
+  uint64_t seed = 1;
+  std::string format = "text";
+  std::string cache_dir;
+  std::string compiler;
+  std::vector<std::string> flags;
+  TuneOptions options;
+};
+
+std::string errors_text(const TuneSummary& s) {
+  std::ostringstream out;
+  out << s.errors << " errors";
+  if (!s.error_counts.empty()) {
+    out << " (";
+    for (size_t i = 0; i < s.error_counts.size(); ++i) {
+      out << (i ? ", " : "") << s.error_counts[i].second << " "
+          << error_name(s.error_counts[i].first);
+    }
+    out << ")";
+  }
+  return out.str();
+}
+
+nlohmann::json summary_json(const TuneSummary& s) {
+  nlohmann::json j;
+  j["workload"] = s.workload_key;
+  j["device_key"] = s.device_key;
+  j["template"] = s.template_name;
+  j["trials"] = s.trials;
+  j["errors"] = s.errors;
+  nlohmann::json counts = nlohmann::json::object();
+  for (auto [e, n] : s.error_counts) counts[std::string(error_name(e))] = n;
+  j["error_counts"] = counts;
+  j["skipped_already_measured"] = s.skipped_already_measured;
+  j["elapsed_s"] = s.elapsed_s;
+  j["best"] = s.best ? record_json(*s.best) : nlohmann::json();
+  if (!s.best) j["failure"] = s.first_error;
+  return j;
+}
+
+void print_summary_text(const TuneSummary& s, std::ostream& out) {
+  out << s.workload_key << " on " << s.device_key << "\n"
+      << "  template " << s.template_name << ", " << s.trials << " trials, " << errors_text(s)
+      << ", " << format_duration(s.elapsed_s) << "\n";
+  if (s.skipped_already_measured > 0) {
+    out << "  " << s.skipped_already_measured << " configs already in the database were not measured again\n";
+  }
+  if (s.best) {
+    out << "  best: " << speed_text(*s.best) << "  config #" << s.best->config_index << ": "
+        << s.best->config_text << "\n";
+  } else {
+    out << "  no candidate measured valid";
+    if (!s.first_error.empty()) out << "; first error: " << s.first_error;
+    out << "\n";
+  }
+}
+
+int run_tune(const TuneArgs& args) {
+  check_format(args.format);
+  std::vector<Workload> workloads;
+  for (const std::string& spec : args.ops) workloads.push_back(Workload::parse(spec));
+  Target target = detect_cpu_target(args.threads);
+  if (!args.compiler.empty()) target.cpu.compiler = args.compiler;
+  if (!args.flags.empty()) target.cpu.flags = args.flags;
+  std::unique_ptr<Database> db = Database::open(args.db_path);
+
+  LocalMeasurerOptions measurer_options;
+  measurer_options.cache_dir = args.cache_dir;
+  LocalMeasurer measurer(measurer_options);
+
+  nlohmann::json json_out = nlohmann::json::array();
+  bool all_ok = true;
+  for (const Workload& w : workloads) {
+    Task task = Task::make(w, target, choose_template(w, args.template_name));
+    std::unique_ptr<Tuner> tuner = make_tuner(args.tuner, task, args.seed);
+    if (args.format == "text") {
+      std::cerr << "tuning " << w.key() << " on " << target.device_key() << ": "
+                << task.space->size() << " configs, " << args.options.trials << " trials\n";
+    }
+    ProgressDisplay display(w.key());
+    TuneSummary summary = tune(task, *tuner, measurer, db.get(), args.options,
+                               [&](const TuneProgress& p) { display.update(p); });
+    display.finish();
+    all_ok = all_ok && summary.best.has_value();
+    if (args.format == "json") {
+      json_out.push_back(summary_json(summary));
+    } else {
+      print_summary_text(summary, std::cout);
+    }
+  }
+  if (args.format == "json") std::cout << json_out.dump(2) << "\n";
+  if (!all_ok) {
+    std::cerr << "ktune: error: no candidate measured valid for at least one operator (see above)\n";
+    return kExitFailed;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+CommandRun add_tune_command(CLI::App& app) {
+  auto args = std::make_shared<TuneArgs>();
+  CLI::App* cmd = app.add_subcommand("tune", "tune operators on this machine and store every measurement");
+  cmd->add_option("--op", args->ops, "operator spec, e.g. 'matmul(m=512,n=512,k=512)' (repeatable)")
+      ->required();
+  cmd->add_option("--trials", args->options.trials, "candidates to measure per operator")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--db", args->db_path, "SQLite tuning log")->capture_default_str();
+  cmd->add_option("--tuner", args->tuner, "search strategy: random or grid")->capture_default_str();
+  cmd->add_option("--template", args->template_name, "schedule template (default: the operator's first)");
+  cmd->add_option("--threads", args->threads, "threads for generated kernels (default: all cores)");
+  cmd->add_option("--seed", args->seed, "random seed")->capture_default_str();
+  cmd->add_option("--batch-size", args->options.batch_size, "candidates per measurement batch")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--early-stopping", args->options.early_stopping,
+                  "stop after this many trials without improvement (0: off)")->capture_default_str();
+  cmd->add_option("--repeat", args->options.measure.repeat, "timed repeats per candidate")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--number", args->options.measure.number,
+                  "calls per repeat (0: enough for --min-repeat-ms)")->capture_default_str();
+  cmd->add_option("--min-repeat-ms", args->options.measure.min_repeat_ms,
+                  "minimum duration of one repeat")->capture_default_str();
+  cmd->add_flag("--flush-cache", args->options.measure.flush_cache, "evict caches before each repeat");
+  cmd->add_option("--timeout", args->options.measure.run_timeout_s, "run timeout per candidate (s)")
+      ->capture_default_str();
+  cmd->add_option("--compile-timeout", args->options.measure.compile_timeout_s,
+                  "compile timeout per candidate (s)")->capture_default_str();
+  cmd->add_option("--final-top", args->options.final_top,
+                  "top candidates re-measured at the end")->capture_default_str();
+  cmd->add_option("--final-repeat", args->options.final_repeat,
+                  "repeats for the final re-measurement")->capture_default_str();
+  cmd->add_option("--compiler", args->compiler, "C++ compiler for kernels (default: c++)");
+  cmd->add_option("--cflags", args->flags, "compiler flags for kernels (default: -O3 -march=native -ffp-contract=fast)")
+      ->delimiter(' ');
+  cmd->add_option("--cache-dir", args->cache_dir, "artifact cache directory");
+  cmd->add_option("--format", args->format, kFormatHelp)->capture_default_str();
+  return [args] { return run_tune(*args); };
+}
+
+}  // namespace ktune::cli

@@ -1,0 +1,156 @@
+// Building blocks shared by the CPU templates (matmul family, conv2d family).
+//
+// A CPU template is mostly the same few ideas put together differently:
+// axes split into tile levels (SplitAxis), loops ordered and some of them
+// fused into one parallel loop (LoopNest), a register tile of accumulators
+// that the code generator keeps in vector registers (RegisterTile), and
+// operands copied into blocked layouts (fill). Templates name these parts
+// instead of re-spelling the loops.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "schedule_space/ir.h"
+#include "schedule_space/target.h"
+
+namespace ktune::templates {
+
+// ---- integer helpers ----
+
+// a rounded up to a multiple of b (b > 0).
+int64_t round_up(int64_t a, int64_t b);
+// Ceiling of a / b for positive b.
+int64_t ceil_div(int64_t a, int64_t b);
+// True if x is a power of two (1 included).
+bool is_power_of_two(int64_t x);
+
+// The extent an axis is padded to so that exact splits still offer a useful
+// register-tile size: `extent` itself if it is <= hi or already has a divisor
+// in [lo, hi], otherwise the smallest larger value that has one. Padding adds
+// at most lo - 1 rows of wasted work; the template must guard the padded part
+// (clamp reads, skip writes). Deterministic, so spaces stay stable.
+int64_t pad_for_tiling(int64_t extent, int64_t lo, int64_t hi);
+
+// ---- target facts ----
+
+// Architectural vector registers available to a micro-kernel: 32 for avx512
+// and neon, 16 otherwise (avx2, sse4, generic).
+int vector_registers(const CpuTarget& target);
+
+// Vector widths (fp32 lanes) a template may use on an axis of `extent`:
+// powers of two <= target.vector_lanes that divide extent, widest first.
+// Always non-empty: 1 (scalar) is the last resort.
+std::vector<int64_t> vector_width_choices(const CpuTarget& target, int64_t extent);
+
+// Why a rows x cols register tile of `lanes`-wide vectors would not fit, or
+// nullopt if it fits: lanes must be a power of two, cols a multiple of lanes,
+// and rows * cols/lanes accumulators + cols/lanes operand vectors + one
+// broadcast must fit in vector_registers(target).
+std::optional<std::string> check_register_tile(const CpuTarget& target, int64_t rows, int64_t cols,
+                                               int64_t lanes);
+
+// ---- loop nests ----
+
+// An ordered list of loops (outermost first) whose variables a template reads
+// back as expressions before building the body. Loops of extent 1 are not
+// emitted and their variable reads as 0; fused parallel loops read as
+// floordiv/floormod of the fused variable. Build the body only after all
+// add / fuse_parallel calls.
+class LoopNest {
+ public:
+  // Appends a loop inside the ones added before. Variable names must be unique.
+  void add(const std::string& var, int64_t extent, ir::LoopKind kind = ir::LoopKind::kSerial);
+  // Fuses the `count` outermost loops into one parallel loop named after
+  // them ("m0_n0_fused"); count 1 just makes the outermost loop parallel,
+  // count 0 does nothing. Throws ktune::Error if count exceeds the loops.
+  void fuse_parallel(int count);
+  // The value of loop variable `var` inside the body; throws ktune::Error for
+  // an unknown name.
+  ir::Expr var(const std::string& var) const;
+  // Extent of loop `var`.
+  int64_t extent(const std::string& var) const;
+  // body wrapped in the loops.
+  ir::Stmt wrap(ir::Stmt body) const;
+  size_t size() const { return loops_.size(); }
+
+ private:
+  struct Loop {
+    std::string var;
+    int64_t extent;
+    ir::LoopKind kind;
+  };
+  const Loop& find(const std::string& var) const;
+  std::vector<Loop> loops_;
+  int fused_ = 0;  // how many outermost loops are fused into one parallel loop
+};
+
+// An axis split into tile levels (outermost first), as given by a SplitKnob.
+// Level i's loop variable is named "<name><i>" (e.g. m0, m1, m2).
+struct SplitAxis {
+  std::string name;
+  std::vector<int64_t> factors;
+
+  std::string level(size_t i) const;  // loop variable name of level i
+  int64_t factor(size_t i) const { return factors.at(i); }
+  // Product of the factors of levels >= i (the extent one iteration of level
+  // i - 1 covers); stride(levels) is 1.
+  int64_t stride(size_t i) const;
+  // Sum of level variables times their strides over the first `levels`
+  // levels (all levels if levels < 0): with all levels it is the axis index,
+  // with all but the innermost it is the start of the innermost tile.
+  ir::Expr index(const LoopNest& nest, int levels = -1) const;
+};
+
+// ---- register tiles (micro-kernels) ----
+
+// A rows x cols block of accumulators in register scope: cols is a multiple
+// of lanes and every access goes through for_each(), so the code generator
+// declares it as rows * cols/lanes vector registers.
+struct RegisterTile {
+  ir::Buffer acc;  // [rows, cols], Scope::kRegister
+  int64_t rows = 0, cols = 0, lanes = 0;
+  std::string prefix;  // prefix of the tile's loop variables
+
+  // Throws ktune::Error if cols is not a multiple of lanes or lanes is not a
+  // power of two.
+  RegisterTile(const std::string& name, int64_t rows, int64_t cols, int64_t lanes);
+
+  // for row (unrolled) / col vector (unrolled) / lane (vectorized): f(row, col).
+  // f must return stores whose value is affine in col (see codegen_cpp.h).
+  ir::Stmt for_each(const std::function<ir::Stmt(ir::Expr row, ir::Expr col)>& f) const;
+  // acc = 0.
+  ir::Stmt zero() const;
+  // acc[row, col] += f(row, col), for every element (one reduction step).
+  ir::Stmt accumulate(const std::function<ir::Expr(ir::Expr row, ir::Expr col)>& f) const;
+  ir::Expr value(ir::Expr row, ir::Expr col) const;  // load acc[row, col]
+
+  // Writes the tile out through store(row, col, acc value). valid_rows and
+  // valid_cols (may be null: all valid) are how many rows / columns of the
+  // tile exist in the output (may exceed rows / cols): rows past valid_rows
+  // are skipped, and a tile with fewer than cols valid columns is written by
+  // a guarded scalar loop while full tiles keep vector stores.
+  ir::Stmt write_back(const std::function<ir::Stmt(ir::Expr row, ir::Expr col, ir::Expr value)>& store,
+                      ir::Expr valid_rows = nullptr, ir::Expr valid_cols = nullptr) const;
+
+  // Wraps a reduction around a tile: zero, the reduction nest around
+  // accumulate(f), then write_back — inside an Allocate of acc.
+  ir::Stmt compute(const LoopNest& reduction,
+                   const std::function<ir::Expr(ir::Expr row, ir::Expr col)>& f,
+                   ir::Stmt write_back) const;
+};
+
+// ---- layout transforms ----
+
+// dst[i0, ..., in] = value({i0, ..., in}) for every element of dst: the loop
+// nest a template uses to pack an operand into a blocked layout (or zero-pad
+// it; value may be a select). The outermost loop gets outer_kind (serial or
+// parallel). Loop variables are named "<prefix>0", "<prefix>1", ...
+ir::Stmt fill(const ir::Buffer& dst, const std::string& prefix,
+              const std::function<ir::Expr(const std::vector<ir::Expr>& index)>& value,
+              ir::LoopKind outer_kind = ir::LoopKind::kSerial);
+
+}  // namespace ktune::templates
