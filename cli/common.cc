@@ -45,6 +45,7 @@ nlohmann::json record_json(const Record& r) {
   j["kind"] = r.kind;
   j["timestamp"] = r.result.timestamp;
   j["tool_version"] = r.tool_version;
+  j["build_flags"] = r.build_flags;
   return j;
 }
 

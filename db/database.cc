@@ -57,7 +57,8 @@ CREATE TABLE measurements (
   job TEXT NOT NULL,
   worker TEXT NOT NULL,
   tool_version TEXT NOT NULL,
-  timestamp INTEGER NOT NULL
+  timestamp INTEGER NOT NULL,
+  build_flags TEXT NOT NULL     -- compiler and flags the kernel was built with
 );
 CREATE INDEX measurements_by_config
   ON measurements (workload_key, device_key, template_name, config_index);
@@ -237,7 +238,7 @@ class Transaction {
 constexpr std::string_view kRecordColumns =
     "id, workload_key, device_key, template_name, template_version, config_index, config_text, "
     "costs, error_code, error_message, build_seconds, run_seconds, flops, kind, job, worker, "
-    "tool_version, timestamp";
+    "tool_version, timestamp, build_flags";
 
 Record read_record(const Statement& s, const std::string& path) {
   Record r;
@@ -270,6 +271,7 @@ Record read_record(const Statement& s, const std::string& path) {
   r.result.worker = s.text(15);
   r.tool_version = s.text(16);
   r.result.timestamp = s.int64(17);
+  r.build_flags = s.text(18);
   return r;
 }
 
@@ -425,9 +427,9 @@ void Database::insert(std::vector<Record>& records) {
               "INSERT INTO measurements (workload_key, device_key, template_name, "
               "template_version, config_index, config_text, costs, mean_cost, error_code, "
               "error_name, error_message, build_seconds, run_seconds, flops, kind, job, worker, "
-              "tool_version, timestamp) "
+              "tool_version, timestamp, build_flags) "
               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
-              "?18, ?19)");
+              "?18, ?19, ?20)");
   std::vector<int64_t> ids;
   ids.reserve(records.size());
   for (const Record& r : records) {
@@ -455,6 +457,7 @@ void Database::insert(std::vector<Record>& records) {
     s.bind(17, m.worker);
     s.bind(18, r.tool_version);
     s.bind(19, m.timestamp);
+    s.bind(20, r.build_flags);
     s.run();
     ids.push_back(sqlite3_last_insert_rowid(impl_->db));
   }

@@ -29,6 +29,7 @@ struct Record {
   std::string kind = "search";  // "search" or "final" (re-measured top candidate)
   std::string job;           // optional job id
   std::string tool_version;
+  std::string build_flags;   // compiler and flags, e.g. "c++ -O3 -march=native"
 
   double gflops() const;     // 0 if not ok
 };

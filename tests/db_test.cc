@@ -46,6 +46,7 @@ Record make_record(const std::string& workload, uint64_t config_index, std::vect
   r.result.timestamp = 1700000000 + static_cast<int64_t>(config_index);
   r.flops = 2.0 * 64 * 64 * 64;
   r.tool_version = tool_version();
+  r.build_flags = "c++ -O3 -march=native";
   return r;
 }
 
@@ -104,6 +105,7 @@ void expect_same_record(const Record& a, const Record& b) {
   EXPECT_EQ(a.kind, b.kind);
   EXPECT_EQ(a.job, b.job);
   EXPECT_EQ(a.tool_version, b.tool_version);
+  EXPECT_EQ(a.build_flags, b.build_flags);
 }
 
 class DatabaseTest : public ::testing::Test {

@@ -28,6 +28,8 @@ Record make_record(const Task& task, const Config& config, const MeasureResult& 
   r.kind = kind;
   r.job = job;
   r.tool_version = tool_version();
+  r.build_flags = task.target.cpu.compiler;
+  for (const std::string& flag : task.target.cpu.flags) r.build_flags += " " + flag;
   return r;
 }
 
