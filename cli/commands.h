@@ -19,5 +19,6 @@ using CommandRun = std::function<int()>;
 CommandRun add_tune_command(CLI::App& app);
 CommandRun add_space_command(CLI::App& app);
 CommandRun add_best_command(CLI::App& app);
+CommandRun add_bench_command(CLI::App& app);
 
 }  // namespace ktune::cli

@@ -13,9 +13,10 @@ const Template& choose_template(const Workload& w, const std::string& template_n
       throw Error("template " + template_name + " is for " + std::string(op_name(t.op())) +
                   " but the operator is " + std::string(op_name(w.op())));
     }
+    if (auto why = t.unsupported(w)) throw Error("template " + template_name + ": " + *why);
     return t;
   }
-  std::vector<const Template*> candidates = templates_for(w.op(), TargetKind::kCpu);
+  std::vector<const Template*> candidates = templates_for(w, TargetKind::kCpu);
   if (candidates.empty()) {
     throw Error("no CPU template for " + std::string(op_name(w.op())));
   }

@@ -7,8 +7,10 @@
 #include <nlohmann/json.hpp>
 
 #include "db/database.h"
+#include "measure/measure.h"
 #include "schedule_space/template.h"
 #include "schedule_space/workload.h"
+#include "tuner/tuner.h"
 
 namespace ktune::cli {
 
@@ -20,6 +22,14 @@ const Template& choose_template(const Workload& w, const std::string& template_n
 inline const char* kFormatHelp = "output format: text or json";
 // Throws ktune::Error unless format is "text" or "json".
 void check_format(const std::string& format);
+
+// Tunes one workload as `ktune tune` does (template_name "" = the
+// operator's default, tuner_name as --tuner), recording in db (may be null)
+// and showing progress on stderr; announce: a line saying what is tuned.
+// Used by `ktune tune` and by `ktune bench --trials N`.
+TuneSummary tune_workload(const Workload& w, const Target& target, const std::string& template_name,
+                          const std::string& tuner_name, uint64_t seed, Measurer& measurer,
+                          Database* db, const TuneOptions& options, bool announce);
 
 nlohmann::json record_json(const Record& r);
 // "85.31 GFLOP/s, 3.147 ms".

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
       {"tune", add_tune_command(app)},
       {"space", add_space_command(app)},
       {"best", add_best_command(app)},
+      {"bench", add_bench_command(app)},
   };
 
   try {

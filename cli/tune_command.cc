@@ -92,16 +92,8 @@ int run_tune(const TuneArgs& args) {
   nlohmann::json json_out = nlohmann::json::array();
   bool all_ok = true;
   for (const Workload& w : workloads) {
-    Task task = Task::make(w, target, choose_template(w, args.template_name));
-    std::unique_ptr<Tuner> tuner = make_tuner(args.tuner, task, args.seed);
-    if (args.format == "text") {
-      std::cerr << "tuning " << w.key() << " on " << target.device_key() << ": "
-                << task.space->size() << " configs, " << args.options.trials << " trials\n";
-    }
-    ProgressDisplay display(w.key());
-    TuneSummary summary = tune(task, *tuner, measurer, db.get(), args.options,
-                               [&](const TuneProgress& p) { display.update(p); });
-    display.finish();
+    TuneSummary summary = tune_workload(w, target, args.template_name, args.tuner, args.seed,
+                                        measurer, db.get(), args.options, args.format == "text");
     all_ok = all_ok && summary.best.has_value();
     if (args.format == "json") {
       json_out.push_back(summary_json(summary));
@@ -118,6 +110,22 @@ int run_tune(const TuneArgs& args) {
 }
 
 }  // namespace
+
+TuneSummary tune_workload(const Workload& w, const Target& target, const std::string& template_name,
+                          const std::string& tuner_name, uint64_t seed, Measurer& measurer,
+                          Database* db, const TuneOptions& options, bool announce) {
+  Task task = Task::make(w, target, choose_template(w, template_name));
+  std::unique_ptr<Tuner> tuner = make_tuner(tuner_name, task, seed);
+  if (announce) {
+    std::cerr << "tuning " << w.key() << " on " << target.device_key() << ": "
+              << task.space->size() << " configs, " << options.trials << " trials\n";
+  }
+  ProgressDisplay display(w.key());
+  TuneSummary summary = tune(task, *tuner, measurer, db, options,
+                             [&](const TuneProgress& p) { display.update(p); });
+  display.finish();
+  return summary;
+}
 
 CommandRun add_tune_command(CLI::App& app) {
   auto args = std::make_shared<TuneArgs>();

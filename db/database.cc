@@ -72,6 +72,18 @@ CREATE TABLE best (
   PRIMARY KEY (workload_key, device_key)
 );
 )sql"},
+    // `ktune bench`'s "% of peak": the measured FMA peak of a device class,
+    // per thread count (measuring it takes a fraction of a second, but a
+    // compile too).
+    {2, R"sql(
+CREATE TABLE device_peaks (
+  device_key TEXT NOT NULL,
+  threads INTEGER NOT NULL,
+  gflops REAL NOT NULL,
+  measured_at INTEGER NOT NULL,  -- unix seconds
+  PRIMARY KEY (device_key, threads)
+);
+)sql"},
 };
 
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
@@ -559,6 +571,33 @@ RecordCounts Database::counts(const std::string& workload_key,
     c.errors = s.int64(2);
   }
   return c;
+}
+
+std::optional<double> Database::peak_gflops(const std::string& device_key, int threads) const {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, impl_->path,
+              "SELECT gflops FROM device_peaks WHERE device_key = ?1 AND threads = ?2");
+  s.bind(1, device_key);
+  s.bind(2, int64_t{threads});
+  if (!s.step()) return std::nullopt;
+  return s.real(0);
+}
+
+void Database::set_peak_gflops(const std::string& device_key, int threads, double gflops) {
+  if (!(gflops > 0) || !std::isfinite(gflops) || threads < 1) {
+    throw Error("tuning database " + impl_->path + ": refusing peak of " + std::to_string(gflops) +
+                " GFLOP/s for " + device_key + " with " + std::to_string(threads) +
+                " threads: the peak must be a positive finite number and threads >= 1");
+  }
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, impl_->path,
+              "INSERT OR REPLACE INTO device_peaks (device_key, threads, gflops, measured_at) "
+              "VALUES (?1, ?2, ?3, ?4)");
+  s.bind(1, device_key);
+  s.bind(2, int64_t{threads});
+  s.bind(3, gflops);
+  s.bind(4, static_cast<int64_t>(std::time(nullptr)));
+  s.run();
 }
 
 }  // namespace ktune

@@ -68,6 +68,13 @@ class Database {
                                          const std::string& template_name) const;
   RecordCounts counts(const std::string& workload_key = "", const std::string& device_key = "") const;
 
+  // The measured FMA peak (GFLOP/s) of a device class with a thread count
+  // (`ktune bench`'s "% of peak"), if one was stored.
+  std::optional<double> peak_gflops(const std::string& device_key, int threads) const;
+  // Stores (or replaces) it. Throws ktune::Error unless gflops is positive
+  // and finite and threads >= 1.
+  void set_peak_gflops(const std::string& device_key, int threads, double gflops);
+
   const std::string& path() const;
 
  private:

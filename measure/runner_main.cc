@@ -12,14 +12,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <dlfcn.h>
 #include <functional>
 #include <iostream>
 #include <limits>
 #include <list>
 #include <memory>
 #include <optional>
-#include <random>
 #include <sstream>
 #include <string>
 #include <sys/mman.h>
@@ -28,8 +26,9 @@
 #include <unistd.h>
 #include <vector>
 
+#include "measure/kernel_library.h"
 #include "measure/runner_protocol.h"
-#include "schedule_space/codegen_cpp.h"
+#include "measure/verify.h"
 #include "schedule_space/error.h"
 #include "schedule_space/workload.h"
 
@@ -79,19 +78,6 @@ class FloatBuffer {
   size_t bytes_;
 };
 
-// Number of products summed into one output element: the scale of the
-// rounding error an fp32 kernel may legitimately have.
-int64_t reduction_length(const Workload& w) {
-  switch (w.op()) {
-    case OpKind::kMatmul: return w.matmul().k;
-    case OpKind::kDense: return w.dense().in;
-    case OpKind::kBatchMatmul: return w.batch_matmul().k;
-    case OpKind::kConv2d: return w.conv2d().c * w.conv2d().r * w.conv2d().s;
-    case OpKind::kDepthwiseConv2d: return w.conv2d().r * w.conv2d().s;
-  }
-  return 1;
-}
-
 // A workload's inputs (deterministic uniform values in [-1, 1]) and its
 // reference output, computed the first time a check needs it.
 struct WorkloadData {
@@ -114,11 +100,7 @@ struct WorkloadData {
     std::vector<TensorSpec> specs = w.inputs();
     for (size_t i = 0; i < specs.size(); ++i) {
       auto buffer = std::make_unique<FloatBuffer>(specs[i].elements());
-      // One seed per operand, so the values do not depend on the other
-      // operands' sizes.
-      std::mt19937 rng(0x6b74756eu + static_cast<uint32_t>(i));
-      std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-      for (int64_t j = 0; j < buffer->size(); ++j) buffer->data()[j] = uniform(rng);
+      fill_check_input(i, buffer->data(), buffer->size());
       buffer->make_read_only();
       input_pointers.push_back(buffer->data());
       inputs.push_back(std::move(buffer));
@@ -168,82 +150,6 @@ class WorkloadCache {
   std::list<Entry> entries_;  // most recently used first
 };
 
-// A loaded artifact exporting the kernel ABI (codegen_cpp.h).
-class Kernel {
- public:
-  explicit Kernel(const std::string& path) : path_(path) {
-    handle_ = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!handle_) throw Error(std::string("cannot load artifact: ") + dlerror());
-    auto abi_version = symbol<int (*)()>("ktune_abi_version");
-    workspace_floats_ = symbol<int64_t (*)()>("ktune_workspace_floats");
-    prepare_ = symbol<void (*)(const float* const*, float*)>("ktune_prepare");
-    run_ = symbol<void (*)(const float* const*, float*, float*)>("ktune_run");
-    int version = abi_version();
-    if (version != kKernelAbiVersion) {
-      dlclose(handle_);
-      throw Error("artifact '" + path + "' has kernel ABI version " + std::to_string(version) +
-                  ", this runner expects version " + std::to_string(kKernelAbiVersion));
-    }
-  }
-  ~Kernel() { dlclose(handle_); }
-  Kernel(const Kernel&) = delete;
-  Kernel& operator=(const Kernel&) = delete;
-
-  int64_t workspace_floats() const { return workspace_floats_(); }
-  void prepare(const float* const* inputs, float* workspace) const { prepare_(inputs, workspace); }
-  void run(const float* const* inputs, float* output, float* workspace) const {
-    run_(inputs, output, workspace);
-  }
-
- private:
-  template <typename F>
-  F symbol(const char* name) {
-    void* p = dlsym(handle_, name);
-    if (!p) {
-      dlclose(handle_);
-      throw Error("artifact '" + path_ + "' does not export " + name + " (not a ktune kernel?)");
-    }
-    return reinterpret_cast<F>(p);
-  }
-
-  std::string path_;
-  void* handle_ = nullptr;
-  int64_t (*workspace_floats_)() = nullptr;
-  void (*prepare_)(const float* const*, float*) = nullptr;
-  void (*run_)(const float* const*, float*, float*) = nullptr;
-};
-
-// nullopt if output matches the reference. Inputs are uniform in [-1, 1], so
-// every product has magnitude <= 1 and the typical sum of |products| is K/4
-// for a reduction of length K. fp32 kernels may sum in any order (tiles,
-// vector lanes, FMA contraction); the error of such a sum grows like
-// eps * sqrt(K) * sum|products| in practice. The absolute tolerance is four
-// times that (a missing or extra product, ~0.25, stays far above it), plus a
-// relative 1e-4 of the value itself. NaN never passes, which catches
-// elements the kernel never wrote (the output is pre-filled with NaN).
-std::optional<std::string> compare_with_reference(WorkloadData& data, const float* output) {
-  const double eps = std::numeric_limits<float>::epsilon();
-  const double k = static_cast<double>(reduction_length(data.workload));
-  const double atol = 4 * eps * std::sqrt(k) * (k / 4 + 1);
-  const double rtol = 1e-4;
-  const float* expected = data.reference().data();
-  const int64_t n = data.reference().size();
-  int64_t wrong = 0, first = -1;
-  for (int64_t i = 0; i < n; ++i) {
-    double got = output[i], want = expected[i];
-    bool ok = std::fabs(got - want) <= atol + rtol * std::fabs(want);  // false for NaN
-    if (!ok) {
-      if (wrong++ == 0) first = i;
-    }
-  }
-  if (wrong == 0) return std::nullopt;
-  std::string got = std::isnan(output[first]) ? "nan (never written?)" : format_number(output[first]);
-  return "output[" + std::to_string(first) + "] = " + got + ", expected " +
-         format_number(expected[first]) + " (tolerance " +
-         format_number(atol + rtol * std::fabs(expected[first])) + "); " + std::to_string(wrong) +
-         " of " + std::to_string(n) + " elements wrong";
-}
-
 // Evicts the caches by writing a buffer larger than the last-level cache.
 class CacheFlusher {
  public:
@@ -283,21 +189,16 @@ class Runner {
     if (o.check) data.reference();
     started();
 
-    Kernel kernel(request.artifact_path);
-    int64_t workspace_floats = kernel.workspace_floats();
-    if (workspace_floats < 0 || workspace_floats > (int64_t{1} << 31)) {
-      throw Error("artifact asks for a workspace of " + std::to_string(workspace_floats) +
-                  " floats; accepted: 0 to 2^31");
-    }
-    FloatBuffer workspace(workspace_floats);
+    KernelLibrary kernel(request.artifact_path);
     FloatBuffer output(data.output_elements);
     const float* const* inputs = data.input_pointers.data();
-    kernel.prepare(inputs, workspace.data());
+    kernel.prepare(inputs);
 
     if (o.check) {
       std::fill_n(output.data(), output.size(), std::numeric_limits<float>::quiet_NaN());
-      kernel.run(inputs, output.data(), workspace.data());
-      if (auto wrong = compare_with_reference(data, output.data())) {
+      kernel.run(inputs, output.data());
+      if (auto wrong = compare_with_reference(data.workload, output.data(),
+                                              data.reference().data(), data.reference().size())) {
         m.result.error = MeasureError::kWrongAnswer;
         m.result.error_message = *wrong;
         return m;
@@ -306,7 +207,7 @@ class Runner {
 
     auto time_calls = [&](int calls) {
       auto start = Clock::now();
-      for (int i = 0; i < calls; ++i) kernel.run(inputs, output.data(), workspace.data());
+      for (int i = 0; i < calls; ++i) kernel.run(inputs, output.data());
       return seconds_since(start);
     };
     const double min_repeat_s = o.min_repeat_ms / 1000;

@@ -1,5 +1,7 @@
 #include "schedule_space/template.h"
 
+#include <algorithm>
+
 #include "schedule_space/error.h"
 #include "schedule_space/templates/templates.h"
 
@@ -12,6 +14,7 @@ const std::vector<const Template*>& all_templates() {
       &dense_cpu_template(),
       &batch_matmul_cpu_template(),
       &conv2d_cpu_template(),
+      &conv2d_1x1_cpu_template(),
       &depthwise_conv2d_cpu_template(),
   };
   return registry;
@@ -21,6 +24,19 @@ std::vector<const Template*> templates_for(OpKind op, TargetKind kind) {
   std::vector<const Template*> found;
   for (const Template* t : all_templates()) {
     if (t->op() == op && t->target_kind() == kind) found.push_back(t);
+  }
+  return found;
+}
+
+std::vector<const Template*> templates_for(const Workload& w, TargetKind kind) {
+  // Specialized templates take a subset of their operator's shapes, and
+  // where they apply they beat the general template of the operator.
+  static const std::vector<const Template*> specialized = {&conv2d_1x1_cpu_template()};
+  std::vector<const Template*> found;
+  for (const Template* t : templates_for(w.op(), kind)) {
+    if (t->unsupported(w)) continue;
+    const bool special = std::find(specialized.begin(), specialized.end(), t) != specialized.end();
+    found.insert(special ? found.begin() : found.end(), t);
   }
   return found;
 }

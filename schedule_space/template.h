@@ -25,6 +25,16 @@ class Template {
   virtual OpKind op() const = 0;
   virtual TargetKind target_kind() const = 0;
 
+  // Why this template cannot take workload w at all (wrong operator, or a
+  // shape outside what a specialized template handles, e.g. a 1x1 conv2d
+  // template given a 3x3 conv), or nullopt if it can. space() and
+  // instantiate() throw ktune::Error for such a workload; check() returns
+  // this reason.
+  virtual std::optional<std::string> unsupported(const Workload& w) const {
+    if (w.op() != op()) return name() + " does not take " + w.key();
+    return std::nullopt;
+  }
+
   // The space for this workload and target. Deterministic: the same inputs
   // give the same space (indices are stable across processes and machines
   // with the same target vector width and thread count).
@@ -42,8 +52,14 @@ class Template {
 
 // All registered templates.
 const std::vector<const Template*>& all_templates();
-// Templates for an operator on a target kind, the default first.
+// Templates for an operator on a target kind, the default first. Some may
+// not take every shape of the operator (see Template::unsupported); prefer
+// the overload below when the workload is known.
 std::vector<const Template*> templates_for(OpKind op, TargetKind kind);
+// The templates that take workload w on a target kind, the best default
+// first: a template specialized for w's shape (e.g. 1x1 conv2d through the
+// GEMM path) comes before the operator's general one.
+std::vector<const Template*> templates_for(const Workload& w, TargetKind kind);
 // Throws ktune::Error listing the known names if there is none called name.
 const Template& find_template(const std::string& name);
 

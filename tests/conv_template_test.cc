@@ -108,14 +108,42 @@ TEST(Conv2dTemplate, CheckRejectsRegisterTilesThatDoNotFit) {
   Config c = space.get(0);
   c = with_choice(space, c, "unroll", "0");
   c = with_choice(space, c, "tile_oc", "[4,32]");
-  c = with_choice(space, c, "tile_ow", "[2,1,14]");  // 14 columns x 4 vectors: 56 accumulators
+  c = with_choice(space, c, "tile_ow", "7");  // 7 columns x 4 vectors: 28 accumulators
   const std::optional<std::string> reason = tmpl.check(w, t, space, c);
   ASSERT_TRUE(reason.has_value());
   EXPECT_NE(reason->find("accumulators"), std::string::npos) << *reason;
   EXPECT_THROW(tmpl.instantiate(w, t, space, c), Error);
 
-  c = with_choice(space, c, "tile_ow", "[7,2,2]");  // 2 x 4 vectors fit
+  c = with_choice(space, c, "tile_ow", "3");  // 3 x 4 vectors fit, though 3 does not divide 28
+  c = with_choice(space, c, "ow_block", "8");   // 10 tiles: the second group is partial
   EXPECT_EQ(tmpl.check(w, t, space, c), std::nullopt);
+}
+
+// Register tiles whose width does not divide the output width (the last tile
+// of a row is partial) and groups of tiles that do not divide the tile count
+// (the last group is partial) still compute every output exactly once.
+TEST(Conv2dTemplate, PartialRegisterTilesComputeTheRightAnswer) {
+  const Target t = detect_cpu_target(2);
+  const std::string order = " order=[k0,oh0,oh1,ow0,ow1] order_reduce=[c0,r,s,c1]";
+  testing::expect_configs_correct(
+      conv2d_cpu_template(), "conv2d(n=1,c=16,h=14,w=14,k=32,r=3,s=3,stride=1,pad=1)", t,
+      {// 5 tiles of 3 columns (the last has 2) in groups of 4 (the last has 1)
+       "tile_ic=[2,8] tile_oc=[1,32] tile_oh=[2,7] tile_ow=3 ow_block=4" + order +
+           " unroll=1 fma_order=1 parallel=0",
+       "tile_ic=[1,16] tile_oc=[2,16] tile_oh=[14,1] tile_ow=6 ow_block=2" + order +
+           " unroll=2 fma_order=0 parallel=2",
+       "tile_ic=[4,4] tile_oc=[4,8] tile_oh=[7,2] tile_ow=5 ow_block=1" + order +
+           " unroll=0 fma_order=1 parallel=3"});
+  // stride 2, batch 2, three input channels: 7 output columns in tiles of 4
+  testing::expect_configs_correct(
+      conv2d_cpu_template(), "conv2d(n=2,c=3,h=13,w=13,k=16,r=7,s=7,stride=2,pad=3)", t,
+      {"tile_ic=[1,3] tile_oc=[1,16] tile_oh=[1,7] tile_ow=4 ow_block=2" + order +
+       " unroll=1 fma_order=1 parallel=1"});
+  testing::expect_configs_correct(
+      depthwise_conv2d_cpu_template(),
+      "depthwise_conv2d(n=1,c=8,h=11,w=11,r=3,s=3,stride=1,pad=1,multiplier=2)", t,
+      {"tile_c=[1,16] tile_oh=[1,11] tile_ow=4 ow_block=2 order=[k0,oh0,oh1,ow0,ow1]"
+       " unroll=2 fma_order=1 parallel=1"});
 }
 
 TEST(Conv2dTemplate, RejectsOtherOperators) {

@@ -308,7 +308,7 @@ TEST_F(DatabaseTest, ReopeningKeepsRecordsBestMarkAndSchemaVersion) {
     expect_same_record(got[1], batch[0]);
     EXPECT_EQ(db->best("w", "cpu/test/avx2/2t")->id, batch[1].id);
   }
-  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "1");
+  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "2");
   EXPECT_EQ(raw_query(path_, "PRAGMA application_id"), std::to_string(0x6B74756E));
   EXPECT_EQ(raw_query(path_, "PRAGMA journal_mode"), "wal");
 }
@@ -354,7 +354,44 @@ TEST_F(DatabaseTest, RefusesAnotherApplicationsDatabaseUnchanged) {
 TEST_F(DatabaseTest, RefusesANewerSchemaVersionUnchanged) {
   make_database(3);
   raw_sql(path_, "PRAGMA user_version = 99");
-  expect_refused_unchanged("schema version 99, newer than this build understands (up to 1)");
+  expect_refused_unchanged("schema version 99, newer than this build understands (up to 2)");
+}
+
+TEST_F(DatabaseTest, StoresTheMeasuredPeakPerDeviceAndThreadCount) {
+  {
+    auto db = Database::open(path_);
+    EXPECT_FALSE(db->peak_gflops("cpu/test/avx2/2t", 2).has_value());
+    db->set_peak_gflops("cpu/test/avx2/2t", 2, 150.5);
+    db->set_peak_gflops("cpu/test/avx2/2t", 1, 75.0);
+    db->set_peak_gflops("cpu/test/avx2/2t", 1, 80.0);  // re-measured: replaces
+  }
+  auto db = Database::open(path_);
+  EXPECT_EQ(db->peak_gflops("cpu/test/avx2/2t", 2), 150.5);
+  EXPECT_EQ(db->peak_gflops("cpu/test/avx2/2t", 1), 80.0);
+  EXPECT_FALSE(db->peak_gflops("cpu/other/avx2/2t", 2).has_value());
+  EXPECT_EQ(raw_query(path_, "SELECT count(*) FROM device_peaks"), "2");
+}
+
+TEST_F(DatabaseTest, RefusesANonsensePeak) {
+  auto db = Database::open(path_);
+  EXPECT_THROW(db->set_peak_gflops("cpu/test/avx2/2t", 2, 0), Error);
+  EXPECT_THROW(db->set_peak_gflops("cpu/test/avx2/2t", 2, NAN), Error);
+  EXPECT_THROW(db->set_peak_gflops("cpu/test/avx2/2t", 0, 10), Error);
+  EXPECT_FALSE(db->peak_gflops("cpu/test/avx2/2t", 2).has_value());
+}
+
+// A file written by a build with schema version 1 (before device_peaks):
+// opening it migrates it to version 2 and keeps its records.
+TEST_F(DatabaseTest, MigratesAVersion1DatabaseKeepingItsRecords) {
+  make_database(3);
+  // Turn it back into what version 1 left: no peaks table, user_version 1.
+  raw_sql(path_, "DROP TABLE device_peaks; PRAGMA user_version = 1;");
+  ASSERT_EQ(raw_query(path_, "SELECT count(*) FROM sqlite_schema WHERE name = 'device_peaks'"), "0");
+  auto db = Database::open(path_);
+  EXPECT_EQ(db->counts().total, 3);
+  db->set_peak_gflops("cpu/test/avx2/2t", 2, 99.0);
+  EXPECT_EQ(db->peak_gflops("cpu/test/avx2/2t", 2), 99.0);
+  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "2");
 }
 
 // The point of one transaction per batch: a process killed halfway through a

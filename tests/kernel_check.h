@@ -1,7 +1,8 @@
 // Test support for generated kernels: compile and run a Program in-process,
 // and check random configs of a template against the reference.
 //
-//   - KernelLibrary / run_program: emit_cpp + the system compiler + dlopen,
+//   - KernelLibrary / run_program: emit_cpp + the system compiler +
+//     ktune::KernelLibrary,
 //     for codegen tests on hand-built programs (no runner process needed);
 //   - sample_valid_configs / expect_configs_correct: the template tests'
 //     common loop — a fixed-seed sample of valid configs of a template for a
@@ -9,7 +10,6 @@
 //     expect_configs_correct needs ktune_measure linked.
 #pragma once
 
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -30,6 +30,7 @@
 
 #include <gtest/gtest.h>
 
+#include "measure/kernel_library.h"
 #include "measure/local_measurer.h"
 #include "schedule_space/codegen_cpp.h"
 #include "schedule_space/error.h"
@@ -41,15 +42,12 @@ extern char** environ;
 
 namespace ktune::testing {
 
-// A generated kernel compiled with the system compiler and loaded with
-// dlopen. Throws ktune::Error with the compiler's output if it does not build.
+// A generated kernel compiled with the system compiler (with -Werror, so
+// generated code stays warning-free) and loaded in-process with
+// ktune::KernelLibrary. Throws ktune::Error with the compiler's output if it
+// does not build.
 class KernelLibrary {
  public:
-  using AbiVersionFn = int (*)();
-  using WorkspaceFn = int64_t (*)();
-  using PrepareFn = void (*)(const float* const*, float*);
-  using RunFn = void (*)(const float* const*, float*, float*);
-
   explicit KernelLibrary(const std::string& source) {
     dir_ = std::filesystem::temp_directory_path() /
            ("ktune-kernel-check-" + std::to_string(getpid()) + "-" + std::to_string(counter()++));
@@ -81,39 +79,27 @@ class KernelLibrary {
       throw Error("kernel_check: the generated kernel does not compile:\n" + diag.str() +
                   "\n--- source ---\n" + source);
     }
-    handle_ = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!handle_) throw Error(std::string("kernel_check: dlopen failed: ") + dlerror());
-    abi_version = sym<AbiVersionFn>("ktune_abi_version");
-    workspace_floats = sym<WorkspaceFn>("ktune_workspace_floats");
-    prepare = sym<PrepareFn>("ktune_prepare");
-    run = sym<RunFn>("ktune_run");
+    loaded_ = std::make_unique<ktune::KernelLibrary>(so);
   }
   ~KernelLibrary() {
-    if (handle_) dlclose(handle_);
+    loaded_.reset();
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
   }
   KernelLibrary(const KernelLibrary&) = delete;
   KernelLibrary& operator=(const KernelLibrary&) = delete;
 
-  AbiVersionFn abi_version = nullptr;
-  WorkspaceFn workspace_floats = nullptr;
-  PrepareFn prepare = nullptr;
-  RunFn run = nullptr;
+  int abi_version() const { return loaded_->abi_version(); }
+  int64_t workspace_floats() const { return loaded_->workspace_floats(); }
+  ktune::KernelLibrary& loaded() { return *loaded_; }
 
  private:
-  template <typename F>
-  F sym(const char* name) {
-    void* p = dlsym(handle_, name);
-    if (!p) throw Error(std::string("kernel_check: the kernel does not export ") + name);
-    return reinterpret_cast<F>(p);
-  }
   static int& counter() {
     static int n = 0;
     return n;
   }
   std::filesystem::path dir_;
-  void* handle_ = nullptr;
+  std::unique_ptr<ktune::KernelLibrary> loaded_;
 };
 
 // Runs a program on the given inputs (one vector per input param, in order)
@@ -124,13 +110,9 @@ inline std::vector<float> run_program(const ir::Program& program,
   KernelLibrary lib(emit_cpp(program));
   std::vector<const float*> in;
   for (const auto& v : inputs) in.push_back(v.data());
-  const int64_t ws_floats = lib.workspace_floats();
-  float* ws = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(ws_floats + 16) * 4));
-  std::fill(ws, ws + ws_floats + 16, std::nanf(""));
   std::vector<float> out(static_cast<size_t>(program.params.back()->elements()), std::nanf(""));
-  lib.prepare(in.data(), ws);
-  lib.run(in.data(), out.data(), ws);
-  std::free(ws);
+  lib.loaded().prepare(in.data());
+  lib.loaded().run(in.data(), out.data());
   return out;
 }
 

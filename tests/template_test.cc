@@ -72,19 +72,19 @@ TEST(GemmTemplates, CheckExplainsRejectedConfigs) {
     return t.check(w, target, s, s.parse(config)).value_or("");
   };
   const std::string good =
-      "tile_m=[16,16,4] tile_n=[4,16,16] tile_k=[4,64,4] order=[m0,n0,k0] inner_order=[n1,m1] pack=1 pack_a=1 "
+      "tile_m=[16,64] mr=4 tile_n=[4,256] nr=16 tile_k=[4,64,4] order=[m0,n0,k0] inner_order=[n1,m1] pack=1 pack_rows=0 pack_a=1 "
       "parallel=2";
   EXPECT_EQ(reason(good), "");
   EXPECT_NO_THROW(t.instantiate(w, target, s, s.parse(good)));
   // 8 rows x 4 vectors of accumulators do not fit in 16 AVX2 registers.
   const std::string too_big =
-      "tile_m=[8,16,8] tile_n=[4,8,32] tile_k=[4,64,4] order=[m0,n0,k0] inner_order=[n1,m1] pack=1 pack_a=1 "
+      "tile_m=[8,128] mr=8 tile_n=[4,256] nr=32 tile_k=[4,64,4] order=[m0,n0,k0] inner_order=[n1,m1] pack=1 pack_rows=1 pack_a=1 "
       "parallel=0";
   EXPECT_NE(reason(too_big).find("vector registers"), std::string::npos) << reason(too_big);
   EXPECT_THROW(t.instantiate(w, target, s, s.parse(too_big)), Error);
   // Parallel iterations of k0 would race on the output.
   const std::string racy =
-      "tile_m=[16,16,4] tile_n=[4,16,16] tile_k=[4,64,4] order=[k0,m0,n0] inner_order=[n1,m1] pack=1 pack_a=1 "
+      "tile_m=[16,64] mr=4 tile_n=[4,256] nr=16 tile_k=[4,64,4] order=[k0,m0,n0] inner_order=[n1,m1] pack=1 pack_rows=0 pack_a=1 "
       "parallel=1";
   EXPECT_NE(reason(racy).find("k0"), std::string::npos) << reason(racy);
 }
@@ -94,7 +94,7 @@ TEST(GemmTemplates, UnpackedBNeedsWholeVectors) {
   const Template& t = matmul_cpu_template();
   const ConfigSpace s = t.space(w, test_target());
   const std::string unpacked =
-      "tile_m=[1,2,4] tile_n=[1,3,8] tile_k=[1,1,4] order=[m0,n0,k0] inner_order=[m1,n1] pack=0 pack_a=1 parallel=0";
+      "tile_m=[1,8] mr=4 tile_n=[1,17] nr=8 tile_k=[1,1,4] order=[m0,n0,k0] inner_order=[m1,n1] pack=0 pack_rows=0 pack_a=1 parallel=0";
   const auto why = t.check(w, test_target(), s, s.parse(unpacked));
   ASSERT_TRUE(why.has_value());
   EXPECT_NE(why->find("pack=0"), std::string::npos) << *why;
@@ -119,7 +119,7 @@ TEST(GemmTemplates, MicroKernelKeepsAccumulatorsInVectorRegisters) {
   const Template& t = matmul_cpu_template();
   const ConfigSpace s = t.space(w, test_target());
   const Config c = s.parse(
-      "tile_m=[4,4,4] tile_n=[1,4,16] tile_k=[2,8,4] order=[m0,n0,k0] inner_order=[m1,n1] pack=1 pack_a=0 parallel=0");
+      "tile_m=[4,16] mr=4 tile_n=[1,64] nr=16 tile_k=[2,8,4] order=[m0,n0,k0] inner_order=[m1,n1] pack=1 pack_rows=0 pack_a=0 parallel=0");
   const std::string src = emit_cpp(t.instantiate(w, test_target(), s, c));
   // 4 rows x 2 vectors of 8 lanes.
   EXPECT_NE(src.find("kt_f32x8 acc[8];"), std::string::npos) << src;
@@ -150,25 +150,27 @@ TEST(GemmTemplates, SampledConfigsComputeTheRightAnswer) {
 }
 
 // The paths random samples may miss: several k blocks (store, then
-// accumulate), padded rows, partial column tiles, unpacked B, parallel
+// accumulate), register tiles that do not divide their block (partial row
+// and column tiles, packed and unpacked), unpacked B, parallel
 // packing and fused parallel loops.
 TEST(GemmTemplates, HandPickedConfigsCoverEveryWriteBackPath) {
   const Target t = detect_cpu_target(2);
   testing::expect_configs_correct(
       matmul_cpu_template(), "matmul(m=13,n=17,k=12)", t,
-      {"tile_m=[1,2,7] tile_n=[3,1,8] tile_k=[3,2,2] order=[k0,m0,n0] inner_order=[n1,m1] pack=1 pack_a=1 parallel=0",
-       "tile_m=[7,1,2] tile_n=[1,3,8] tile_k=[2,1,6] order=[m0,n0,k0] inner_order=[m1,n1] pack=1 pack_a=0 parallel=2",
-       "tile_m=[1,1,14] tile_n=[3,1,8] tile_k=[12,1,1] order=[n0,k0,m0] inner_order=[m1,n1] pack=1 pack_a=1 parallel=1"});
+      {"tile_m=[1,13] mr=7 tile_n=[1,17] nr=8 tile_k=[3,2,2] order=[k0,m0,n0] inner_order=[n1,m1] pack=1 pack_rows=1 pack_a=1 parallel=0",
+       "tile_m=[13,1] mr=2 tile_n=[1,17] nr=24 tile_k=[2,1,6] order=[m0,n0,k0] inner_order=[m1,n1] pack=1 pack_rows=0 pack_a=0 parallel=2",
+       "tile_m=[1,13] mr=13 tile_n=[17,1] nr=8 tile_k=[12,1,1] order=[n0,k0,m0] inner_order=[m1,n1] pack=1 pack_rows=1 pack_a=1 parallel=1"});
   testing::expect_configs_correct(
       matmul_cpu_template(), "matmul(m=12,n=32,k=9)", t,
-      {"tile_m=[2,2,3] tile_n=[2,1,16] tile_k=[3,1,3] order=[n0,m0,k0] inner_order=[m1,n1] pack=0 pack_a=0 parallel=2"});
+      {"tile_m=[2,6] mr=3 tile_n=[2,16] nr=16 tile_k=[3,1,3] order=[n0,m0,k0] inner_order=[m1,n1] pack=0 pack_rows=0 pack_a=0 parallel=2",
+       "tile_m=[1,12] mr=5 tile_n=[4,8] nr=8 tile_k=[1,9,1] order=[m0,n0,k0] inner_order=[n1,m1] pack=0 pack_rows=0 pack_a=0 parallel=1"});
   testing::expect_configs_correct(
       dense_cpu_template(), "dense(batch=3,in=10,out=19,bias=1)", t,
-      {"tile_m=[1,1,3] tile_n=[1,3,8] tile_k=[5,1,2] order=[k0,n0,m0] inner_order=[n1,m1] pack_a=1 parallel=0"});
+      {"tile_m=[1,3] mr=3 tile_n=[1,19] nr=8 tile_k=[5,1,2] order=[k0,n0,m0] inner_order=[n1,m1] pack_a=1 parallel=0"});
   testing::expect_configs_correct(
       batch_matmul_cpu_template(), "batch_matmul(b=3,m=11,n=9,k=8)", t,
-      {"tile_m=[1,3,4] tile_n=[2,1,8] tile_k=[2,2,2] order=[m0,n0,k0] inner_order=[m1,n1] pack=1 pack_a=0 parallel=3",
-       "tile_m=[3,1,4] tile_n=[1,1,16] tile_k=[4,1,2] order=[n0,m0,k0] inner_order=[n1,m1] pack=1 pack_a=1 parallel=1"});
+      {"tile_m=[1,11] mr=4 tile_n=[1,9] nr=8 tile_k=[2,2,2] order=[m0,n0,k0] inner_order=[m1,n1] pack=1 pack_rows=0 pack_a=0 parallel=3",
+       "tile_m=[1,11] mr=6 tile_n=[1,9] nr=16 tile_k=[4,1,2] order=[n0,m0,k0] inner_order=[n1,m1] pack=1 pack_rows=1 pack_a=1 parallel=1"});
 }
 
 // Parallel configs (fused outer loops, parallel packing) on two threads.
@@ -177,6 +179,77 @@ TEST(GemmTemplates, SampledParallelConfigsComputeTheRightAnswer) {
   testing::expect_configs_correct(matmul_cpu_template(), "matmul(m=36,n=40,k=12)", t, 6, 5);
   testing::expect_configs_correct(dense_cpu_template(), "dense(batch=9,in=20,out=35,bias=1)", t, 6, 5);
   testing::expect_configs_correct(batch_matmul_cpu_template(), "batch_matmul(b=4,m=12,n=20,k=6)", t, 6, 5);
+}
+
+// 1x1 convolutions go through the GEMM path: the specialized template is
+// offered first for them and never for other kernel sizes.
+TEST(Conv1x1Template, IsOfferedFirstForPointwiseConvsOnly) {
+  const Workload pointwise = Workload::parse("conv2d(n=1,c=64,h=14,w=14,k=32,r=1,s=1,stride=2,pad=0)");
+  const Workload spatial = Workload::parse("conv2d(n=1,c=64,h=14,w=14,k=32,r=3,s=3,stride=1,pad=1)");
+  const Workload padded = Workload::parse("conv2d(n=1,c=8,h=14,w=14,k=8,r=1,s=1,stride=1,pad=1)");
+  const Template& t = conv2d_1x1_cpu_template();
+  const auto for_pointwise = templates_for(pointwise, TargetKind::kCpu);
+  ASSERT_GE(for_pointwise.size(), 2u);
+  EXPECT_EQ(for_pointwise.front(), &t);
+  for (const Workload& other : {spatial, padded}) {
+    for (const Template* candidate : templates_for(other, TargetKind::kCpu)) EXPECT_NE(candidate, &t);
+    ASSERT_TRUE(t.unsupported(other).has_value());
+    EXPECT_NE(t.unsupported(other)->find("r=s=1"), std::string::npos) << *t.unsupported(other);
+    EXPECT_THROW(t.space(other, test_target()), Error);
+  }
+  // The general template stays the operator's default and takes every shape.
+  EXPECT_EQ(templates_for(OpKind::kConv2d, TargetKind::kCpu).front(), &conv2d_cpu_template());
+  EXPECT_FALSE(conv2d_cpu_template().unsupported(pointwise).has_value());
+  // Other operators are unaffected.
+  EXPECT_EQ(templates_for(Workload::parse("matmul(m=4,n=4,k=4)"), TargetKind::kCpu).front(),
+            &matmul_cpu_template());
+}
+
+TEST(Conv1x1Template, PacksTheWeightOnceAndRefusesStridedReadsInPlace) {
+  const Workload w = Workload::parse("conv2d(n=2,c=16,h=8,w=8,k=16,r=1,s=1,stride=2,pad=0)");
+  const Template& t = conv2d_1x1_cpu_template();
+  const ConfigSpace s = t.space(w, test_target());
+  const Config packed = s.parse(
+      "tile_m=[1,16] mr=4 tile_n=[1,16] nr=8 tile_k=[2,2,4] order=[m0,n0,k0] inner_order=[m1,n1] pack=1 pack_rows=0 pack_a=1 "
+      "parallel=0");
+  ASSERT_FALSE(t.check(w, test_target(), s, packed).has_value());
+  const ir::Program p = t.instantiate(w, test_target(), s, packed);
+  ASSERT_TRUE(p.prepare);
+  int prepared = 0;
+  for (const ir::Buffer& b : p.workspace) prepared += b->prepared;
+  EXPECT_EQ(prepared, 1);  // the weight; the data panels are packed in the timed body
+  const Config in_place = s.parse(
+      "tile_m=[1,16] mr=4 tile_n=[1,16] nr=8 tile_k=[2,2,4] order=[m0,n0,k0] inner_order=[m1,n1] pack=0 pack_rows=0 pack_a=1 "
+      "parallel=0");
+  const auto why = t.check(w, test_target(), s, in_place);
+  ASSERT_TRUE(why.has_value());
+  EXPECT_NE(why->find("strided"), std::string::npos) << *why;
+}
+
+// Odd shapes: primes, single channels, pixel counts that are not multiples
+// of the vector width, stride 2 (and unequal strides), two images.
+TEST(Conv1x1Template, SampledConfigsComputeTheRightAnswer) {
+  const Target t = detect_cpu_target(1);
+  for (const char* spec :
+       {"conv2d(n=1,c=7,h=5,w=9,k=13,r=1,s=1,stride=1,pad=0)",
+        "conv2d(n=2,c=16,h=7,w=7,k=24,r=1,s=1,stride=2,pad=0)",
+        "conv2d(n=1,c=1,h=3,w=3,k=1,r=1,s=1,stride=1,pad=0)",
+        "conv2d(n=2,c=5,h=11,w=6,k=17,r=1,s=1,stride=3x2,pad=0)",
+        "conv2d(n=1,c=32,h=8,w=8,k=16,r=1,s=1,stride=1,pad=0)"}) {
+    testing::expect_configs_correct(conv2d_1x1_cpu_template(), spec, t, 8);
+  }
+}
+
+TEST(Conv1x1Template, HandPickedAndParallelConfigsComputeTheRightAnswer) {
+  const Target t = detect_cpu_target(2);
+  testing::expect_configs_correct(
+      conv2d_1x1_cpu_template(), "conv2d(n=2,c=12,h=8,w=8,k=10,r=1,s=1,stride=1,pad=0)", t,
+      {"tile_m=[1,10] mr=5 tile_n=[2,32] nr=16 tile_k=[3,2,2] order=[k0,m0,n0] inner_order=[n1,m1] pack=0 pack_rows=0 pack_a=1 "
+       "parallel=1",
+       "tile_m=[2,5] mr=3 tile_n=[1,64] nr=24 tile_k=[1,3,4] order=[n0,m0,k0] inner_order=[m1,n1] pack=1 pack_rows=1 pack_a=0 "
+       "parallel=3"});
+  testing::expect_configs_correct(conv2d_1x1_cpu_template(),
+                                  "conv2d(n=2,c=9,h=9,w=9,k=20,r=1,s=1,stride=2,pad=0)", t, 6, 5);
 }
 
 }  // namespace

@@ -228,10 +228,24 @@ Stmt RegisterTile::compute(const LoopNest& reduction, const std::function<Expr(E
 
 Stmt fill(const ir::Buffer& dst, const std::string& prefix,
           const std::function<Expr(const std::vector<Expr>& index)>& value, LoopKind outer_kind) {
-  LoopNest nest;
-  for (size_t d = 0; d < dst->shape.size(); ++d) {
-    nest.add(prefix + std::to_string(d), dst->shape[d]);
+  std::vector<size_t> order(dst->shape.size());
+  for (size_t d = 0; d < order.size(); ++d) order[d] = d;
+  return fill(dst, prefix, value, outer_kind, order);
+}
+
+Stmt fill(const ir::Buffer& dst, const std::string& prefix,
+          const std::function<Expr(const std::vector<Expr>& index)>& value, LoopKind outer_kind,
+          const std::vector<size_t>& loop_order) {
+  std::vector<size_t> sorted = loop_order;
+  std::sort(sorted.begin(), sorted.end());
+  for (size_t d = 0; d < sorted.size(); ++d) {
+    if (sorted.size() != dst->shape.size() || sorted[d] != d) {
+      throw Error("fill of '" + dst->name + "': loop order is not a permutation of its " +
+                  std::to_string(dst->shape.size()) + " dimensions");
+    }
   }
+  LoopNest nest;
+  for (size_t d : loop_order) nest.add(prefix + std::to_string(d), dst->shape[d]);
   if (outer_kind == LoopKind::kParallel && !dst->shape.empty()) nest.fuse_parallel(1);
   std::vector<Expr> index;
   for (size_t d = 0; d < dst->shape.size(); ++d) index.push_back(nest.var(prefix + std::to_string(d)));

@@ -152,5 +152,12 @@ struct RegisterTile {
 ir::Stmt fill(const ir::Buffer& dst, const std::string& prefix,
               const std::function<ir::Expr(const std::vector<ir::Expr>& index)>& value,
               ir::LoopKind outer_kind = ir::LoopKind::kSerial);
+// The same with the loops in another order: loop_order lists dst's
+// dimensions outermost first (a permutation of 0..rank-1), e.g. to read a
+// source row by row while writing several panels. Throws ktune::Error if it
+// is not a permutation.
+ir::Stmt fill(const ir::Buffer& dst, const std::string& prefix,
+              const std::function<ir::Expr(const std::vector<ir::Expr>& index)>& value,
+              ir::LoopKind outer_kind, const std::vector<size_t>& loop_order);
 
 }  // namespace ktune::templates

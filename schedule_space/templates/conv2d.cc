@@ -11,7 +11,11 @@
 //   - each output tile of ow_reg output columns x kb output channels lives in
 //     a register-scope accumulator (ow_reg * kb/vec explicit vectors) for the
 //     whole reduction over input channels and the kernel window, then is
-//     written once to the NCHW output.
+//     written once to the NCHW output;
+//   - ow_reg need not divide the output width: the packed input is wide
+//     enough for whole tiles (its extra columns are zeros) and the last tile
+//     writes only its valid columns, so the best register tile (e.g. 3
+//     columns x 4 vectors on AVX2) is reachable for every width.
 // Depthwise runs the same nest with no input-channel reduction: its data is
 // packed per *output* channel (input channel k / multiplier), which makes a
 // channel multiplier > 1 the same computation as multiplier 1.
@@ -68,21 +72,46 @@ std::vector<std::vector<int>> tile_loop_orders() {
   return orders;
 }
 
+// Register tiles per ow1 block offered by the "ow_block" knob.
+const std::vector<int64_t> kOwBlocks = {1, 2, 4, 8};
+
 // The output tiling knobs every direct conv template has. `channel_knob`
 // splits the output channels into [blocks, kb]; kb is the vectorized block.
+// "tile_ow" is the register tile's output columns (any count up to the
+// output width and the register file, divisor or not); "ow_block" groups
+// up to that many register tiles into one ow1 block (the ow0 loop runs over
+// the groups, a partial last group skips the tiles past the edge).
 void add_output_knobs(ConfigSpace& space, const Conv2dShape& s, const Target& t,
                       const std::string& channel_knob) {
-  space.add_split(channel_knob, s.k, 2, SplitPolicy{.innermost_multiple_of = t.cpu.vector_lanes});
+  // Blocks of more than half the register file in vectors leave room for
+  // at most one or two columns, and tiles of more columns than half the
+  // register file are a single vector wide (one broadcast per multiply-add):
+  // never the fast tiles, so not offered.
+  const int registers = templates::vector_registers(t.cpu);
+  space.add_split(channel_knob, s.k, 2,
+                  SplitPolicy{.max_innermost = std::max(1, t.cpu.vector_lanes) * registers / 2,
+                              .innermost_multiple_of = t.cpu.vector_lanes});
   space.add_split("tile_oh", s.out_h(), 2);
-  space.add_split("tile_ow", s.out_w(), 3, SplitPolicy{.max_innermost = max_accumulators(t)});
+  std::vector<int64_t> columns;
+  for (int64_t c = 1; c <= std::min<int64_t>(s.out_w(), registers / 2); ++c) columns.push_back(c);
+  space.add_choice("tile_ow", columns);
+  space.add_choice("ow_block", kOwBlocks);
   space.add_reorder("order", kTileLoops, tile_loop_orders());
 }
 
-// Added last: unroll depth of the reduction, then parallelism.
+// How the multiply-adds of one reduction step are emitted: column by column
+// (each broadcast input feeds all channel vectors of its column) or vector
+// by vector (each weight vector feeds all columns). The code is the same
+// arithmetic; which order a compiler allocates registers for without spills
+// differs between compilers and tile shapes, so it is the tuner's call.
+enum FmaOrder : int64_t { kColumnsOuter = 0, kVectorsOuter = 1 };
+
+// Added last: unroll depth of the reduction, emission order, then parallelism.
 void add_loop_kind_knobs(ConfigSpace& space, const Target& t, int reduction_loops) {
   std::vector<int64_t> unroll(reduction_loops + 1);
   std::iota(unroll.begin(), unroll.end(), 0);
   space.add_choice("unroll", unroll);
+  space.add_choice("fma_order", {kColumnsOuter, kVectorsOuter});
   // How many of the outermost tile loops are fused with the batch loop into
   // the parallel loop (0: serial). Pointless on one thread: not offered there.
   space.add_choice("parallel", t.cpu.threads > 1 ? std::vector<int64_t>{0, 1, 2, 3}
@@ -91,26 +120,39 @@ void add_loop_kind_knobs(ConfigSpace& space, const Target& t, int reduction_loop
 
 // A config of either template, decoded.
 struct DirectConvSchedule {
-  SplitAxis k, oh, ow;  // k: [blocks, kb]; ow: [ow0, ow1, register tile rows]
-  int64_t vec = 1;      // vector width the kb block is computed in (1: scalar)
+  SplitAxis k, oh;        // k: [blocks, kb]; oh: [oh0, oh1]
+  int64_t ow_reg = 1;      // output columns of a register tile (rows of the tile)
+  int64_t ow_block = 1;    // register tiles per ow1 block
+  int64_t out_w = 1;       // the output width
+  int64_t vec = 1;         // vector width the kb block is computed in (1: scalar)
   std::vector<int> order;  // of kTileLoops
   int64_t unroll = 0;      // innermost reduction loops unrolled
+  int64_t fma_order = kColumnsOuter;
   int64_t parallel = 0;
 
   int64_t kb() const { return k.factor(1); }
-  int64_t ow_reg() const { return ow.factor(2); }
-  int64_t accumulators() const { return ow_reg() * (kb() / vec); }
+  int64_t accumulators() const { return ow_reg * (kb() / vec); }
+  // Register tiles across the output width (the last may be partial) and
+  // the width they cover.
+  int64_t ow_tiles() const { return templates::ceil_div(out_w, ow_reg); }
+  int64_t padded_w() const { return ow_tiles() * ow_reg; }
+  int64_t ow_groups() const { return templates::ceil_div(ow_tiles(), ow_block); }
 };
 
 DirectConvSchedule decode(const ConfigSpace& space, const Config& c, const Target& t,
-                          const std::string& channel_knob) {
+                          const Conv2dShape& s, const std::string& channel_knob) {
   DirectConvSchedule d;
   d.k = {"k", space.split(c, channel_knob)};
   d.oh = {"oh", space.split(c, "tile_oh")};
-  d.ow = {"ow", space.split(c, "tile_ow")};
+  d.ow_reg = space.value(c, "tile_ow");
+  d.out_w = s.out_w();
+  // A group never holds more tiles than the row has (larger blocks are
+  // the whole row, so they stay valid configs).
+  d.ow_block = std::min(space.value(c, "ow_block"), d.ow_tiles());
   d.vec = templates::vector_width_choices(t.cpu, d.kb()).front();
   d.order = space.order(c, "order");
   d.unroll = space.value(c, "unroll");
+  d.fma_order = space.value(c, "fma_order");
   d.parallel = space.value(c, "parallel");
   return d;
 }
@@ -119,7 +161,7 @@ DirectConvSchedule decode(const ConfigSpace& space, const Config& c, const Targe
 std::optional<std::string> check_schedule(const DirectConvSchedule& d, const Target& t,
                                           int64_t unrolled_extent) {
   if (d.accumulators() > max_accumulators(t)) {
-    return "register tile of " + std::to_string(d.ow_reg()) + " output columns x " +
+    return "register tile of " + std::to_string(d.ow_reg) + " output columns x " +
            std::to_string(d.kb()) + " channels needs " + std::to_string(d.accumulators()) +
            " accumulators of " + std::to_string(d.vec) + " lanes; at most " +
            std::to_string(max_accumulators(t)) + " are allowed on " + t.cpu.isa;
@@ -145,13 +187,14 @@ std::optional<std::string> check_op(const std::string& tmpl, OpKind want, const 
 // ---- the shared nest ----
 
 // Rows and columns of the packed input: exactly those the kernel window
-// reaches, padding included.
+// reaches from the output rows and the (tile-padded) output columns,
+// padding included.
 struct PaddedExtent {
   int64_t hp, wp;
 };
-PaddedExtent padded_extent(const Conv2dShape& s) {
+PaddedExtent padded_extent(const Conv2dShape& s, const DirectConvSchedule& d) {
   return {(s.out_h() - 1) * s.stride_h + (s.r - 1) * s.dilation_h + 1,
-          (s.out_w() - 1) * s.stride_w + (s.s - 1) * s.dilation_w + 1};
+          (d.padded_w() - 1) * s.stride_w + (s.s - 1) * s.dilation_w + 1};
 }
 
 // Packs data[n][channel(block, cc)][h][w] into packed[n][block][hp][wp][cc],
@@ -189,6 +232,25 @@ Stmt pack_data(const Conv2dShape& s, const Buffer& data, const Buffer& packed, b
   }));
 }
 
+// tile.acc[column, channel] += product(column, channel) over the whole tile,
+// emitted in `order` (the vectorized lane loop stays innermost either way).
+Stmt accumulate(const RegisterTile& tile, int64_t order,
+                const std::function<Expr(Expr column, Expr channel)>& product) {
+  if (order == kColumnsOuter) return tile.accumulate(product);
+  auto loop = [](const std::string& var, int64_t extent, LoopKind kind,
+                 const std::function<Stmt(Expr)>& body) {
+    return extent == 1 ? body(ir::int_imm(0)) : ir::for_loop(var, extent, kind, body(ir::var(var)));
+  };
+  return loop(tile.prefix + "_jv", tile.cols / tile.lanes, LoopKind::kUnrolled, [&](Expr jv) {
+    return loop(tile.prefix + "_i", tile.rows, LoopKind::kUnrolled, [&](Expr column) {
+      return loop(tile.prefix + "_jl", tile.lanes, LoopKind::kVectorized, [&](Expr jl) {
+        Expr channel = jv * tile.lanes + jl;
+        return ir::accumulate(tile.acc, {column, channel}, product(column, channel));
+      });
+    });
+  });
+}
+
 // Where a register tile sits in the output.
 struct TileOrigin {
   Expr n, k0, oh, ow;  // k0: output-channel block; ow: the tile's first column
@@ -206,24 +268,42 @@ Stmt output_tiles(const Conv2dShape& s, const DirectConvSchedule& d, const Buffe
   const std::map<std::string, int64_t> extent = {{"k0", d.k.factor(0)},
                                                  {"oh0", d.oh.factor(0)},
                                                  {"oh1", d.oh.factor(1)},
-                                                 {"ow0", d.ow.factor(0)},
-                                                 {"ow1", d.ow.factor(1)}};
+                                                 {"ow0", d.ow_groups()},
+                                                 {"ow1", d.ow_block}};
   for (int i : d.order) nest.add(kTileLoops[i], extent.at(kTileLoops[i]));
   nest.fuse_parallel(d.parallel > 0 ? static_cast<int>(d.parallel) + 1 : 0);
-  const TileOrigin origin{nest.var("n"), nest.var("k0"), d.oh.index(nest), d.ow.index(nest, 2)};
+  const Expr tile_index = nest.var("ow0") * d.ow_block + nest.var("ow1");
+  const TileOrigin origin{nest.var("n"), nest.var("k0"), d.oh.index(nest), tile_index * d.ow_reg};
 
   // Rows of the tile are output columns, its columns output channels.
-  const RegisterTile tile("acc", d.ow_reg(), d.kb(), d.vec);
+  const RegisterTile tile("acc", d.ow_reg, d.kb(), d.vec);
   // The NCHW output is not contiguous along channels: written element by
-  // element, fully unrolled so the accumulators stay in registers.
-  LoopNest write;
-  write.add("wk", d.kb(), LoopKind::kUnrolled);
-  write.add("wo", d.ow_reg(), LoopKind::kUnrolled);
-  const Expr wk = write.var("wk"), wo = write.var("wo");
-  Stmt write_back = write.wrap(ir::store(
-      out, {origin.n, origin.k0 * d.kb() + wk, origin.oh, origin.ow + wo}, tile.value(wo, wk)));
-  return nest.wrap(tile.compute(
-      reduction, [&](Expr col, Expr kk) { return product(origin, col, kk); }, write_back));
+  // element, fully unrolled so the accumulators stay in registers. Only the
+  // last tile of a row can be partial; it skips its columns past the edge.
+  auto write = [&](const Expr& valid_columns) {
+    LoopNest write;
+    write.add("wk", d.kb(), LoopKind::kUnrolled);
+    write.add("wo", d.ow_reg, LoopKind::kUnrolled);
+    const Expr wk = write.var("wk"), wo = write.var("wo");
+    Stmt store = ir::store(out, {origin.n, origin.k0 * d.kb() + wk, origin.oh, origin.ow + wo},
+                           tile.value(wo, wk));
+    if (valid_columns) store = ir::if_then_else(ir::lt(wo, valid_columns), store);
+    return write.wrap(store);
+  };
+  Stmt write_back = write(nullptr);
+  if (d.padded_w() != d.out_w) {
+    write_back = ir::if_then_else(ir::le(origin.ow + d.ow_reg, ir::int_imm(d.out_w)), write_back,
+                                  write(ir::int_imm(d.out_w) - origin.ow));
+  }
+  auto step = [&](Expr col, Expr kk) { return product(origin, col, kk); };
+  Stmt body = ir::allocate(
+      tile.acc,
+      ir::seq({tile.zero(), reduction.wrap(accumulate(tile, d.fma_order, step)), write_back}));
+  // A partial last group of tiles skips the tiles past the edge.
+  if (d.ow_groups() * d.ow_block != d.ow_tiles()) {
+    body = ir::if_then_else(ir::lt(tile_index, ir::int_imm(d.ow_tiles())), body);
+  }
+  return nest.wrap(body);
 }
 
 // Packed-input row and column read by output (oh, ow) at kernel tap (r, s).
@@ -280,7 +360,7 @@ ir::Program direct_conv_program(const std::string& name, const Target& t, const 
 class Conv2dNchwc : public Template {
  public:
   std::string name() const override { return "conv2d_cpu_nchwc"; }
-  int version() const override { return 1; }
+  int version() const override { return 2; }
   OpKind op() const override { return OpKind::kConv2d; }
   TargetKind target_kind() const override { return TargetKind::kCpu; }
 
@@ -302,7 +382,7 @@ class Conv2dNchwc : public Template {
   std::optional<std::string> check(const Workload& w, const Target& t, const ConfigSpace& space,
                                    const Config& c) const override {
     if (auto reason = check_op(name(), op(), w, t)) return reason;
-    const DirectConvSchedule d = decode(space, c, t, "tile_oc");
+    const DirectConvSchedule d = decode(space, c, t, w.conv2d(), "tile_oc");
     return check_schedule(d, t, unrolled_extent(reduction_loops(w.conv2d(), space, c), d.unroll));
   }
 
@@ -313,10 +393,10 @@ class Conv2dNchwc : public Template {
                   space.describe(c) + ": " + *reason);
     }
     const Conv2dShape& s = w.conv2d();
-    const DirectConvSchedule d = decode(space, c, t, "tile_oc");
+    const DirectConvSchedule d = decode(space, c, t, s, "tile_oc");
     const SplitAxis ci{"c", space.split(c, "tile_ic")};
     const int64_t kb = d.kb(), cb = ci.factor(1);
-    const PaddedExtent pe = padded_extent(s);
+    const PaddedExtent pe = padded_extent(s, d);
     const ConvParams io(w);
 
     // Weights [k][c][r][s] -> [k/kb][c/cb][r][s][cb][kb].
@@ -360,7 +440,7 @@ class Conv2dNchwc : public Template {
 class DepthwiseConv2dNchwc : public Template {
  public:
   std::string name() const override { return "depthwise_conv2d_cpu_nchwc"; }
-  int version() const override { return 1; }
+  int version() const override { return 2; }
   OpKind op() const override { return OpKind::kDepthwiseConv2d; }
   TargetKind target_kind() const override { return TargetKind::kCpu; }
 
@@ -375,7 +455,7 @@ class DepthwiseConv2dNchwc : public Template {
   std::optional<std::string> check(const Workload& w, const Target& t, const ConfigSpace& space,
                                    const Config& c) const override {
     if (auto reason = check_op(name(), op(), w, t)) return reason;
-    const DirectConvSchedule d = decode(space, c, t, "tile_c");
+    const DirectConvSchedule d = decode(space, c, t, w.conv2d(), "tile_c");
     return check_schedule(d, t, unrolled_extent(reduction_loops(w.conv2d()), d.unroll));
   }
 
@@ -386,9 +466,9 @@ class DepthwiseConv2dNchwc : public Template {
                   space.describe(c) + ": " + *reason);
     }
     const Conv2dShape& s = w.conv2d();
-    const DirectConvSchedule d = decode(space, c, t, "tile_c");
+    const DirectConvSchedule d = decode(space, c, t, s, "tile_c");
     const int64_t kb = d.kb();
-    const PaddedExtent pe = padded_extent(s);
+    const PaddedExtent pe = padded_extent(s, d);
     const ConvParams io(w);
 
     // Weights [k][1][r][s] -> [k/kb][r][s][kb].

@@ -1,15 +1,17 @@
-// Packed GEMM templates for CPUs: matmul, dense and batch_matmul.
+// Packed GEMM templates for CPUs: matmul, dense, batch_matmul and 1x1 conv2d.
 //
-// The three operators are one computation, C[b, i, j] = sum_k A[b, i, k] *
+// The four operators are one computation, C[b, i, j] = sum_k A[b, i, k] *
 // B[b, k, j] (+ bias[j]), scheduled the way BLAS libraries do it (GotoBLAS /
 // BLIS):
-//   - B is packed into panels Bp[n/nr][k][nr], so the micro-kernel reads one
-//     contiguous vector row of nr values per k step. For dense, B is the
+//   - B is packed into panels Bp[panel][k][nr], one per register tile of
+//     columns, so the micro-kernel reads one contiguous vector row of nr
+//     values per k step. For dense, B is the
 //     constant weight Wᵀ and is packed once in Program::prepare (outside the
 //     timed region, as a library user pre-packs weights); for matmul and
 //     batch_matmul B is an activation, packed inside the timed body into a
-//     workspace buffer (knob `pack`, 0 reads B in place);
-//   - A can be packed too (knob `pack_a`), into row panels Ap[m/mr][k][mr]
+//     workspace buffer (knob `pack`, 0 reads B in place; knob `pack_rows`
+//     orders that copy by k rows or by panels);
+//   - A can be packed too (knob `pack_a`), into row panels Ap[panel][k][mr]
 //     inside the timed body: the mr broadcasts of a k step then read one
 //     contiguous run instead of mr rows a whole row of A apart (which, for
 //     power-of-two k, also alias in the L1 cache);
@@ -17,18 +19,26 @@
 //     as nr/lanes vectors) lives in vector registers for the whole k block:
 //     each k step is mr broadcasts of A times nr/lanes vectors of Bp, as
 //     fused multiply-adds;
-//   - m, n and k are split into three levels each (tile_m = [m0, m1, mr],
-//     tile_n = [n0, n1, nr], tile_k = [k0, k1, ku]): the outer loops block
-//     for the caches in the order of knob `order`, the middle loops m1, n1 in
-//     the order of `inner_order`, k1 x ku is the micro-kernel's reduction with
-//     ku steps unrolled;
+//   - m and n are split exactly into cache blocks (tile_m = [blocks, rows],
+//     tile_n = [blocks, columns]); each block is covered by register tiles of
+//     knob `mr` rows and `nr` columns, which need not divide the block: the
+//     last tile of a block is partial (so the 6x16 kernel of AVX2 is there
+//     for a power-of-two m). k is split into three levels (tile_k = [k0, k1,
+//     ku]). The block loops m0, n0, k0 run in the order of knob `order`, the
+//     tile loops m1, n1 in the order of `inner_order`, and k1 x ku is the
+//     micro-kernel's reduction with ku steps unrolled;
+//   - a 1x1 conv2d (pad 0, any stride) in NCHW is a batched GEMM per image:
+//     out[n][k][p] = sum_c W[k][c] * data[n][c][p'], A = the weight (shared
+//     by the batch, packed in prepare when pack_a=1), B = the image's
+//     channels x pixels (p' the strided input pixel of output pixel p, so a
+//     strided conv must pack B: the gather happens once, in the packing);
 //   - knob `parallel` fuses that many outermost loops into one parallel loop
 //     (never one over k0, whose iterations accumulate into the same output).
-// Odd shapes keep their vector code: n is padded to a multiple of the vector
-// width in the packed panel (zeros) and the write-back of the last, partial
-// column tile is guarded; m is padded (pad_for_tiling) so that exact splits
-// offer useful tile heights, with padded rows reading a clamped row of A and
-// never written.
+// Partial tiles keep their vector code: packed panels are zero past the end
+// of a block, and the write-back of a partial tile is guarded (rows past the
+// block are skipped, a partial column tile is written by a scalar loop);
+// unpacked A rows past the block read a clamped row, computed and dropped.
+#include <algorithm>
 #include <functional>
 #include <optional>
 #include <string>
@@ -60,8 +70,24 @@ struct Gemm {
   int64_t batch = 1, m = 0, n = 0, k = 0;
   bool weight_b = false;  // B is a constant weight (dense: W transposed)
   bool bias = false;
-  bool batched = false;   // batch_matmul: an outer batch loop
+  bool batched = false;   // batch_matmul, conv2d: an outer batch loop
+  bool weight_a = false;  // A is a constant weight shared by the batch (conv2d)
+  // conv2d 1x1 only: output width and strides, to map an output pixel to its
+  // input pixel.
+  int64_t out_w = 0, stride_h = 1, stride_w = 1;
+  bool strided() const { return stride_h != 1 || stride_w != 1; }
 };
+
+// Why w is not a 1x1, unpadded, undilated conv2d (the GEMM path), or nullopt.
+std::optional<std::string> not_pointwise(const Workload& w) {
+  if (w.op() != OpKind::kConv2d) return "not a conv2d";
+  const Conv2dShape& s = w.conv2d();
+  if (s.r != 1 || s.s != 1 || s.pad_top || s.pad_left || s.pad_bottom || s.pad_right ||
+      s.dilation_h != 1 || s.dilation_w != 1) {
+    return "the 1x1 conv2d template takes r=s=1, pad=0, dilation=1 only; got " + w.key();
+  }
+  return std::nullopt;
+}
 
 Gemm gemm_of(const Workload& w, OpKind expected) {
   if (w.op() != expected) {
@@ -83,6 +109,15 @@ Gemm gemm_of(const Workload& w, OpKind expected) {
       g.k = w.batch_matmul().k;
       g.batched = true;
       break;
+    case OpKind::kConv2d: {
+      if (auto why = not_pointwise(w)) throw Error(*why);
+      const Conv2dShape& s = w.conv2d();
+      g.batch = s.n, g.m = s.k, g.k = s.c, g.n = s.out_h() * s.out_w();
+      g.batched = true;
+      g.weight_a = true;
+      g.out_w = s.out_w(), g.stride_h = s.stride_h, g.stride_w = s.stride_w;
+      break;
+    }
     default:
       throw Error("GEMM template: unsupported operator " + std::string(op_name(w.op())));
   }
@@ -97,31 +132,40 @@ int64_t lanes_for(const Target& t, int64_t n) {
   return w;
 }
 
-// Padded extents of m and n, and the vector width of n (see the file comment).
-struct PaddedAxes {
-  int64_t lanes, m_pad, n_pad;
-};
-
-PaddedAxes padded_axes(const Gemm& g, const Target& t) {
-  const int64_t lanes = lanes_for(t, g.n);
-  return {lanes, templates::pad_for_tiling(g.m, 4, 8), templates::round_up(g.n, lanes)};
-}
-
 // Tile heights worth offering: row count a register tile can have at best
 // (one accumulator vector per row, one operand vector, one broadcast).
 int64_t max_tile_rows(const Target& t) { return templates::vector_registers(t.cpu) - 2; }
 
+// The m or n axis: split exactly into blocks() cache blocks of `block`
+// elements, each covered by tiles() register tiles of `reg` elements, the
+// last one partial when reg does not divide block. Packed operands hold one
+// panel of `reg` elements per tile, blocks() * tiles() in all.
+struct TiledAxis {
+  int64_t extent = 0, block = 0, reg = 0;
+  int64_t blocks() const { return extent / block; }
+  int64_t tiles() const { return templates::ceil_div(block, reg); }
+  int64_t panels() const { return blocks() * tiles(); }
+  bool partial() const { return block % reg != 0; }
+  // Index of the first element of tile `tile` of block `blk`.
+  Expr start(Expr blk, Expr tile) const { return blk * block + tile * reg; }
+  // Elements of tile `tile` inside its block (may exceed reg), or null when
+  // every tile is whole.
+  Expr valid(Expr tile) const { return partial() ? ir::int_imm(block) - tile * reg : nullptr; }
+};
+
 // A config decoded into the facts instantiate() and check() need.
 struct Plan {
   Gemm g;
-  int64_t lanes = 0, m_pad = 0, n_pad = 0;
-  SplitAxis tm, tn, tk;
+  int64_t lanes = 0;
+  TiledAxis tm, tn;
+  SplitAxis tk;
   std::vector<std::string> outer;  // loop names, outermost first (b, then order, then inner_order)
   bool pack = true;    // B in panels
+  bool pack_rows = false;  // B packed k row by k row (else panel by panel)
   bool pack_a = false;  // A in row panels
   int parallel = 0;
-  int64_t mr() const { return tm.factors.back(); }
-  int64_t nr() const { return tn.factors.back(); }
+  int64_t mr() const { return tm.reg; }
+  int64_t nr() const { return tn.reg; }
   int64_t ku() const { return tk.factors.back(); }
 };
 
@@ -129,22 +173,33 @@ class GemmTemplate : public Template {
  public:
   GemmTemplate(std::string name, OpKind op) : name_(std::move(name)), op_(op) {}
   std::string name() const override { return name_; }
-  int version() const override { return 1; }
+  // v2: m and n blocks with free register-tile sizes (knobs mr, nr).
+  int version() const override { return 2; }
   OpKind op() const override { return op_; }
   TargetKind target_kind() const override { return TargetKind::kCpu; }
 
   ConfigSpace space(const Workload& w, const Target& t) const override {
     const Gemm g = gemm_of(w, op_);
-    const PaddedAxes axes = padded_axes(g, t);
+    const int64_t lanes = lanes_for(t, g.n);
     ConfigSpace s;
-    s.add_split("tile_m", axes.m_pad, 3, {.max_innermost = max_tile_rows(t)});
-    s.add_split("tile_n", axes.n_pad, 3,
-                {.max_innermost = axes.lanes * ((templates::vector_registers(t.cpu) - 1) / 2),
-                 .innermost_multiple_of = axes.lanes});
+    s.add_split("tile_m", g.m, 2);
+    std::vector<int64_t> mr;
+    for (int64_t rows = 1; rows <= std::min(max_tile_rows(t), g.m); ++rows) mr.push_back(rows);
+    s.add_choice("mr", mr);
+    s.add_split("tile_n", g.n, 2);
+    // Widths up to the register file's limit, but none wider than n needs.
+    std::vector<int64_t> nr;
+    for (int64_t v = 1; v <= (templates::vector_registers(t.cpu) - 1) / 2 && lanes * (v - 1) < g.n; ++v) {
+      nr.push_back(lanes * v);
+    }
+    s.add_choice("nr", nr);
     s.add_split("tile_k", g.k, 3, {.max_innermost = kMaxUnrollK});
     s.add(ReorderKnob::all_permutations("order", {"m0", "n0", "k0"}));
     s.add_reorder("inner_order", {"m1", "n1"}, {{0, 1}, {1, 0}});
-    if (!g.weight_b) s.add_choice("pack", {1, 0});
+    if (!g.weight_b) {
+      s.add_choice("pack", {1, 0});
+      s.add_choice("pack_rows", {0, 1});
+    }
     s.add_choice("pack_a", {0, 1});
     std::vector<int64_t> parallel = {0};
     if (t.cpu.threads > 1) {
@@ -154,8 +209,15 @@ class GemmTemplate : public Template {
     return s;
   }
 
+  std::optional<std::string> unsupported(const Workload& w) const override {
+    if (w.op() != op_) return name_ + " is for " + std::string(op_name(op_)) + ", not " + w.key();
+    if (op_ == OpKind::kConv2d) return not_pointwise(w);
+    return std::nullopt;
+  }
+
   std::optional<std::string> check(const Workload& w, const Target& t, const ConfigSpace& space,
                                    const Config& c) const override {
+    if (auto why = unsupported(w)) return why;
     return validate(decode(w, t, space, c), t);
   }
 
@@ -172,10 +234,9 @@ class GemmTemplate : public Template {
   Plan decode(const Workload& w, const Target& t, const ConfigSpace& space, const Config& c) const {
     Plan p;
     p.g = gemm_of(w, op_);
-    const PaddedAxes axes = padded_axes(p.g, t);
-    p.lanes = axes.lanes, p.m_pad = axes.m_pad, p.n_pad = axes.n_pad;
-    p.tm = {"m", space.split(c, "tile_m")};
-    p.tn = {"n", space.split(c, "tile_n")};
+    p.lanes = lanes_for(t, p.g.n);
+    p.tm = {p.g.m, space.split(c, "tile_m").at(1), space.value(c, "mr")};
+    p.tn = {p.g.n, space.split(c, "tile_n").at(1), space.value(c, "nr")};
     p.tk = {"k", space.split(c, "tile_k")};
     if (p.g.batched) p.outer.push_back("b");
     const std::vector<std::string> order = {"m0", "n0", "k0"};
@@ -183,6 +244,7 @@ class GemmTemplate : public Template {
     const std::vector<std::string> inner = {"m1", "n1"};
     for (int i : space.order(c, "inner_order")) p.outer.push_back(inner.at(i));
     p.pack = p.g.weight_b || space.value(c, "pack") != 0;
+    p.pack_rows = !p.g.weight_b && space.value(c, "pack_rows") != 0;
     p.pack_a = space.value(c, "pack_a") != 0;
     p.parallel = static_cast<int>(space.value(c, "parallel"));
     return p;
@@ -190,9 +252,14 @@ class GemmTemplate : public Template {
 
   std::optional<std::string> validate(const Plan& p, const Target& t) const {
     if (auto why = templates::check_register_tile(t.cpu, p.mr(), p.nr(), p.lanes)) return why;
-    if (!p.pack && p.n_pad != p.g.n) {
-      return "pack=0 reads B in place, which needs n (" + std::to_string(p.g.n) +
-             ") to be a multiple of the vector width " + std::to_string(p.lanes);
+    if (!p.pack && p.pack_rows) return "pack_rows=1 orders the packing of B, which pack=0 skips";
+    if (!p.pack && p.g.strided()) {
+      return "pack=0 reads B in place, which a strided 1x1 conv2d cannot (its pixels are not "
+             "contiguous); use pack=1";
+    }
+    if (!p.pack && p.tn.partial()) {
+      return "pack=0 reads B in place, which needs nr (" + std::to_string(p.nr()) +
+             ") to divide the n block (" + std::to_string(p.tn.block) + ")";
     }
     const int64_t fmas = p.ku() * p.mr() * (p.nr() / p.lanes);
     if (fmas > kMaxUnrolledFmas) {
@@ -214,53 +281,79 @@ class GemmTemplate : public Template {
     ir::Program prog;
     prog.name = name_;
     prog.threads = t.cpu.threads;
-    for (const TensorSpec& in : w.inputs()) prog.params.push_back(ir::make_buffer(in.name, in.shape));
+    // A conv2d's tensors are viewed as GEMM operands (same memory, row-major):
+    // weight [k, c], output [n, k, pixels], data [n, c, pixels] unless strided.
+    const std::vector<TensorSpec> inputs = w.inputs();  // conv2d: data, weight
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      std::vector<int64_t> shape = inputs[i].shape;
+      if (g.weight_a && i == 1) shape = {shape[0], shape[1]};
+      if (g.weight_a && i == 0 && !g.strided()) shape = {shape[0], shape[1], shape[2] * shape[3]};
+      prog.params.push_back(ir::make_buffer(inputs[i].name, shape));
+    }
     const TensorSpec out = w.output();
-    prog.params.push_back(ir::make_buffer(out.name, out.shape));
-    const Buffer a = prog.params[0], b = prog.params[1], c = prog.params.back();
+    prog.params.push_back(ir::make_buffer(
+        out.name, g.weight_a ? std::vector<int64_t>{g.batch, g.m, g.n} : out.shape));
+    const Buffer c = prog.params.back();
     const Buffer bias = g.bias ? prog.params[2] : nullptr;
 
     // Operand access by (batch, row, reduction, column) for each operator's layout.
+    // For conv2d, a is the data and b the weight: swap them into GEMM roles.
+    const Buffer a = g.weight_a ? prog.params[1] : prog.params[0];
+    const Buffer b = g.weight_a ? prog.params[0] : prog.params[1];
     auto load_a = [&](Expr bi, Expr row, Expr kk) {
+      if (g.weight_a) return ir::load(a, {row, kk});  // conv2d: W[k, c]
       return g.batched ? ir::load(a, {bi, row, kk}) : ir::load(a, {row, kk});
     };
     auto load_b = [&](Expr bi, Expr kk, Expr col) {
       if (g.weight_b) return ir::load(b, {col, kk});  // dense: W[out, in]
+      if (g.strided()) {  // conv2d: data[n, c, y * stride_h, x * stride_w]
+        const Expr ow = ir::int_imm(g.out_w);
+        return ir::load(b, {bi, kk, ir::floordiv(col, ow) * g.stride_h, ir::floormod(col, ow) * g.stride_w});
+      }
       return g.batched ? ir::load(b, {bi, kk, col}) : ir::load(b, {kk, col});
     };
     auto c_index = [&](Expr bi, Expr row, Expr col) {
       return g.batched ? std::vector<Expr>{bi, row, col} : std::vector<Expr>{row, col};
     };
 
-    // An operand packed in panels [batch][padded/width][k][width], zero past
-    // `valid`: B by columns (width nr), A by rows (width mr).
+    // An operand packed in panels [batch][panel][k][reg], one panel per
+    // register tile of `axis`, zero past the end of its block: B by columns,
+    // A by rows. A prepared (weight) operand is packed once, in prepare, and
+    // shared by the batch.
     const LoopKind pack_kind = p.parallel > 0 ? LoopKind::kParallel : LoopKind::kSerial;
-    auto pack_panels = [&](const std::string& name, bool prepared, int64_t padded, int64_t width,
-                           int64_t valid, const std::function<Expr(Expr bi, Expr kk, Expr idx)>& source,
+    auto pack_panels = [&](const std::string& name, bool prepared, bool by_rows, const TiledAxis& axis,
+                           const std::function<Expr(Expr bi, Expr kk, Expr idx)>& source,
                            Buffer& packed) {
-      std::vector<int64_t> shape = {padded / width, g.k, width};
-      if (g.batched) shape.insert(shape.begin(), g.batch);
+      const bool per_batch = g.batched && !prepared;
+      std::vector<int64_t> shape = {axis.panels(), g.k, axis.reg};
+      if (per_batch) shape.insert(shape.begin(), g.batch);
       packed = ir::make_buffer(name, shape, ir::Scope::kGlobal, prepared);
       prog.workspace.push_back(packed);
-      const size_t off = g.batched ? 1 : 0;
+      const size_t off = per_batch ? 1 : 0;
+      // by_rows: loop over k outside the panels, reading a row-major B row by
+      // row while writing every panel (knob pack_rows; helps when there are
+      // few panels, hurts when many write streams compete). Otherwise panel
+      // by panel: A and dense's W[out, in] are read along k that way.
+      std::vector<size_t> order = {off, off + 1, off + 2};
+      if (by_rows) order = {off + 1, off, off + 2};
+      if (per_batch) order.insert(order.begin(), 0);
       return templates::fill(
           packed, "p",
           [&](const std::vector<Expr>& i) {
-            Expr bi = g.batched ? i[0] : ir::int_imm(0);
-            Expr idx = i[off] * width + i[off + 2];
-            Expr v = source(bi, i[off + 1], idx);
-            if (padded == valid) return v;
-            return ir::select(ir::lt(idx, ir::int_imm(valid)), v, ir::float_imm(0));
+            Expr bi = per_batch ? i[0] : ir::int_imm(0);
+            const Expr tiles = ir::int_imm(axis.tiles());
+            const Expr in_block = ir::floormod(i[off], tiles) * axis.reg + i[off + 2];
+            Expr v = source(bi, i[off + 1], ir::floordiv(i[off], tiles) * axis.block + in_block);
+            if (!axis.partial()) return v;
+            return ir::select(ir::lt(in_block, ir::int_imm(axis.block)), v, ir::float_imm(0));
           },
-          prepared ? LoopKind::kSerial : pack_kind);
+          prepared ? LoopKind::kSerial : pack_kind, order);
     };
     const int64_t nr = p.nr(), mr = p.mr();
     Buffer bp, ap;
-    const Stmt pack_b = p.pack ? pack_panels(g.weight_b ? "Wp" : "Bp", g.weight_b, p.n_pad, nr, g.n,
-                                             load_b, bp)
-                               : nullptr;
+    const Stmt pack_b = p.pack ? pack_panels(g.weight_b ? "Wp" : "Bp", g.weight_b, p.pack_rows, p.tn, load_b, bp) : nullptr;
     const Stmt pack_a =
-        p.pack_a ? pack_panels("Ap", false, p.m_pad, mr, g.m,
+        p.pack_a ? pack_panels(g.weight_a ? "Wp" : "Ap", g.weight_a, false, p.tm,
                                [&](Expr bi, Expr kk, Expr row) { return load_a(bi, row, kk); }, ap)
                  : nullptr;
 
@@ -269,8 +362,9 @@ class GemmTemplate : public Template {
       if (loop == "b") {
         outer.add("b", g.batch);
       } else {
-        const SplitAxis& axis = loop[0] == 'm' ? p.tm : loop[0] == 'n' ? p.tn : p.tk;
-        outer.add(loop, axis.factor(static_cast<size_t>(loop[1] - '0')));
+        const TiledAxis* axis = loop[0] == 'm' ? &p.tm : loop[0] == 'n' ? &p.tn : nullptr;
+        if (!axis) outer.add(loop, p.tk.factor(0));  // k0
+        else outer.add(loop, loop[1] == '0' ? axis->blocks() : axis->tiles());
       }
     }
     outer.fuse_parallel(p.parallel);
@@ -279,21 +373,22 @@ class GemmTemplate : public Template {
     reduction.add("k2", p.tk.factor(2), LoopKind::kUnrolled);
 
     const Expr bi = g.batched ? outer.var("b") : ir::int_imm(0);
-    const Expr row0 = p.tm.index(outer, 2);  // first row of the register tile
-    const Expr col0 = p.tn.index(outer, 2);  // first column of the register tile
-    const Expr panel = outer.var("n0") * p.tn.factor(1) + outer.var("n1");
+    const Expr row0 = p.tm.start(outer.var("m0"), outer.var("m1"));  // first row of the register tile
+    const Expr col0 = p.tn.start(outer.var("n0"), outer.var("n1"));  // first column of the register tile
+    const Expr panel = outer.var("n0") * p.tn.tiles() + outer.var("n1");
     const Expr kk = outer.var("k0") * p.tk.stride(1) + reduction.var("k1") * p.tk.stride(2) +
                     reduction.var("k2");
-    // Padded rows compute on zeros (packed A) or on a copy of the last row;
+    // Rows of a partial tile past its block compute on zeros (packed A) or on
+    // a clamped row (unpacked);
     // they are never written.
     auto a_value = [&](Expr row, Expr kk_) {
       if (p.pack_a) {
-        Expr panel_a = outer.var("m0") * p.tm.factor(1) + outer.var("m1");
-        return ir::load(ap, g.batched ? std::vector<Expr>{bi, panel_a, kk_, row}
+        Expr panel_a = outer.var("m0") * p.tm.tiles() + outer.var("m1");
+        return ir::load(ap, g.batched && !g.weight_a ? std::vector<Expr>{bi, panel_a, kk_, row}
                                       : std::vector<Expr>{panel_a, kk_, row});
       }
       Expr r = row0 + row;
-      return load_a(bi, p.m_pad == g.m ? r : ir::min(r, ir::int_imm(g.m - 1)), kk_);
+      return load_a(bi, p.tm.partial() ? ir::min(r, ir::int_imm(g.m - 1)) : r, kk_);
     };
 
     RegisterTile tile("acc", mr, nr, p.lanes);
@@ -311,8 +406,8 @@ class GemmTemplate : public Template {
     auto later_store = [&](Expr row, Expr col, Expr v) {
       return ir::accumulate(c, c_index(bi, row0 + row, col0 + col), v);
     };
-    const Expr valid_rows = p.m_pad == g.m ? nullptr : ir::int_imm(g.m) - row0;
-    const Expr valid_cols = p.n_pad == g.n ? nullptr : ir::int_imm(g.n) - col0;
+    const Expr valid_rows = p.tm.valid(outer.var("m1"));
+    const Expr valid_cols = p.tn.valid(outer.var("n1"));
     Stmt write_back = ir::if_then_else(ir::binary(ir::BinaryOp::kEQ, outer.var("k0"), ir::int_imm(0)),
                                        tile.write_back(first_store, valid_rows, valid_cols),
                                        tile.write_back(later_store, valid_rows, valid_cols));
@@ -320,6 +415,9 @@ class GemmTemplate : public Template {
     if (g.weight_b) {
       prog.prepare = pack_b;
       prog.body = ir::seq({pack_a, compute});
+    } else if (g.weight_a) {
+      prog.prepare = pack_a;
+      prog.body = ir::seq({pack_b, compute});
     } else {
       prog.body = ir::seq({pack_a, pack_b, compute});
     }
@@ -339,6 +437,11 @@ const Template& matmul_cpu_template() {
 
 const Template& dense_cpu_template() {
   static const GemmTemplate t("dense_cpu_packed", OpKind::kDense);
+  return t;
+}
+
+const Template& conv2d_1x1_cpu_template() {
+  static const GemmTemplate t("conv2d_1x1_cpu_gemm", OpKind::kConv2d);
   return t;
 }
 

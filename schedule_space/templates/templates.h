@@ -9,6 +9,8 @@ const Template& matmul_cpu_template();
 const Template& dense_cpu_template();
 const Template& batch_matmul_cpu_template();
 const Template& conv2d_cpu_template();
+// 1x1 conv2d (pad 0, any stride) as a batched GEMM; unsupported() for others.
+const Template& conv2d_1x1_cpu_template();
 const Template& depthwise_conv2d_cpu_template();
 
 }  // namespace ktune
