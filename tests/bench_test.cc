@@ -20,6 +20,8 @@
 #include "schedule_space/codegen_cpp.h"
 #include "schedule_space/template.h"
 
+#include "tests/scratch_dir.h"
+
 namespace ktune {
 namespace {
 
@@ -27,14 +29,6 @@ namespace fs = std::filesystem;
 
 class BenchTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("ktune-bench-test-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
 
   Builder builder() const { return Builder((dir_ / "cache").string(), 1); }
 
@@ -67,7 +61,7 @@ class BenchTest : public ::testing::Test {
   }
 
   Target target_ = detect_cpu_target(1);
-  fs::path dir_;
+  ktune::testing::ScratchDir dir_{"ktune-bench-test"};
 };
 
 // A matmul kernel that forgets the last step of the reduction: close to the

@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tests/scratch_dir.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -30,14 +32,6 @@ std::string read_file(const fs::path& p) {
 
 class CliTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("ktune-cli-test-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
 
   // Runs bin/ktune with args (no shell), capturing stdout and stderr.
   CommandOutput ktune(std::vector<std::string> args) {
@@ -68,7 +62,7 @@ class CliTest : public ::testing::Test {
 
   std::string db() const { return (dir_ / "k.db").string(); }
 
-  fs::path dir_;
+  ktune::testing::ScratchDir dir_{"ktune-cli-test"};
 };
 
 const char* kSmallMatmul = "matmul(m=24,n=40,k=16)";

@@ -10,6 +10,8 @@
 #include "schedule_space/error.h"
 #include "tuner/tuner.h"
 
+#include "tests/scratch_dir.h"
+
 namespace ktune {
 namespace {
 
@@ -60,16 +62,6 @@ class FaultyMatmulTemplate : public Template {
 
 class TunerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("ktune-tuner-test-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    target_ = detect_cpu_target(1);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   LocalMeasurer make_measurer() {
     LocalMeasurerOptions o;
     o.cache_dir = (dir_ / "cache").string();
@@ -88,8 +80,8 @@ class TunerTest : public ::testing::Test {
     return o;
   }
 
-  fs::path dir_;
-  Target target_;
+  ktune::testing::ScratchDir dir_{"ktune-tuner-test"};
+  Target target_ = detect_cpu_target(1);
 };
 
 const FaultyMatmulTemplate kFaulty;
