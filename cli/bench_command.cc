@@ -250,6 +250,8 @@ class BenchCommand {
     for (auto& b : baselines.contenders) contenders.push_back(b.get());
     BenchOptions options = args_.bench;
     options.min_sample_s = args_.min_sample_ms / 1000;
+    // Let worker threads of the previous side go idle before each sample.
+    if (threads() > 1) options.pause_s = 0.2;
     o.result = run_bench(data, contenders, options);
     if (!o.result.agree()) {
       std::string text = w.key() + ": the outputs disagree with the reference:";

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <thread>
 
 #include "measure/verify.h"
 #include "schedule_space/error.h"
@@ -129,6 +130,7 @@ BenchResult run_bench(const BenchData& data, const std::vector<Contender*>& cont
   std::vector<std::vector<double>> seconds(contenders.size());
   for (int round = 0; round < options.rounds; ++round) {
     for (size_t i = 0; i < contenders.size(); ++i) {
+      if (options.pause_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(options.pause_s));
       seconds[i].push_back(time_calls(*contenders[i], calls[i]) / calls[i]);
     }
   }

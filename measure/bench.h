@@ -75,6 +75,11 @@ std::string describe_timed_transforms(const ir::Program& program);
 struct BenchOptions {
   int rounds = 15;             // samples per contender
   double min_sample_s = 0.02;  // calls per sample are batched to last at least this long
+  // Idle time before each sample. With several threads, a library's worker
+  // threads keep spinning for a while after a call (OpenBLAS's pthreads for
+  // ~0.1 s) and would steal cores from the next contender; a pause longer
+  // than that keeps the alternation fair.
+  double pause_s = 0;
 };
 
 struct ContenderTiming {
