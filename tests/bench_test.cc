@@ -20,6 +20,7 @@
 #include "schedule_space/codegen_cpp.h"
 #include "schedule_space/template.h"
 
+#include "tests/ktune_command.h"
 #include "tests/scratch_dir.h"
 
 namespace ktune {
@@ -175,41 +176,11 @@ TEST_F(BenchTest, TheFmaPeakIsMeasured) {
 
 // ---- the command ----
 
-struct CommandOutput {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using testing::CommandOutput;
 
 class BenchCliTest : public BenchTest {
  protected:
-  // Runs bin/ktune with args (no shell), capturing stdout and stderr.
-  CommandOutput ktune(std::vector<std::string> args) {
-    const fs::path out_path = dir_ / "stdout", err_path = dir_ / "stderr";
-    const std::string exe = std::string(KTUNE_BIN_DIR) + "/ktune";
-    args.insert(args.begin(), exe);
-    pid_t pid = fork();
-    if (pid == 0) {
-      dup2(open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 1);
-      dup2(open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 2);
-      setenv("KTUNE_CACHE_DIR", (dir_ / "cache").c_str(), 1);
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(exe.c_str(), argv.data());
-      _exit(127);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_file(out_path),
-            read_file(err_path)};
-  }
+  CommandOutput ktune(std::vector<std::string> args) { return testing::run_ktune(dir_.path(), std::move(args)); }
   std::string db() const { return (dir_ / "k.db").string(); }
 };
 

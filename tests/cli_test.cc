@@ -2,62 +2,26 @@
 // real generated kernels.
 #include <gtest/gtest.h>
 
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tests/ktune_command.h"
 #include "tests/scratch_dir.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct CommandOutput {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using ktune::testing::CommandOutput;
+using ktune::testing::read_file;
 
 class CliTest : public ::testing::Test {
  protected:
 
-  // Runs bin/ktune with args (no shell), capturing stdout and stderr.
   CommandOutput ktune(std::vector<std::string> args) {
-    fs::path out_path = dir_ / "stdout", err_path = dir_ / "stderr";
-    std::string exe = std::string(KTUNE_BIN_DIR) + "/ktune";
-    args.insert(args.begin(), exe);
-    pid_t pid = fork();
-    if (pid == 0) {
-      int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(out, 1);
-      dup2(err, 2);
-      setenv("KTUNE_CACHE_DIR", (dir_ / "cache").c_str(), 1);
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(exe.c_str(), argv.data());
-      _exit(127);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    CommandOutput r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = read_file(out_path);
-    r.err = read_file(err_path);
-    return r;
+    return ktune::testing::run_ktune(dir_.path(), std::move(args));
   }
 
   std::string db() const { return (dir_ / "k.db").string(); }
