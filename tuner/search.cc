@@ -22,8 +22,8 @@ Task Task::make(const Workload& w, const Target& t, const Template& tmpl) {
 
 namespace {
 
-// What both blind strategies share: the set of indices already visited
-// (proposed, excluded, or rejected by the template's cheap check).
+// The set of indices already visited (proposed, excluded, or rejected by
+// the template's cheap check).
 class VisitedSet {
  public:
   explicit VisitedSet(uint64_t space_size) : space_size_(space_size) {}
@@ -42,10 +42,33 @@ bool is_valid(const Task& task, const Config& c) {
   return !task.tmpl->check(task.workload, task.target, *task.space, c).has_value();
 }
 
-class RandomTuner : public Tuner {
+// What both blind strategies share: they learn nothing from results, and
+// each index is visited once — proposed if the template accepts it.
+class BlindTuner : public Tuner {
  public:
-  RandomTuner(const Task& task, uint64_t seed)
-      : task_(task), rng_(seed), visited_(task.space->size()) {}
+  explicit BlindTuner(const Task& task) : task_(task), visited_(task.space->size()) {}
+
+  void update(const std::vector<Config>&, const std::vector<MeasureResult>&) override {}
+
+  void exclude(const std::vector<uint64_t>& indices) override {
+    for (uint64_t i : indices) visited_.insert(i);
+  }
+
+ protected:
+  // Marks index visited and appends its config to batch if it is new and valid.
+  void visit(uint64_t index, std::vector<Config>& batch) {
+    if (!visited_.insert(index)) return;
+    Config c = task_.space->get(index);
+    if (is_valid(task_, c)) batch.push_back(std::move(c));
+  }
+
+  Task task_;
+  VisitedSet visited_;
+};
+
+class RandomTuner : public BlindTuner {
+ public:
+  RandomTuner(const Task& task, uint64_t seed) : BlindTuner(task), rng_(seed) {}
 
   std::vector<Config> next_batch(int n) override {
     std::vector<Config> batch;
@@ -65,55 +88,32 @@ class RandomTuner : public Tuner {
         if (sweep_ >= size) break;
         index = sweep_;
       }
-      visited_.insert(index);
-      Config c = task_.space->get(index);
-      if (is_valid(task_, c)) batch.push_back(std::move(c));
+      visit(index, batch);
     }
     return batch;
-  }
-
-  void update(const std::vector<Config>&, const std::vector<MeasureResult>&) override {}
-
-  void exclude(const std::vector<uint64_t>& indices) override {
-    for (uint64_t i : indices) visited_.insert(i);
   }
 
   bool has_next() const override { return !visited_.exhausted(); }
 
  private:
-  Task task_;
   std::mt19937_64 rng_;
-  VisitedSet visited_;
   uint64_t sweep_ = 0;
 };
 
-class GridTuner : public Tuner {
+class GridTuner : public BlindTuner {
  public:
-  explicit GridTuner(const Task& task) : task_(task), visited_(task.space->size()) {}
+  explicit GridTuner(const Task& task) : BlindTuner(task) {}
 
   std::vector<Config> next_batch(int n) override {
     std::vector<Config> batch;
     const uint64_t size = task_.space->size();
-    while (static_cast<int>(batch.size()) < n && next_ < size) {
-      uint64_t index = next_++;
-      if (!visited_.insert(index)) continue;
-      Config c = task_.space->get(index);
-      if (is_valid(task_, c)) batch.push_back(std::move(c));
-    }
+    while (static_cast<int>(batch.size()) < n && next_ < size) visit(next_++, batch);
     return batch;
-  }
-
-  void update(const std::vector<Config>&, const std::vector<MeasureResult>&) override {}
-
-  void exclude(const std::vector<uint64_t>& indices) override {
-    for (uint64_t i : indices) visited_.insert(i);
   }
 
   bool has_next() const override { return next_ < task_.space->size(); }
 
  private:
-  Task task_;
-  VisitedSet visited_;
   uint64_t next_ = 0;
 };
 
