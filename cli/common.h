@@ -26,10 +26,13 @@ void check_format(const std::string& format);
 // Tunes one workload as `ktune tune` does (template_name "" = the
 // operator's default, tuner_name as --tuner), recording in db (may be null)
 // and showing progress on stderr; announce: a line saying what is tuned.
-// Used by `ktune tune` and by `ktune bench --trials N`.
+// Used by `ktune tune` and by `ktune bench --trials N`. With configs (the
+// template's describe() text, as `ktune space` prints it), measures exactly
+// those instead of searching; a text that does not parse throws ktune::Error.
 TuneSummary tune_workload(const Workload& w, const Target& target, const std::string& template_name,
                           const std::string& tuner_name, uint64_t seed, Measurer& measurer,
-                          Database* db, const TuneOptions& options, bool announce);
+                          Database* db, const TuneOptions& options, bool announce,
+                          const std::vector<std::string>& configs = {});
 
 nlohmann::json record_json(const Record& r);
 // "85.31 GFLOP/s, 3.147 ms".

@@ -25,6 +25,7 @@ struct TuneArgs {
   std::string cache_dir;
   std::string compiler;
   std::vector<std::string> flags;
+  std::vector<std::string> configs;
   TuneOptions options;
 };
 
@@ -80,6 +81,9 @@ int run_tune(const TuneArgs& args) {
   check_format(args.format);
   std::vector<Workload> workloads;
   for (const std::string& spec : args.ops) workloads.push_back(Workload::parse(spec));
+  if (!args.configs.empty() && workloads.size() != 1) {
+    throw Error("--config names configs of one operator's space; give exactly one --op with it");
+  }
   Target target = detect_cpu_target(args.threads);
   if (!args.compiler.empty()) target.cpu.compiler = args.compiler;
   if (!args.flags.empty()) target.cpu.flags = args.flags;
@@ -93,7 +97,8 @@ int run_tune(const TuneArgs& args) {
   bool all_ok = true;
   for (const Workload& w : workloads) {
     TuneSummary summary = tune_workload(w, target, args.template_name, args.tuner, args.seed,
-                                        measurer, db.get(), args.options, args.format == "text");
+                                        measurer, db.get(), args.options, args.format == "text",
+                                        args.configs);
     all_ok = all_ok && summary.best.has_value();
     if (args.format == "json") {
       json_out.push_back(summary_json(summary));
@@ -113,15 +118,33 @@ int run_tune(const TuneArgs& args) {
 
 TuneSummary tune_workload(const Workload& w, const Target& target, const std::string& template_name,
                           const std::string& tuner_name, uint64_t seed, Measurer& measurer,
-                          Database* db, const TuneOptions& options, bool announce) {
+                          Database* db, const TuneOptions& options, bool announce,
+                          const std::vector<std::string>& configs) {
   Task task = Task::make(w, target, choose_template(w, template_name));
-  std::unique_ptr<Tuner> tuner = make_tuner(tuner_name, task, seed);
+  std::unique_ptr<Tuner> tuner;
+  TuneOptions run_options = options;
+  if (configs.empty()) {
+    tuner = make_tuner(tuner_name, task, seed);
+  } else {
+    std::vector<Config> listed;
+    for (const std::string& text : configs) {
+      Config c = task.space->parse(text);
+      if (auto why = task.tmpl->check(w, target, *task.space, c)) {
+        throw Error("--config '" + text + "' is invalid for " + w.key() + ": " + *why);
+      }
+      listed.push_back(std::move(c));
+    }
+    tuner = make_list_tuner(task, std::move(listed));
+    run_options.trials = static_cast<int>(configs.size());
+    run_options.seeds = false;
+  }
   if (announce) {
-    std::cerr << "tuning " << w.key() << " on " << target.device_key() << ": "
-              << task.space->size() << " configs, " << options.trials << " trials\n";
+    std::cerr << "tuning " << w.key() << " on " << target.device_key() << " with "
+              << task.tmpl->name() << ": " << task.space->size() << " configs, "
+              << run_options.trials << " trials\n";
   }
   ProgressDisplay display(w.key());
-  TuneSummary summary = tune(task, *tuner, measurer, db, options,
+  TuneSummary summary = tune(task, *tuner, measurer, db, run_options,
                              [&](const TuneProgress& p) { display.update(p); });
   display.finish();
   return summary;
@@ -139,6 +162,11 @@ CommandRun add_tune_command(CLI::App& app) {
   cmd->add_option("--template", args->template_name, "schedule template (default: the operator's first)");
   cmd->add_option("--threads", args->threads, "threads for generated kernels (default: all cores)");
   cmd->add_option("--seed", args->seed, "random seed")->capture_default_str();
+  cmd->add_option("--config", args->configs,
+                  "measure exactly this config (as `ktune space` prints it, e.g. 'tile_m=[4,128] mr=6 ...') "
+                  "instead of searching (repeatable; one --op)");
+  cmd->add_flag("--no-seeds", [args](int64_t) { args->options.seeds = false; },
+                "do not measure the template's analytical seed configs before the search");
   cmd->add_option("--batch-size", args->options.batch_size, "candidates per measurement batch")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--early-stopping", args->options.early_stopping,

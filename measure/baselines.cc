@@ -34,7 +34,15 @@ class OpenBlasContender : public Contender {
   std::string library() const override { return "openblas"; }
   // Like ktune's kernels, sgemm packs panels of its operands into its own
   // buffers in every call; no layout of the workload's tensors changes.
-  std::string timed_transforms() const override { return "none (operands in the workload's layout)"; }
+  // Which of OpenBLAS's kernels and thread runtimes answered: DYNAMIC_ARCH
+  // builds pick the kernels at load time (OPENBLAS_CORETYPE can force a
+  // core), and the pthread build's spinning workers compete with OpenMP's.
+  std::string timed_transforms() const override {
+    static const char* kParallel[] = {"sequential", "pthreads", "OpenMP"};
+    const int parallel = openblas_get_parallel();
+    return std::string("none (operands in the workload's layout); OpenBLAS ") + openblas_get_corename() +
+           " kernels, " + (parallel >= 0 && parallel <= 2 ? kParallel[parallel] : "unknown") + " threads";
+  }
   void read_output(float* output) override { std::copy(output_.begin(), output_.end(), output); }
 
  protected:

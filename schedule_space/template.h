@@ -45,6 +45,18 @@ class Template {
   virtual std::optional<std::string> check(const Workload& w, const Target& t,
                                            const ConfigSpace& space, const Config& c) const = 0;
 
+  // A few configs an analytical model of the target expects to be good (for
+  // a GEMM: a register tile that fills the vector registers, k blocks that
+  // fit L1, m blocks that fit L2), best guess first. The tuning loop measures
+  // them before its search, so even a small budget starts from a sound
+  // kernel; search then has to beat them. Every seed passes check(). The
+  // default has none.
+  virtual std::vector<Config> seed_configs(const Workload& w, const Target& t,
+                                           const ConfigSpace& space) const {
+    (void)w, (void)t, (void)space;
+    return {};
+  }
+
   // Throws ktune::Error if check() would fail.
   virtual ir::Program instantiate(const Workload& w, const Target& t, const ConfigSpace& space,
                                   const Config& c) const = 0;

@@ -9,7 +9,7 @@ packages=(
   libxgboost-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libonnx-dev
-  libopenblas-dev libdnnl-dev
+  libopenblas-dev libopenblas-openmp-dev libdnnl-dev
 )
 
 missing=()

@@ -117,7 +117,32 @@ class GridTuner : public BlindTuner {
   uint64_t next_ = 0;
 };
 
+// A fixed list, in order.
+class ListTuner : public BlindTuner {
+ public:
+  ListTuner(const Task& task, std::vector<Config> configs)
+      : BlindTuner(task), configs_(std::move(configs)) {}
+
+  std::vector<Config> next_batch(int n) override {
+    std::vector<Config> batch;
+    while (static_cast<int>(batch.size()) < n && next_ < configs_.size()) {
+      visit(configs_[next_++].index, batch);
+    }
+    return batch;
+  }
+
+  bool has_next() const override { return next_ < configs_.size(); }
+
+ private:
+  std::vector<Config> configs_;
+  size_t next_ = 0;
+};
+
 }  // namespace
+
+std::unique_ptr<Tuner> make_list_tuner(const Task& task, std::vector<Config> configs) {
+  return std::make_unique<ListTuner>(task, std::move(configs));
+}
 
 std::unique_ptr<Tuner> make_random_tuner(const Task& task, uint64_t seed) {
   return std::make_unique<RandomTuner>(task, seed);

@@ -46,6 +46,10 @@ class Tuner {
 std::unique_ptr<Tuner> make_random_tuner(const Task& task, uint64_t seed);
 // Walks indices 0, 1, 2, ... in order.
 std::unique_ptr<Tuner> make_grid_tuner(const Task& task);
+// Proposes exactly these configs, in order, then nothing (a kernel engineer's
+// "measure this config", `ktune tune --config`). Configs the template's
+// check() rejects are skipped.
+std::unique_ptr<Tuner> make_list_tuner(const Task& task, std::vector<Config> configs);
 // "random" | "grid"; throws ktune::Error naming the accepted names.
 std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uint64_t seed);
 
@@ -55,6 +59,10 @@ struct TuneOptions {
   int early_stopping = 0;     // stop after this many trials without improvement; 0 = off
   int final_top = 3;          // re-measure this many top candidates at the end
   int final_repeat = 10;      // repeats for the re-measurement
+  // Measure the template's seed configs (Template::seed_configs) first, before
+  // the tuner's own proposals; they count as trials. Off to compare blind
+  // search strategies on their own.
+  bool seeds = true;
   MeasureOptions measure;
   std::string job;            // recorded with every row
 };

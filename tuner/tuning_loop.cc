@@ -125,9 +125,30 @@ TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* d
   std::map<MeasureError, int> error_counts;
   int trials_since_improvement = 0;
 
-  while (progress.trials_done < options.trials && tuner.has_next()) {
+  // The template's seeds go first (those not measured before), then the
+  // tuner's proposals; the tuner never proposes a seed again.
+  std::vector<Config> seeds;
+  if (options.seeds) {
+    std::set<uint64_t> measured;
+    for (const Record& r : pool) measured.insert(r.config_index);
+    std::vector<uint64_t> seed_indices;
+    for (Config& c : task.tmpl->seed_configs(task.workload, task.target, *task.space)) {
+      if (!measured.insert(c.index).second) continue;
+      if (task.tmpl->check(task.workload, task.target, *task.space, c)) continue;
+      seed_indices.push_back(c.index);
+      seeds.push_back(std::move(c));
+    }
+    tuner.exclude(seed_indices);
+  }
+  size_t next_seed = 0;
+
+  while (progress.trials_done < options.trials && (next_seed < seeds.size() || tuner.has_next())) {
     int n = std::min(options.batch_size, options.trials - progress.trials_done);
-    std::vector<Config> batch = tuner.next_batch(n);
+    std::vector<Config> batch;
+    while (static_cast<int>(batch.size()) < n && next_seed < seeds.size()) {
+      batch.push_back(seeds[next_seed++]);
+    }
+    if (batch.empty()) batch = tuner.next_batch(n);
     if (batch.empty()) break;
     MeasureOptions measure_options = options.measure;
     if (std::isfinite(best_cost)) measure_options.best_so_far_s = best_cost;

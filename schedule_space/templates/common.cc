@@ -25,6 +25,33 @@ int64_t pad_for_tiling(int64_t extent, int64_t lo, int64_t hi) {
   }
 }
 
+int64_t divisor_at_most(int64_t n, int64_t target) {
+  for (int64_t d = std::min(n, std::max<int64_t>(target, 1)); d > 1; --d) {
+    if (n % d == 0) return d;
+  }
+  return 1;
+}
+
+void SeedList::add(const std::string& text) {
+  Config c;
+  try {
+    c = space_.parse(text);
+  } catch (const Error&) {
+    return;
+  }
+  if (tmpl_.check(w_, t_, space_, c)) return;
+  for (const Config& seen : seeds_) {
+    if (seen.index == c.index) return;
+  }
+  seeds_.push_back(std::move(c));
+}
+
+std::string factors_text(const std::vector<int64_t>& factors) {
+  std::string s = "[";
+  for (size_t i = 0; i < factors.size(); ++i) s += (i ? "," : "") + std::to_string(factors[i]);
+  return s + "]";
+}
+
 int vector_registers(const CpuTarget& target) {
   return (target.isa == "avx512" || target.isa == "neon") ? 32 : 16;
 }

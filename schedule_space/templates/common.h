@@ -16,6 +16,7 @@
 
 #include "schedule_space/ir.h"
 #include "schedule_space/target.h"
+#include "schedule_space/template.h"
 
 namespace ktune::templates {
 
@@ -34,6 +35,35 @@ bool is_power_of_two(int64_t x);
 // at most lo - 1 rows of wasted work; the template must guard the padded part
 // (clamp reads, skip writes). Deterministic, so spaces stay stable.
 int64_t pad_for_tiling(int64_t extent, int64_t lo, int64_t hi);
+
+// The largest divisor of n that is <= target (at least 1): the exact block
+// size nearest below a cache-derived target, for exact splits.
+int64_t divisor_at_most(int64_t n, int64_t target);
+
+// ---- seed configs (Template::seed_configs) ----
+
+// Collects seed configs given as describe() text, knob by knob. A text that
+// does not fit the space (a factor that does not divide, a value not in a
+// knob's list) or that the template's check() rejects is dropped: a seed is
+// a hint, and the model behind it may be off for odd shapes. Duplicates are
+// dropped too; order is kept.
+class SeedList {
+ public:
+  SeedList(const Workload& w, const Target& t, const ConfigSpace& space, const Template& tmpl)
+      : w_(w), t_(t), space_(space), tmpl_(tmpl) {}
+  void add(const std::string& text);
+  std::vector<Config> take() { return std::move(seeds_); }
+
+ private:
+  const Workload& w_;
+  const Target& t_;
+  const ConfigSpace& space_;
+  const Template& tmpl_;
+  std::vector<Config> seeds_;
+};
+
+// "[a,b,c]", as split knobs print their factors.
+std::string factors_text(const std::vector<int64_t>& factors);
 
 // ---- target facts ----
 

@@ -174,7 +174,9 @@ class GemmTemplate : public Template {
   GemmTemplate(std::string name, OpKind op) : name_(std::move(name)), op_(op) {}
   std::string name() const override { return name_; }
   // v2: m and n blocks with free register-tile sizes (knobs mr, nr).
-  int version() const override { return 2; }
+  // v3: A and dense weights are packed reading along k (same results, new
+  // timings).
+  int version() const override { return 3; }
   OpKind op() const override { return op_; }
   TargetKind target_kind() const override { return TargetKind::kCpu; }
 
@@ -207,6 +209,65 @@ class GemmTemplate : public Template {
     }
     s.add_choice("parallel", parallel);
     return s;
+  }
+
+  // The BLIS recipe on this target: register tiles that fill the vector
+  // registers (mr rows x nr/lanes vectors, the widest few), a k block whose Bp
+  // slice (kc x nr) stays in L1 while the tile loop walks the m tiles of an m
+  // block (inner_order n1, m1), an m block whose packed A (mc x kc) stays in
+  // L2, blocks in order n0, k0, m0. With threads, the m and n blocks are the
+  // parallel loops (order m0, n0, k0, fused), sized so every thread gets
+  // several.
+  std::vector<Config> seed_configs(const Workload& w, const Target& t,
+                                   const ConfigSpace& space) const override {
+    const Gemm g = gemm_of(w, op_);
+    const int64_t lanes = lanes_for(t, g.n);
+    const int regs = templates::vector_registers(t.cpu);
+    // (rows, vectors) tiles using the most accumulators, widest first.
+    std::vector<std::pair<int64_t, int64_t>> tiles;
+    for (int64_t v = (regs - 1) / 2; v >= 1; --v) {
+      const int64_t rows = std::min<int64_t>((regs - 1 - v) / v, g.m);
+      if (rows >= 1 && (v - 1) * lanes < g.n) tiles.emplace_back(rows, v);
+    }
+    std::sort(tiles.begin(), tiles.end(), [](auto a, auto b) {
+      return a.first * a.second != b.first * b.second ? a.first * a.second > b.first * b.second
+                                                      : a.second > b.second;
+    });
+    if (tiles.size() > 3) tiles.resize(3);
+    const bool threaded = t.cpu.threads > 1;
+    templates::SeedList seeds(w, t, space, *this);
+    for (auto [mr, v] : tiles) {
+      const int64_t nr = v * lanes;
+      const int64_t ku = std::min<int64_t>(templates::divisor_at_most(g.k, kMaxUnrolledFmas / (mr * v)),
+                                           kMaxUnrollK);
+      for (int64_t kc_target : {t.cpu.l1d_bytes / 2 / (4 * nr), t.cpu.l1d_bytes / (4 * nr)}) {
+        const int64_t kc = templates::divisor_at_most(g.k, std::max(kc_target, ku));
+        if (kc % ku != 0) continue;
+        const int64_t mc = templates::divisor_at_most(g.m, std::max<int64_t>(t.cpu.l2_bytes / 2 / (4 * kc), mr));
+        // n blocks: all of n single-threaded; with threads, enough blocks
+        // that m blocks x n blocks keep every thread busy.
+        int64_t nc = g.n;
+        if (threaded) {
+          const int64_t m_blocks = g.m / mc;
+          const int64_t want = std::max<int64_t>(1, 4 * t.cpu.threads / std::max<int64_t>(m_blocks, 1));
+          nc = templates::divisor_at_most(g.n, std::max(nr, templates::round_up(g.n / want, nr)));
+        }
+        const std::string tile_k = templates::factors_text({g.k / kc, kc / ku, ku});
+        for (int pack_a : {1, 0}) {
+          std::string text = "tile_m=" + templates::factors_text({g.m / mc, mc}) +
+                             " mr=" + std::to_string(mr) +
+                             " tile_n=" + templates::factors_text({g.n / nc, nc}) +
+                             " nr=" + std::to_string(nr) + " tile_k=" + tile_k;
+          text += threaded ? " order=[m0,n0,k0]" : " order=[n0,k0,m0]";
+          text += " inner_order=[n1,m1]";
+          if (!g.weight_b) text += " pack=1 pack_rows=0";
+          text += " pack_a=" + std::to_string(pack_a);
+          text += threaded ? " parallel=2" : " parallel=0";
+          seeds.add(text);
+        }
+      }
+    }
+    return seeds.take();
   }
 
   std::optional<std::string> unsupported(const Workload& w) const override {
@@ -321,7 +382,12 @@ class GemmTemplate : public Template {
     // A by rows. A prepared (weight) operand is packed once, in prepare, and
     // shared by the batch.
     const LoopKind pack_kind = p.parallel > 0 ? LoopKind::kParallel : LoopKind::kSerial;
-    auto pack_panels = [&](const std::string& name, bool prepared, bool by_rows, const TiledAxis& axis,
+    // reads_along_k: the source is contiguous along k (A, dense's W[out, in],
+    // a conv2d weight [k, c]), so the copy walks a panel row by row along k
+    // and writes with a stride of reg, rather than reading reg rows a whole
+    // row apart for every k.
+    auto pack_panels = [&](const std::string& name, bool prepared, bool by_rows, bool reads_along_k,
+                           const TiledAxis& axis,
                            const std::function<Expr(Expr bi, Expr kk, Expr idx)>& source,
                            Buffer& packed) {
       const bool per_batch = g.batched && !prepared;
@@ -336,6 +402,7 @@ class GemmTemplate : public Template {
       // by panel: A and dense's W[out, in] are read along k that way.
       std::vector<size_t> order = {off, off + 1, off + 2};
       if (by_rows) order = {off + 1, off, off + 2};
+      if (reads_along_k) order = {off, off + 2, off + 1};
       if (per_batch) order.insert(order.begin(), 0);
       return templates::fill(
           packed, "p",
@@ -351,9 +418,11 @@ class GemmTemplate : public Template {
     };
     const int64_t nr = p.nr(), mr = p.mr();
     Buffer bp, ap;
-    const Stmt pack_b = p.pack ? pack_panels(g.weight_b ? "Wp" : "Bp", g.weight_b, p.pack_rows, p.tn, load_b, bp) : nullptr;
+    const Stmt pack_b = p.pack ? pack_panels(g.weight_b ? "Wp" : "Bp", g.weight_b, p.pack_rows,
+                                             g.weight_b, p.tn, load_b, bp)
+                               : nullptr;
     const Stmt pack_a =
-        p.pack_a ? pack_panels(g.weight_a ? "Wp" : "Ap", g.weight_a, false, p.tm,
+        p.pack_a ? pack_panels(g.weight_a ? "Wp" : "Ap", g.weight_a, false, true, p.tm,
                                [&](Expr bi, Expr kk, Expr row) { return load_a(bi, row, kk); }, ap)
                  : nullptr;
 
