@@ -116,11 +116,13 @@ int run_tune(const TuneArgs& args) {
 
 }  // namespace
 
-TuneSummary tune_workload(const Workload& w, const Target& target, const std::string& template_name,
-                          const std::string& tuner_name, uint64_t seed, Measurer& measurer,
-                          Database* db, const TuneOptions& options, bool announce,
-                          const std::vector<std::string>& configs) {
-  Task task = Task::make(w, target, choose_template(w, template_name));
+namespace {
+
+TuneSummary tune_with_template(const Workload& w, const Target& target, const Template& tmpl,
+                               const std::string& tuner_name, uint64_t seed, Measurer& measurer,
+                               Database* db, const TuneOptions& options, bool announce,
+                               const std::vector<std::string>& configs) {
+  Task task = Task::make(w, target, tmpl);
   std::unique_ptr<Tuner> tuner;
   TuneOptions run_options = options;
   if (configs.empty()) {
@@ -150,6 +152,37 @@ TuneSummary tune_workload(const Workload& w, const Target& target, const std::st
   return summary;
 }
 
+}  // namespace
+
+TuneSummary tune_workload(const Workload& w, const Target& target, const std::string& template_name,
+                          const std::string& tuner_name, uint64_t seed, Measurer& measurer,
+                          Database* db, const TuneOptions& options, bool announce,
+                          const std::vector<std::string>& configs) {
+  if (!template_name.empty() || !configs.empty()) {
+    return tune_with_template(w, target, choose_template(w, template_name), tuner_name, seed,
+                              measurer, db, options, announce, configs);
+  }
+  // Every template that takes the workload (a 1x1 conv2d: the GEMM path and
+  // the direct one) gets an even share of the trials; the fastest wins.
+  const std::vector<const Template*> templates = templates_for(w, TargetKind::kCpu);
+  if (templates.empty()) throw Error("no CPU template for " + std::string(op_name(w.op())));
+  std::optional<TuneSummary> best;
+  int trials = 0, errors = 0, skipped = 0;
+  for (size_t i = 0; i < templates.size(); ++i) {
+    TuneOptions share = options;
+    share.trials = options.trials / static_cast<int>(templates.size()) +
+                   (static_cast<int>(i) < options.trials % static_cast<int>(templates.size()) ? 1 : 0);
+    TuneSummary s = tune_with_template(w, target, *templates[i], tuner_name, seed, measurer, db,
+                                       share, announce, configs);
+    trials += s.trials, errors += s.errors, skipped += s.skipped_already_measured;
+    const bool faster = s.best && (!best || !best->best ||
+                                   s.best->result.mean_cost() < best->best->result.mean_cost());
+    if (!best || faster) best = std::move(s);
+  }
+  best->trials = trials, best->errors = errors, best->skipped_already_measured = skipped;
+  return *best;
+}
+
 CommandRun add_tune_command(CLI::App& app) {
   auto args = std::make_shared<TuneArgs>();
   CLI::App* cmd = app.add_subcommand("tune", "tune operators on this machine and store every measurement");
@@ -159,7 +192,8 @@ CommandRun add_tune_command(CLI::App& app) {
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--db", args->db_path, "SQLite tuning log")->capture_default_str();
   cmd->add_option("--tuner", args->tuner, "search strategy: random or grid")->capture_default_str();
-  cmd->add_option("--template", args->template_name, "schedule template (default: the operator's first)");
+  cmd->add_option("--template", args->template_name,
+                  "schedule template (default: every template that takes the operator, trials shared evenly)");
   cmd->add_option("--threads", args->threads, "threads for generated kernels (default: all cores)");
   cmd->add_option("--seed", args->seed, "random seed")->capture_default_str();
   cmd->add_option("--config", args->configs,

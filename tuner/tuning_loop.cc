@@ -201,7 +201,15 @@ TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* d
     }
     if (winner) {
       summary.best = *winner;
-      if (db) db->mark_best(winner->id);
+      // The best of another template of this workload (a 1x1 conv2d has
+      // two) stays marked unless this one beats it.
+      if (db) {
+        std::optional<Record> marked = db->best(summary.workload_key, summary.device_key);
+        if (!marked || marked->template_name == task.tmpl->name() || !marked->result.ok() ||
+            winner->result.mean_cost() < marked->result.mean_cost()) {
+          db->mark_best(winner->id);
+        }
+      }
     }
   }
   summary.elapsed_s = elapsed();

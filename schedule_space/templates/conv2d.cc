@@ -184,6 +184,60 @@ std::optional<std::string> check_op(const std::string& tmpl, OpKind want, const 
   return std::nullopt;
 }
 
+// ---- seeds (Template::seed_configs) ----
+
+// Register tiles worth seeding for a direct conv on this target: (output
+// columns, channel vectors) pairs that use most of the vector registers
+// (columns x vectors accumulators + the vectors' weights + one broadcast),
+// with the column count moved to the value that wastes the fewest padded
+// columns of the output width. Widest tiles by accumulators first; at most
+// `count`.
+std::vector<std::pair<int64_t, int64_t>> seed_tiles(const Target& t, int64_t out_w, int64_t channels,
+                                                    size_t count) {
+  const int regs = templates::vector_registers(t.cpu);
+  const int64_t lanes = std::max(1, t.cpu.vector_lanes);
+  std::vector<std::pair<int64_t, int64_t>> tiles;
+  for (int64_t v : {2, 4, 1, 3}) {
+    if (channels % (v * lanes) != 0) continue;
+    const int64_t most = std::min<int64_t>((regs - 1 - v) / v, std::min<int64_t>(out_w, regs / 2));
+    if (most < 1) continue;
+    int64_t best = most;
+    for (int64_t cols = most; cols > most / 2; --cols) {
+      auto waste = [&](int64_t c) { return templates::ceil_div(out_w, c) * c - out_w; };
+      if (waste(cols) < waste(best)) best = cols;
+    }
+    tiles.emplace_back(best, v);
+  }
+  std::stable_sort(tiles.begin(), tiles.end(),
+                   [](auto a, auto b) { return a.first * a.second > b.first * b.second; });
+  if (tiles.size() > count) tiles.resize(count);
+  return tiles;
+}
+
+// The output-tiling part of a seed's text: channel split, rows, register
+// tile, tile loop order, and the parallel loops. Single-threaded, channel
+// blocks outermost (a block's weights stay in L2 while the rows stream);
+// with threads, channel blocks and output rows are fused into the parallel
+// loop (parallel=2 with the batch), rows split so every thread gets several.
+std::string seed_output_text(const std::string& channel_knob, const Conv2dShape& s, const Target& t,
+                             int64_t kb, int64_t ow_reg) {
+  const int64_t oh = s.out_h();
+  int64_t oh1 = oh;
+  if (t.cpu.threads > 1) {
+    const int64_t blocks = s.n * (s.k / kb);
+    const int64_t rows_wanted = templates::ceil_div(4 * t.cpu.threads, blocks);
+    oh1 = templates::divisor_at_most(oh, std::max<int64_t>(1, oh / rows_wanted));
+  }
+  return channel_knob + "=" + templates::factors_text({s.k / kb, kb}) +
+         " tile_oh=" + templates::factors_text({oh / oh1, oh1}) + " tile_ow=" + std::to_string(ow_reg) +
+         " ow_block=1 order=[k0,oh0,oh1,ow0,ow1]";
+}
+
+std::string seed_loop_kind_text(const Target& t, int64_t unroll, int64_t fma_order) {
+  return " unroll=" + std::to_string(unroll) + " fma_order=" + std::to_string(fma_order) +
+         " parallel=" + (t.cpu.threads > 1 ? "2" : "0");
+}
+
 // ---- the shared nest ----
 
 // Rows and columns of the packed input: exactly those the kernel window
@@ -379,6 +433,33 @@ class Conv2dNchwc : public Template {
     return space;
   }
 
+  // oneDNN's recipe for direct convolutions: a register tile of output
+  // columns x output-channel vectors that fills the registers, input
+  // channels either blocked by the vector width (contiguous broadcasts,
+  // the block unrolled) or not blocked at all (the NCHW input read in place
+  // of a transform), reductions ordered channels-outer or window-outer, and
+  // both emission orders of the multiply-adds.
+  std::vector<Config> seed_configs(const Workload& w, const Target& t,
+                                   const ConfigSpace& space) const override {
+    const Conv2dShape& s = w.conv2d();
+    templates::SeedList seeds(w, t, space, *this);
+    const int64_t lanes = std::max(1, t.cpu.vector_lanes);
+    for (auto [ow_reg, v] : seed_tiles(t, s.out_w(), s.k, 2)) {
+      const std::string out = seed_output_text("tile_oc", s, t, v * lanes, ow_reg);
+      for (int64_t fma_order : {kVectorsOuter, kColumnsOuter}) {
+        for (int64_t cb : {lanes, int64_t{1}}) {
+          if (s.c % cb != 0) continue;
+          const std::string ic = "tile_ic=" + templates::factors_text({s.c / cb, cb}) + " ";
+          if (cb > 1) {
+            seeds.add(ic + out + " order_reduce=[c0,r,s,c1]" + seed_loop_kind_text(t, 1, fma_order));
+          }
+          seeds.add(ic + out + " order_reduce=[r,c0,s,c1]" + seed_loop_kind_text(t, 0, fma_order));
+        }
+      }
+    }
+    return seeds.take();
+  }
+
   std::optional<std::string> check(const Workload& w, const Target& t, const ConfigSpace& space,
                                    const Config& c) const override {
     if (auto reason = check_op(name(), op(), w, t)) return reason;
@@ -450,6 +531,24 @@ class DepthwiseConv2dNchwc : public Template {
     add_output_knobs(space, w.conv2d(), t, "tile_c");
     add_loop_kind_knobs(space, t, 2);
     return space;
+  }
+
+  // Channel blocks of one to four vectors, as many output columns as the
+  // registers hold, the window unrolled.
+  std::vector<Config> seed_configs(const Workload& w, const Target& t,
+                                   const ConfigSpace& space) const override {
+    const Conv2dShape& s = w.conv2d();
+    templates::SeedList seeds(w, t, space, *this);
+    const int64_t lanes = std::max(1, t.cpu.vector_lanes);
+    for (auto [ow_reg, v] : seed_tiles(t, s.out_w(), s.k, 4)) {
+      const std::string out = seed_output_text("tile_c", s, t, v * lanes, ow_reg);
+      for (int64_t unroll : {2, 1}) {
+        for (int64_t fma_order : {kColumnsOuter, kVectorsOuter}) {
+          seeds.add(out + seed_loop_kind_text(t, unroll, fma_order));
+        }
+      }
+    }
+    return seeds.take();
   }
 
   std::optional<std::string> check(const Workload& w, const Target& t, const ConfigSpace& space,

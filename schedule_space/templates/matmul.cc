@@ -226,8 +226,16 @@ class GemmTemplate : public Template {
     // (rows, vectors) tiles using the most accumulators, widest first.
     std::vector<std::pair<int64_t, int64_t>> tiles;
     for (int64_t v = (regs - 1) / 2; v >= 1; --v) {
-      const int64_t rows = std::min<int64_t>((regs - 1 - v) / v, g.m);
-      if (rows >= 1 && (v - 1) * lanes < g.n) tiles.emplace_back(rows, v);
+      const int64_t most = std::min<int64_t>((regs - 1 - v) / v, g.m);
+      if (most < 1 || (v - 1) * lanes >= g.n) continue;
+      // Fewer rows when that wastes fewer of m's (a 64-row m takes 8 x 3
+      // vectors better than 14 x 2: no partial tile).
+      auto waste = [&](int64_t rows) { return templates::ceil_div(g.m, rows) * rows - g.m; };
+      int64_t rows = most;
+      for (int64_t r = most; r > most * 2 / 3; --r) {
+        if (waste(r) < waste(rows)) rows = r;
+      }
+      tiles.emplace_back(rows, v);
     }
     std::sort(tiles.begin(), tiles.end(), [](auto a, auto b) {
       return a.first * a.second != b.first * b.second ? a.first * a.second > b.first * b.second
@@ -253,14 +261,20 @@ class GemmTemplate : public Template {
           nc = templates::divisor_at_most(g.n, std::max(nr, templates::round_up(g.n / want, nr)));
         }
         const std::string tile_k = templates::factors_text({g.k / kc, kc / ku, ku});
-        for (int pack_a : {1, 0}) {
+        // B read in place (pack=0) where it can be: it saves a copy of B
+        // per call when k is short and B's rows are few.
+        const std::vector<std::pair<int, int>> packs =
+            g.weight_b || g.strided() || (nc % nr) != 0
+                ? std::vector<std::pair<int, int>>{{1, 1}, {1, 0}}
+                : std::vector<std::pair<int, int>>{{1, 1}, {1, 0}, {0, 0}};
+        for (auto [pack, pack_a] : packs) {
           std::string text = "tile_m=" + templates::factors_text({g.m / mc, mc}) +
                              " mr=" + std::to_string(mr) +
                              " tile_n=" + templates::factors_text({g.n / nc, nc}) +
                              " nr=" + std::to_string(nr) + " tile_k=" + tile_k;
           text += threaded ? " order=[m0,n0,k0]" : " order=[n0,k0,m0]";
           text += " inner_order=[n1,m1]";
-          if (!g.weight_b) text += " pack=1 pack_rows=0";
+          if (!g.weight_b) text += " pack=" + std::to_string(pack) + " pack_rows=0";
           text += " pack_a=" + std::to_string(pack_a);
           text += threaded ? " parallel=2" : " parallel=0";
           seeds.add(text);
