@@ -6,7 +6,14 @@
 # bench/results/kernel_quality-<date>.md (+ .json). Not run by CI.
 #
 #   bench/kernel_quality.sh [TRIALS] [SETS]   (defaults: 200, "matmul resnet18 depthwise")
+#
+# OpenBLAS runs with the kernels it picks for this CPU itself: a machine that
+# sets OPENBLAS_CORETYPE (and OPENBLAS_L2_SIZE) to pin older kernels would
+# otherwise give the baseline a handicap. Both are unset for these commands
+# only; `ktune bench` checks every side's output against the reference, and
+# prints which OpenBLAS kernels answered.
 set -euo pipefail
+unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 cd "$(dirname "$0")/.."
 trials=${1:-200}
 sets=${2:-"matmul resnet18 depthwise"}
@@ -22,7 +29,8 @@ json=bench/results/kernel_quality-$stamp.json
   echo
   echo "- machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
   echo "- ktune commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "- budget: random search, $trials trials per workload and thread count, then \`ktune bench\`"
+  echo "- budget: $trials trials per workload and thread count (each template's analytical seeds first, then random search; a 1x1 conv2d's trials shared by its two templates), then \`ktune bench\`"
+  echo "- OpenBLAS: OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset, so it picks its own kernels for this CPU (named in each row)"
   echo "- command: \`bench/kernel_quality.sh $trials \"$sets\"\`, i.e. for each set and T in 1 $(nproc):"
   echo "  \`ktune bench --set SET --threads T --trials $trials --db $db\`"
   echo

@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -41,6 +42,18 @@
 extern char** environ;
 
 namespace ktune::testing {
+
+// This machine as an AVX2 target (8-lane vectors, 16 registers), for tests
+// whose hand-picked configs are written for AVX2's spaces: an AVX-512
+// machine runs that code too. nullopt where the machine has neither (the
+// test then skips, saying why).
+inline std::optional<Target> avx2_machine_target(int threads) {
+  Target t = detect_cpu_target(threads);
+  if (t.cpu.isa != "avx2" && t.cpu.isa != "avx512") return std::nullopt;
+  t.cpu.isa = "avx2";
+  t.cpu.vector_lanes = 8;
+  return t;
+}
 
 // A generated kernel compiled with the system compiler (with -Werror, so
 // generated code stays warning-free) and loaded in-process with

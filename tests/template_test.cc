@@ -3,6 +3,7 @@
 // shapes, spaces are large and stable, and check() explains what it rejects.
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -154,7 +155,9 @@ TEST(GemmTemplates, SampledConfigsComputeTheRightAnswer) {
 // and column tiles, packed and unpacked), unpacked B, parallel
 // packing and fused parallel loops.
 TEST(GemmTemplates, HandPickedConfigsCoverEveryWriteBackPath) {
-  const Target t = detect_cpu_target(2);
+  const std::optional<Target> machine = testing::avx2_machine_target(2);
+  if (!machine) GTEST_SKIP() << "these hand-picked configs are AVX2 code; this machine has no AVX2";
+  const Target t = *machine;
   testing::expect_configs_correct(
       matmul_cpu_template(), "matmul(m=13,n=17,k=12)", t,
       {"tile_m=[1,13] mr=7 tile_n=[1,17] nr=8 tile_k=[3,2,2] order=[k0,m0,n0] inner_order=[n1,m1] pack=1 pack_rows=1 pack_a=1 parallel=0",
@@ -241,7 +244,9 @@ TEST(Conv1x1Template, SampledConfigsComputeTheRightAnswer) {
 }
 
 TEST(Conv1x1Template, HandPickedAndParallelConfigsComputeTheRightAnswer) {
-  const Target t = detect_cpu_target(2);
+  const std::optional<Target> machine = testing::avx2_machine_target(2);
+  if (!machine) GTEST_SKIP() << "these hand-picked configs are AVX2 code; this machine has no AVX2";
+  const Target t = *machine;
   testing::expect_configs_correct(
       conv2d_1x1_cpu_template(), "conv2d(n=2,c=12,h=8,w=8,k=10,r=1,s=1,stride=1,pad=0)", t,
       {"tile_m=[1,10] mr=5 tile_n=[2,32] nr=16 tile_k=[3,2,2] order=[k0,m0,n0] inner_order=[n1,m1] pack=0 pack_rows=0 pack_a=1 "
@@ -250,6 +255,47 @@ TEST(Conv1x1Template, HandPickedAndParallelConfigsComputeTheRightAnswer) {
        "parallel=3"});
   testing::expect_configs_correct(conv2d_1x1_cpu_template(),
                                   "conv2d(n=2,c=9,h=9,w=9,k=20,r=1,s=1,stride=2,pad=0)", t, 6, 5);
+}
+
+}  // namespace
+}  // namespace ktune
+
+namespace ktune {
+namespace {
+
+// Every template's analytical seeds are valid configs of its space and
+// compute the right answer, on this machine's vector width, on one thread
+// and on two, for benchmark shapes and odd ones (primes, tiny extents).
+TEST(SeedConfigs, EveryTemplatesSeedsAreValidAndComputeTheRightAnswer) {
+  const std::vector<std::pair<const Template*, std::vector<std::string>>> cases = {
+      {&matmul_cpu_template(), {"matmul(m=64,n=96,k=48)", "matmul(m=13,n=17,k=11)"}},
+      {&dense_cpu_template(), {"dense(batch=1,in=64,out=100,bias=1)", "dense(batch=5,in=7,out=3)"}},
+      {&batch_matmul_cpu_template(), {"batch_matmul(b=2,m=9,n=33,k=16)"}},
+      {&conv2d_1x1_cpu_template(),
+       {"conv2d(n=1,c=16,h=14,w=14,k=32,r=1,s=1)", "conv2d(n=2,c=8,h=9,w=7,k=24,r=1,s=1,stride=2)"}},
+      {&conv2d_cpu_template(),
+       {"conv2d(n=1,c=16,h=14,w=14,k=32,r=3,s=3,pad=1)", "conv2d(n=1,c=3,h=23,w=19,k=16,r=7,s=7,stride=2,pad=3)"}},
+      {&depthwise_conv2d_cpu_template(),
+       {"depthwise_conv2d(n=1,c=32,h=14,w=14,r=3,s=3,pad=1)", "depthwise_conv2d(n=1,c=24,h=9,w=11,r=3,s=3,stride=2,pad=1)"}},
+  };
+  for (int threads : {1, 2}) {
+    const Target t = detect_cpu_target(threads);
+    for (const auto& [tmpl, specs] : cases) {
+      for (const std::string& spec : specs) {
+        SCOPED_TRACE(tmpl->name() + " on " + spec + ", " + std::to_string(threads) + " thread(s)");
+        const Workload w = Workload::parse(spec);
+        const ConfigSpace space = tmpl->space(w, t);
+        const std::vector<Config> seeds = tmpl->seed_configs(w, t, space);
+        ASSERT_FALSE(seeds.empty()) << "no seed config";
+        std::set<uint64_t> distinct;
+        for (const Config& c : seeds) {
+          EXPECT_FALSE(tmpl->check(w, t, space, c).has_value()) << space.describe(c);
+          EXPECT_TRUE(distinct.insert(c.index).second) << "seed repeated: " << space.describe(c);
+        }
+        testing::expect_correct(*tmpl, w, t, space, seeds);
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -2,12 +2,14 @@
 // code compiled and run in the sandboxed runner) and a real SQLite file.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
 
 #include "measure/local_measurer.h"
 #include "schedule_space/error.h"
+#include "schedule_space/templates/templates.h"
 #include "tuner/tuner.h"
 
 #include "tests/scratch_dir.h"
@@ -212,6 +214,60 @@ TEST_F(TunerTest, RealTemplateFindsAValidKernelAndRerunsNeverRemeasure) {
   for (auto [index, count] : searched) EXPECT_EQ(count, 1) << "config " << index << " measured twice";
   ASSERT_TRUE(s2.best.has_value());
   EXPECT_EQ(db->best(w.key(), target_.device_key())->id, s2.best->id);
+}
+
+// The template's seeds are measured first, count as trials and are never
+// proposed again by the search; --no-seeds (options.seeds = false) leaves
+// the search on its own.
+TEST_F(TunerTest, SeedConfigsAreMeasuredFirstAndNeverAgain) {
+  Workload w = Workload::parse("matmul(m=32,n=48,k=32)");
+  Task task = Task::make(w, target_, matmul_cpu_template());
+  const std::vector<Config> seeds = task.tmpl->seed_configs(w, target_, *task.space);
+  ASSERT_GE(seeds.size(), 2u);
+  auto db = Database::open((dir_ / "seeds.db").string());
+  LocalMeasurer measurer = make_measurer();
+  const int trials = static_cast<int>(seeds.size()) + 4;
+  auto tuner = make_random_tuner(task, 5);
+  TuneSummary s = tune(task, *tuner, measurer, db.get(), fast_options(trials));
+  ASSERT_TRUE(s.best.has_value()) << s.first_error;
+  EXPECT_EQ(s.trials, trials);
+  std::vector<uint64_t> searched;
+  for (const Record& r : db->history(w.key(), target_.device_key())) {
+    if (r.kind == "search") searched.push_back(r.config_index);
+  }
+  std::reverse(searched.begin(), searched.end());  // history is newest first
+  ASSERT_EQ(searched.size(), static_cast<size_t>(trials));
+  for (size_t i = 0; i < seeds.size(); ++i) EXPECT_EQ(searched[i], seeds[i].index) << "seed " << i;
+  EXPECT_EQ(std::set<uint64_t>(searched.begin(), searched.end()).size(), searched.size());
+
+  auto blind_db = Database::open((dir_ / "blind.db").string());
+  TuneOptions blind = fast_options(4);
+  blind.seeds = false;
+  auto random = make_random_tuner(task, 11);
+  tune(task, *random, measurer, blind_db.get(), blind);
+  const std::set<uint64_t> seed_set = indices_of(seeds);
+  for (const Record& r : blind_db->history(w.key(), target_.device_key())) {
+    if (r.kind == "search") EXPECT_EQ(seed_set.count(r.config_index), 0u) << "a seed was measured";
+  }
+}
+
+// `ktune tune --config`: exactly the listed configs, in order, invalid ones skipped.
+TEST_F(TunerTest, ListTunerProposesExactlyItsConfigs) {
+  Workload w = Workload::parse("matmul(m=16,n=16,k=16)");
+  Task task = Task::make(w, target_, matmul_cpu_template());
+  std::vector<Config> listed;
+  std::mt19937_64 rng(3);
+  while (listed.size() < 3) {
+    Config c = task.space->random(rng);
+    if (!task.tmpl->check(w, target_, *task.space, c)) listed.push_back(c);
+  }
+  auto tuner = make_list_tuner(task, listed);
+  std::vector<Config> got = tuner->next_batch(2);
+  std::vector<Config> rest = tuner->next_batch(5);
+  got.insert(got.end(), rest.begin(), rest.end());
+  ASSERT_EQ(got.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(got[i].index, listed[i].index);
+  EXPECT_FALSE(tuner->has_next());
 }
 
 }  // namespace

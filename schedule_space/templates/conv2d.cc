@@ -187,7 +187,7 @@ std::optional<std::string> check_op(const std::string& tmpl, OpKind want, const 
 // ---- seeds (Template::seed_configs) ----
 
 // Register tiles worth seeding for a direct conv on this target: (output
-// columns, channel vectors) pairs that use most of the vector registers
+// columns, channel block) pairs, the block a whole number of vectors, that use most of the vector registers
 // (columns x vectors accumulators + the vectors' weights + one broadcast),
 // with the column count moved to the value that wastes the fewest padded
 // columns of the output width. Widest tiles by accumulators first; at most
@@ -206,11 +206,14 @@ std::vector<std::pair<int64_t, int64_t>> seed_tiles(const Target& t, int64_t out
       auto waste = [&](int64_t c) { return templates::ceil_div(out_w, c) * c - out_w; };
       if (waste(cols) < waste(best)) best = cols;
     }
-    tiles.emplace_back(best, v);
+    tiles.emplace_back(best, v * lanes);
   }
   std::stable_sort(tiles.begin(), tiles.end(),
                    [](auto a, auto b) { return a.first * a.second > b.first * b.second; });
   if (tiles.size() > count) tiles.resize(count);
+  // Channels that no whole vector divides: one block of the largest divisor
+  // narrower than a vector, as wide a tile as the registers allow.
+  if (tiles.empty()) tiles.emplace_back(std::min<int64_t>(out_w, regs / 2), templates::divisor_at_most(channels, lanes));
   return tiles;
 }
 
@@ -444,8 +447,8 @@ class Conv2dNchwc : public Template {
     const Conv2dShape& s = w.conv2d();
     templates::SeedList seeds(w, t, space, *this);
     const int64_t lanes = std::max(1, t.cpu.vector_lanes);
-    for (auto [ow_reg, v] : seed_tiles(t, s.out_w(), s.k, 2)) {
-      const std::string out = seed_output_text("tile_oc", s, t, v * lanes, ow_reg);
+    for (auto [ow_reg, kb] : seed_tiles(t, s.out_w(), s.k, 2)) {
+      const std::string out = seed_output_text("tile_oc", s, t, kb, ow_reg);
       for (int64_t fma_order : {kVectorsOuter, kColumnsOuter}) {
         for (int64_t cb : {lanes, int64_t{1}}) {
           if (s.c % cb != 0) continue;
@@ -539,9 +542,8 @@ class DepthwiseConv2dNchwc : public Template {
                                    const ConfigSpace& space) const override {
     const Conv2dShape& s = w.conv2d();
     templates::SeedList seeds(w, t, space, *this);
-    const int64_t lanes = std::max(1, t.cpu.vector_lanes);
-    for (auto [ow_reg, v] : seed_tiles(t, s.out_w(), s.k, 4)) {
-      const std::string out = seed_output_text("tile_c", s, t, v * lanes, ow_reg);
+    for (auto [ow_reg, kb] : seed_tiles(t, s.out_w(), s.k, 4)) {
+      const std::string out = seed_output_text("tile_c", s, t, kb, ow_reg);
       for (int64_t unroll : {2, 1}) {
         for (int64_t fma_order : {kColumnsOuter, kVectorsOuter}) {
           seeds.add(out + seed_loop_kind_text(t, unroll, fma_order));
