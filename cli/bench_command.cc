@@ -196,6 +196,10 @@ class BenchCommand {
     options.trials = args_.trials;
     tune_workload(w, target_, args_.template_name, args_.tuner, 1, *measurer_, db_.get(), options,
                   args_.format == "text");
+    // The measurer's runner process would stay alive, its OpenMP workers
+    // spinning on the cores the timing below needs (a 4x slower batch-1
+    // dense was seen): end it before timing anything.
+    measurer_.reset();
     return db_->best(w.key(), target_.device_key());
   }
 

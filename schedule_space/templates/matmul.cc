@@ -245,21 +245,38 @@ class GemmTemplate : public Template {
     const bool threaded = t.cpu.threads > 1;
     templates::SeedList seeds(w, t, space, *this);
     for (auto [mr, v] : tiles) {
-      const int64_t nr = v * lanes;
+      const int64_t widest = v * lanes;  // the n block below may narrow the tile
       const int64_t ku = std::min<int64_t>(templates::divisor_at_most(g.k, kMaxUnrolledFmas / (mr * v)),
                                            kMaxUnrollK);
-      for (int64_t kc_target : {t.cpu.l1d_bytes / 2 / (4 * nr), t.cpu.l1d_bytes / (4 * nr)}) {
+      for (int64_t kc_target : {t.cpu.l1d_bytes / 2 / (4 * widest), t.cpu.l1d_bytes / (4 * widest)}) {
         const int64_t kc = templates::divisor_at_most(g.k, std::max(kc_target, ku));
         if (kc % ku != 0) continue;
         const int64_t mc = templates::divisor_at_most(g.m, std::max<int64_t>(t.cpu.l2_bytes / 2 / (4 * kc), mr));
         // n blocks: all of n single-threaded; with threads, enough blocks
         // that m blocks x n blocks keep every thread busy.
+        // Block counts that split evenly over the threads are preferred (a
+        // batch-1 dense is one m block: 5 n blocks on 2 threads is 3 + 2).
         int64_t nc = g.n;
         if (threaded) {
           const int64_t m_blocks = g.m / mc;
           const int64_t want = std::max<int64_t>(1, 4 * t.cpu.threads / std::max<int64_t>(m_blocks, 1));
-          nc = templates::divisor_at_most(g.n, std::max(nr, templates::round_up(g.n / want, nr)));
+          const int64_t target = std::max(widest, templates::round_up(g.n / want, widest));
+          nc = templates::divisor_at_most(g.n, target);
+          for (int64_t d = std::min(target, g.n); d >= std::max<int64_t>(lanes, target / 4); --d) {
+            if (g.n % d == 0 && (m_blocks * (g.n / d)) % t.cpu.threads == 0) {
+              nc = d;
+              break;
+            }
+          }
         }
+        // The tile no wider than the block, and of the width that pads the
+        // block least (1000 columns: 8 vectors x 8 tiles, not 15 x 5).
+        auto n_waste = [&](int64_t vv) { return templates::ceil_div(nc, vv * lanes) * vv * lanes - nc; };
+        int64_t v_fit = std::min(v, templates::ceil_div(nc, lanes));
+        for (int64_t vv = v_fit; vv > v_fit * 2 / 3; --vv) {
+          if (n_waste(vv) < n_waste(v_fit)) v_fit = vv;
+        }
+        const int64_t nr = v_fit * lanes;
         const std::string tile_k = templates::factors_text({g.k / kc, kc / ku, ku});
         // B read in place (pack=0) where it can be: it saves a copy of B
         // per call when k is short and B's rows are few.
