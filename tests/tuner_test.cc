@@ -247,7 +247,9 @@ TEST_F(TunerTest, SeedConfigsAreMeasuredFirstAndNeverAgain) {
   tune(task, *random, measurer, blind_db.get(), blind);
   const std::set<uint64_t> seed_set = indices_of(seeds);
   for (const Record& r : blind_db->history(w.key(), target_.device_key())) {
-    if (r.kind == "search") EXPECT_EQ(seed_set.count(r.config_index), 0u) << "a seed was measured";
+    if (r.kind == "search") {
+      EXPECT_EQ(seed_set.count(r.config_index), 0u) << "a seed was measured";
+    }
   }
 }
 
