@@ -173,7 +173,7 @@ TuneSummary tune_workload(const Workload& w, const Target& target, const std::st
     share.trials = options.trials / static_cast<int>(templates.size()) +
                    (static_cast<int>(i) < options.trials % static_cast<int>(templates.size()) ? 1 : 0);
     TuneSummary s = tune_with_template(w, target, *templates[i], tuner_name, seed, measurer, db,
-                                       share, announce, configs);
+                                       share, announce, {});
     trials += s.trials, errors += s.errors, skipped += s.skipped_already_measured;
     const bool faster = s.best && (!best || !best->best ||
                                    s.best->result.mean_cost() < best->best->result.mean_cost());

@@ -100,17 +100,16 @@ TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* d
 
   // Everything measured before, in this run's candidate pool; never measured again.
   std::vector<Record> pool;
+  std::set<uint64_t> measured;  // distinct configs of pool
   if (db) {
     for (Record& r : db->history(summary.workload_key, summary.device_key)) {
       if (r.template_name == task.tmpl->name() && r.template_version == task.tmpl->version()) {
+        measured.insert(r.config_index);
         pool.push_back(std::move(r));
       }
     }
-    std::set<uint64_t> distinct;
-    for (const Record& r : pool) distinct.insert(r.config_index);
-    std::vector<uint64_t> seen(distinct.begin(), distinct.end());
-    tuner.exclude(seen);
-    summary.skipped_already_measured = static_cast<int>(seen.size());
+    tuner.exclude(std::vector<uint64_t>(measured.begin(), measured.end()));
+    summary.skipped_already_measured = static_cast<int>(measured.size());
   }
 
   TuneProgress progress;
@@ -129,8 +128,6 @@ TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* d
   // tuner's proposals; the tuner never proposes a seed again.
   std::vector<Config> seeds;
   if (options.seeds) {
-    std::set<uint64_t> measured;
-    for (const Record& r : pool) measured.insert(r.config_index);
     std::vector<uint64_t> seed_indices;
     for (Config& c : task.tmpl->seed_configs(task.workload, task.target, *task.space)) {
       if (!measured.insert(c.index).second) continue;

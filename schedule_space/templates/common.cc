@@ -25,6 +25,15 @@ int64_t pad_for_tiling(int64_t extent, int64_t lo, int64_t hi) {
   }
 }
 
+int64_t least_padded(int64_t extent, int64_t most, int64_t least, int64_t unit) {
+  auto waste = [&](int64_t size) { return ceil_div(extent, size * unit) * size * unit - extent; };
+  int64_t best = most;
+  for (int64_t size = most; size >= least; --size) {
+    if (waste(size) < waste(best)) best = size;
+  }
+  return best;
+}
+
 int64_t divisor_at_most(int64_t n, int64_t target) {
   for (int64_t d = std::min(n, std::max<int64_t>(target, 1)); d > 1; --d) {
     if (n % d == 0) return d;

@@ -36,6 +36,12 @@ bool is_power_of_two(int64_t x);
 // (clamp reads, skip writes). Deterministic, so spaces stay stable.
 int64_t pad_for_tiling(int64_t extent, int64_t lo, int64_t hi);
 
+// The tile size in [least, most] (in units of `unit` elements) whose whole
+// tiles pad `extent` least, the largest of equals: a register tile moved off
+// the register file's maximum when a slightly smaller one leaves no partial
+// tile (64 rows: 13-row tiles waste 1 row, 14-row tiles 6).
+int64_t least_padded(int64_t extent, int64_t most, int64_t least, int64_t unit = 1);
+
 // The largest divisor of n that is <= target (at least 1): the exact block
 // size nearest below a cache-derived target, for exact splits.
 int64_t divisor_at_most(int64_t n, int64_t target);

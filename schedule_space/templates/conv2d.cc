@@ -187,8 +187,9 @@ std::optional<std::string> check_op(const std::string& tmpl, OpKind want, const 
 // ---- seeds (Template::seed_configs) ----
 
 // Register tiles worth seeding for a direct conv on this target: (output
-// columns, channel block) pairs, the block a whole number of vectors, that use most of the vector registers
-// (columns x vectors accumulators + the vectors' weights + one broadcast),
+// columns, channel block) pairs, the block a whole number of vectors, that
+// use most of the vector registers (columns x vectors accumulators + the
+// vectors' weights + one broadcast),
 // with the column count moved to the value that wastes the fewest padded
 // columns of the output width. Widest tiles by accumulators first; at most
 // `count`.
@@ -201,12 +202,7 @@ std::vector<std::pair<int64_t, int64_t>> seed_tiles(const Target& t, int64_t out
     if (channels % (v * lanes) != 0) continue;
     const int64_t most = std::min<int64_t>((regs - 1 - v) / v, std::min<int64_t>(out_w, regs / 2));
     if (most < 1) continue;
-    int64_t best = most;
-    for (int64_t cols = most; cols > most / 2; --cols) {
-      auto waste = [&](int64_t c) { return templates::ceil_div(out_w, c) * c - out_w; };
-      if (waste(cols) < waste(best)) best = cols;
-    }
-    tiles.emplace_back(best, v * lanes);
+    tiles.emplace_back(templates::least_padded(out_w, most, most / 2 + 1), v * lanes);
   }
   std::stable_sort(tiles.begin(), tiles.end(),
                    [](auto a, auto b) { return a.first * a.second > b.first * b.second; });

@@ -228,14 +228,8 @@ class GemmTemplate : public Template {
     for (int64_t v = (regs - 1) / 2; v >= 1; --v) {
       const int64_t most = std::min<int64_t>((regs - 1 - v) / v, g.m);
       if (most < 1 || (v - 1) * lanes >= g.n) continue;
-      // Fewer rows when that wastes fewer of m's (a 64-row m takes 8 x 3
-      // vectors better than 14 x 2: no partial tile).
-      auto waste = [&](int64_t rows) { return templates::ceil_div(g.m, rows) * rows - g.m; };
-      int64_t rows = most;
-      for (int64_t r = most; r > most * 2 / 3; --r) {
-        if (waste(r) < waste(rows)) rows = r;
-      }
-      tiles.emplace_back(rows, v);
+      // Fewer rows when that pads m less.
+      tiles.emplace_back(templates::least_padded(g.m, most, most * 2 / 3 + 1), v);
     }
     std::sort(tiles.begin(), tiles.end(), [](auto a, auto b) {
       return a.first * a.second != b.first * b.second ? a.first * a.second > b.first * b.second
@@ -253,9 +247,9 @@ class GemmTemplate : public Template {
         if (kc % ku != 0) continue;
         const int64_t mc = templates::divisor_at_most(g.m, std::max<int64_t>(t.cpu.l2_bytes / 2 / (4 * kc), mr));
         // n blocks: all of n single-threaded; with threads, enough blocks
-        // that m blocks x n blocks keep every thread busy.
-        // Block counts that split evenly over the threads are preferred (a
-        // batch-1 dense is one m block: 5 n blocks on 2 threads is 3 + 2).
+        // that m blocks x n blocks keep every thread busy, preferably a
+        // count that splits evenly over them (a batch-1 dense is one m
+        // block: 5 n blocks on 2 threads is 3 + 2).
         int64_t nc = g.n;
         if (threaded) {
           const int64_t m_blocks = g.m / mc;
@@ -271,6 +265,8 @@ class GemmTemplate : public Template {
         }
         // The tile no wider than the block, and of the width that pads the
         // block least (1000 columns: 8 vectors x 8 tiles, not 15 x 5).
+        // (The lower end of the search follows the best so far, so it can
+        // walk down several steps: 1024 columns go from 6 vectors to 4.)
         auto n_waste = [&](int64_t vv) { return templates::ceil_div(nc, vv * lanes) * vv * lanes - nc; };
         int64_t v_fit = std::min(v, templates::ceil_div(nc, lanes));
         for (int64_t vv = v_fit; vv > v_fit * 2 / 3; --vv) {
