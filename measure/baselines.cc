@@ -48,7 +48,7 @@ class OpenBlasContender : public Contender {
  protected:
   const float* input(size_t i) const { return data_.input_pointers[i]; }
   const BenchData& data_;
-  std::vector<float> output_;
+  AlignedFloats output_;
 };
 
 class OpenBlasSgemm : public OpenBlasContender {

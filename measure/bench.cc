@@ -63,7 +63,7 @@ class TunedContender : public Contender {
  private:
   KernelLibrary kernel_;
   std::vector<const float*> inputs_;
-  std::vector<float> output_;  // NaN until written: unwritten elements fail the check
+  AlignedFloats output_;  // NaN until written: unwritten elements fail the check
   std::string transforms_;
 };
 

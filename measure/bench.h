@@ -14,7 +14,9 @@
 // Every contender says which it does (timed_transforms).
 #pragma once
 
+#include <cstddef>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,11 +27,33 @@
 
 namespace ktune {
 
+// Storage aligned to a cache line (and an AVX-512 vector), as frameworks
+// allocate tensors. Every side's inputs and outputs are: a plain vector of a
+// few hundred KiB comes from mmap 16 bytes past a page, and every 64-byte
+// load of a kernel reading it in place would straddle two cache lines.
+template <typename T>
+struct CacheLineAllocator {
+  using value_type = T;
+  static constexpr std::size_t kAlignment = 64;
+  CacheLineAllocator() = default;
+  template <typename U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) {
+    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(kAlignment)));
+  }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, std::align_val_t(kAlignment)); }
+  template <typename U>
+  bool operator==(const CacheLineAllocator<U>&) const noexcept { return true; }
+  template <typename U>
+  bool operator!=(const CacheLineAllocator<U>&) const noexcept { return false; }
+};
+using AlignedFloats = std::vector<float, CacheLineAllocator<float>>;
+
 // A workload's check inputs (verify.h's fill_check_input) and reference output.
 struct BenchData {
   explicit BenchData(const Workload& w);  // computes the reference (can take a while)
   Workload workload;
-  std::vector<std::vector<float>> inputs;  // Workload::inputs() order
+  std::vector<AlignedFloats> inputs;  // Workload::inputs() order
   std::vector<const float*> input_pointers;
   std::vector<float> reference;
 };

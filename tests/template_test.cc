@@ -3,6 +3,7 @@
 // shapes, spaces are large and stable, and check() explains what it rejects.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <vector>
@@ -172,7 +173,7 @@ TEST(GemmTemplates, HandPickedConfigsCoverEveryWriteBackPath) {
       {"tile_m=[1,3] mr=3 tile_n=[1,19] nr=8 tile_k=[5,1,2] order=[k0,n0,m0] inner_order=[n1,m1] pack_a=1 parallel=0"});
   testing::expect_configs_correct(
       batch_matmul_cpu_template(), "batch_matmul(b=3,m=11,n=9,k=8)", t,
-      {"tile_m=[1,11] mr=4 tile_n=[1,9] nr=8 tile_k=[2,2,2] order=[m0,n0,k0] inner_order=[m1,n1] pack=1 pack_rows=0 pack_a=0 parallel=3",
+      {"tile_m=[1,11] mr=4 tile_n=[1,9] nr=8 tile_k=[2,2,2] order=[m0,n0,k0] inner_order=[m1,n1] pack=1 pack_rows=0 pack_a=0 parallel=2",
        "tile_m=[1,11] mr=6 tile_n=[1,9] nr=16 tile_k=[4,1,2] order=[n0,m0,k0] inner_order=[n1,m1] pack=1 pack_rows=1 pack_a=1 parallel=1"});
 }
 
@@ -208,25 +209,32 @@ TEST(Conv1x1Template, IsOfferedFirstForPointwiseConvsOnly) {
             &matmul_cpu_template());
 }
 
-TEST(Conv1x1Template, PacksTheWeightOnceAndRefusesStridedReadsInPlace) {
+TEST(Conv1x1Template, PacksTheWeightOnceAndReadsStridedPixelsInPlaceOnlyGathered) {
   const Workload w = Workload::parse("conv2d(n=2,c=16,h=8,w=8,k=16,r=1,s=1,stride=2,pad=0)");
   const Template& t = conv2d_1x1_cpu_template();
   const ConfigSpace s = t.space(w, test_target());
-  const Config packed = s.parse(
-      "tile_m=[1,16] mr=4 tile_n=[1,16] nr=8 tile_k=[2,2,4] order=[m0,n0,k0] inner_order=[m1,n1] pack=1 pack_rows=0 pack_a=1 "
-      "parallel=0");
+  const std::string tiles =
+      "tile_m=[1,16] mr=4 tile_n=[1,16] nr=8 tile_k=[2,2,4] order=[m0,n0,k0] inner_order=[m1,n1] ";
+  const Config packed = s.parse(tiles + "pack=1 pack_rows=0 pack_a=1 gather=0 parallel=0");
   ASSERT_FALSE(t.check(w, test_target(), s, packed).has_value());
   const ir::Program p = t.instantiate(w, test_target(), s, packed);
   ASSERT_TRUE(p.prepare);
   int prepared = 0;
   for (const ir::Buffer& b : p.workspace) prepared += b->prepared;
   EXPECT_EQ(prepared, 1);  // the weight; the data panels are packed in the timed body
-  const Config in_place = s.parse(
-      "tile_m=[1,16] mr=4 tile_n=[1,16] nr=8 tile_k=[2,2,4] order=[m0,n0,k0] inner_order=[m1,n1] pack=0 pack_rows=0 pack_a=1 "
-      "parallel=0");
+  // Strided pixels cannot be read in place...
+  const Config in_place = s.parse(tiles + "pack=0 pack_rows=0 pack_a=1 gather=0 parallel=0");
   const auto why = t.check(w, test_target(), s, in_place);
   ASSERT_TRUE(why.has_value());
   EXPECT_NE(why->find("strided"), std::string::npos) << *why;
+  // ...unless they are gathered into a compact buffer first, in the timed body.
+  const Config gathered = s.parse(tiles + "pack=0 pack_rows=0 pack_a=1 gather=1 parallel=0");
+  ASSERT_FALSE(t.check(w, test_target(), s, gathered).has_value());
+  std::vector<std::string> timed;
+  for (const ir::Buffer& b : t.instantiate(w, test_target(), s, gathered).workspace) {
+    if (!b->prepared) timed.push_back(b->name);
+  }
+  EXPECT_EQ(timed, std::vector<std::string>{"Bs"});
 }
 
 // Odd shapes: primes, single channels, pixel counts that are not multiples
@@ -249,12 +257,19 @@ TEST(Conv1x1Template, HandPickedAndParallelConfigsComputeTheRightAnswer) {
   const Target t = *machine;
   testing::expect_configs_correct(
       conv2d_1x1_cpu_template(), "conv2d(n=2,c=12,h=8,w=8,k=10,r=1,s=1,stride=1,pad=0)", t,
-      {"tile_m=[1,10] mr=5 tile_n=[2,32] nr=16 tile_k=[3,2,2] order=[k0,m0,n0] inner_order=[n1,m1] pack=0 pack_rows=0 pack_a=1 "
+      {"tile_m=[1,10] mr=5 tile_n=[2,32] nr=16 tile_k=[3,2,2] order=[m0,k0,n0] inner_order=[n1,m1] pack=0 pack_rows=0 pack_a=1 "
        "parallel=1",
        "tile_m=[2,5] mr=3 tile_n=[1,64] nr=24 tile_k=[1,3,4] order=[n0,m0,k0] inner_order=[m1,n1] pack=1 pack_rows=1 pack_a=0 "
-       "parallel=3"});
+       "parallel=2"});
   testing::expect_configs_correct(conv2d_1x1_cpu_template(),
                                   "conv2d(n=2,c=9,h=9,w=9,k=20,r=1,s=1,stride=2,pad=0)", t, 6, 5);
+  // Gathered strided pixels, read in place and packed, on two threads.
+  testing::expect_configs_correct(
+      conv2d_1x1_cpu_template(), "conv2d(n=1,c=12,h=16,w=13,k=10,r=1,s=1,stride=2,pad=0)", t,
+      {"tile_m=[2,5] mr=3 tile_n=[7,8] nr=8 tile_k=[3,2,2] order=[m0,n0,k0] inner_order=[n1,m1] pack=0 pack_rows=0 pack_a=1 "
+       "gather=1 parallel=2",
+       "tile_m=[1,10] mr=4 tile_n=[2,28] nr=16 tile_k=[1,3,4] order=[n0,k0,m0] inner_order=[m1,n1] pack=1 pack_rows=0 pack_a=0 "
+       "gather=1 parallel=1"});
 }
 
 }  // namespace
@@ -293,6 +308,43 @@ TEST(SeedConfigs, EveryTemplatesSeedsAreValidAndComputeTheRightAnswer) {
           EXPECT_TRUE(distinct.insert(c.index).second) << "seed repeated: " << space.describe(c);
         }
         testing::expect_correct(*tmpl, w, t, space, seeds);
+      }
+    }
+  }
+}
+
+// A seed for several threads uses them on shapes with work enough: its
+// kernel has a parallel loop of an iteration or more per thread (batch-1 1x1
+// convs once had none, and ran on one thread).
+TEST(SeedConfigs, SeedsForSeveralThreadsHaveAParallelLoop) {
+  const int threads = 2;
+  const Target t = detect_cpu_target(threads);
+  const std::vector<std::pair<const Template*, std::vector<std::string>>> cases = {
+      {&matmul_cpu_template(), {"matmul(m=256,n=256,k=256)", "matmul(m=64,n=768,k=768)"}},
+      {&dense_cpu_template(), {"dense(batch=1,in=512,out=1000,bias=1)"}},
+      {&batch_matmul_cpu_template(), {"batch_matmul(b=1,m=128,n=128,k=64)", "batch_matmul(b=4,m=64,n=64,k=64)"}},
+      {&conv2d_1x1_cpu_template(),
+       {"conv2d(n=1,c=64,h=56,w=56,k=64,r=1,s=1)", "conv2d(n=1,c=64,h=56,w=56,k=128,r=1,s=1,stride=2)"}},
+      {&conv2d_cpu_template(),
+       {"conv2d(n=1,c=64,h=56,w=56,k=64,r=3,s=3,pad=1)", "conv2d(n=1,c=512,h=7,w=7,k=512,r=3,s=3,pad=1)",
+        "conv2d(n=1,c=256,h=14,w=14,k=512,r=1,s=1,stride=2)"}},
+      {&depthwise_conv2d_cpu_template(), {"depthwise_conv2d(n=1,c=96,h=112,w=112,r=3,s=3,stride=2,pad=1)"}},
+  };
+  for (const auto& [tmpl, specs] : cases) {
+    for (const std::string& spec : specs) {
+      SCOPED_TRACE(tmpl->name() + " on " + spec);
+      const Workload w = Workload::parse(spec);
+      const ConfigSpace space = tmpl->space(w, t);
+      const std::vector<Config> seeds = tmpl->seed_configs(w, t, space);
+      ASSERT_FALSE(seeds.empty()) << "no seed config";
+      for (const Config& c : seeds) {
+        int64_t widest = 0;
+        ir::visit(tmpl->instantiate(w, t, space, c).body, [&](const ir::StmtNode& n) {
+          if (n.kind == ir::StmtKind::kFor && n.loop_kind == ir::LoopKind::kParallel) {
+            widest = std::max(widest, n.extent);
+          }
+        });
+        EXPECT_GE(widest, threads) << "no parallel loop for " << threads << " threads in " << space.describe(c);
       }
     }
   }

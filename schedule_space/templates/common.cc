@@ -282,7 +282,13 @@ Stmt fill(const ir::Buffer& dst, const std::string& prefix,
   }
   LoopNest nest;
   for (size_t d : loop_order) nest.add(prefix + std::to_string(d), dst->shape[d]);
-  if (outer_kind == LoopKind::kParallel && !dst->shape.empty()) nest.fuse_parallel(1);
+  if (outer_kind == LoopKind::kParallel && !dst->shape.empty()) {
+    // The outermost loops up to the first that has more than one iteration
+    // (a batch-1 packing's batch loop alone would be no parallelism at all).
+    size_t fused = 1;
+    while (fused < loop_order.size() && dst->shape[loop_order[fused - 1]] == 1) ++fused;
+    nest.fuse_parallel(static_cast<int>(fused));
+  }
   std::vector<Expr> index;
   for (size_t d = 0; d < dst->shape.size(); ++d) index.push_back(nest.var(prefix + std::to_string(d)));
   return nest.wrap(ir::store(dst, index, value(index)));

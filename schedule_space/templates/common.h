@@ -184,7 +184,8 @@ struct RegisterTile {
 // dst[i0, ..., in] = value({i0, ..., in}) for every element of dst: the loop
 // nest a template uses to pack an operand into a blocked layout (or zero-pad
 // it; value may be a select). The outermost loop gets outer_kind (serial or
-// parallel). Loop variables are named "<prefix>0", "<prefix>1", ...
+// parallel; a parallel outermost loop of one iteration is fused with the
+// loops inside it up to the first of several). Loop variables are named "<prefix>0", "<prefix>1", ...
 ir::Stmt fill(const ir::Buffer& dst, const std::string& prefix,
               const std::function<ir::Expr(const std::vector<ir::Expr>& index)>& value,
               ir::LoopKind outer_kind = ir::LoopKind::kSerial);
