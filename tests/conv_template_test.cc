@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "schedule_space/codegen_cpp.h"
 #include "schedule_space/error.h"
 #include "schedule_space/templates/templates.h"
 #include "tests/kernel_check.h"
@@ -146,6 +147,45 @@ TEST(Conv2dTemplate, PartialRegisterTilesComputeTheRightAnswer) {
       "depthwise_conv2d(n=1,c=8,h=11,w=11,r=3,s=3,stride=1,pad=1,multiplier=2)", t,
       {"tile_c=[1,16] tile_oh=[1,11] tile_ow=4 ow_block=2 order=[k0,oh0,oh1,ow0,ow1]"
        " unroll=2 fma_order=1 parallel=1"});
+}
+
+// Kernel taps that read only padding are skipped: kernel rows by a runtime
+// test per output row, and, for a register tile spanning the whole output
+// row with the kernel columns unrolled, the padded columns' multiply-adds
+// are not emitted at all. The answer stays right at every border: unequal
+// padding, stride, dilation, padding wider than the kernel reaches.
+TEST(Conv2dTemplate, SkipsTapsInThePaddingAndStillComputesTheRightAnswer) {
+  const std::optional<Target> machine = testing::avx2_machine_target(2);
+  if (!machine) GTEST_SKIP() << "these hand-picked configs are AVX2 code; this machine has no AVX2";
+  const Target t = *machine;
+  const std::string order = " order=[k0,oh0,oh1,ow0,ow1] order_reduce=[c0,r,s,c1]";
+  const std::string spanning = "tile_ic=[2,4] tile_oc=[1,16] tile_oh=[7,1] tile_ow=7 ow_block=1" + order;
+  const std::string spec = "conv2d(n=1,c=8,h=7,w=7,k=16,r=3,s=3,pad=1)";
+  testing::expect_configs_correct(conv2d_cpu_template(), spec, t,
+                                  {spanning + " unroll=2 fma_order=0 parallel=0",
+                                   spanning + " unroll=1 fma_order=1 parallel=1"});
+  // Multiply-adds emitted for one (c0, r) step: 7 columns x 3 kernel
+  // columns, less the 2 that read the left and right padding, x 4 channels
+  // x 2 vectors of 8 lanes.
+  const Workload w = Workload::parse(spec);
+  const ConfigSpace space = conv2d_cpu_template().space(w, t);
+  const std::string code = emit_cpp(conv2d_cpu_template().instantiate(
+      w, t, space, space.parse(spanning + " unroll=2 fma_order=0 parallel=0")));
+  size_t fmas = 0;
+  for (size_t at = code.find("] += "); at != std::string::npos; at = code.find("] += ", at + 1)) ++fmas;
+  EXPECT_EQ(fmas, (7u * 3 - 2) * 4 * 2);
+  testing::expect_configs_correct(
+      conv2d_cpu_template(), "conv2d(n=1,c=4,h=9,w=10,k=8,r=3,s=5,stride=2,pad=2x3x0x1,dilation=2)", t,
+      {"tile_ic=[1,4] tile_oc=[1,8] tile_oh=[1,4] tile_ow=3 ow_block=1" + order +
+           " unroll=2 fma_order=1 parallel=2",
+       "tile_ic=[2,2] tile_oc=[1,8] tile_oh=[4,1] tile_ow=2 ow_block=2" + order +
+           " unroll=0 fma_order=0 parallel=0"});
+  testing::expect_configs_correct(
+      depthwise_conv2d_cpu_template(), "depthwise_conv2d(n=1,c=8,h=5,w=5,r=5,s=5,stride=1,pad=4)", t,
+      {"tile_c=[1,8] tile_oh=[9,1] tile_ow=8 ow_block=1 order=[k0,oh0,oh1,ow0,ow1]"
+       " unroll=2 fma_order=0 parallel=0",
+       "tile_c=[1,8] tile_oh=[3,3] tile_ow=3 ow_block=2 order=[k0,oh0,oh1,ow0,ow1]"
+       " unroll=1 fma_order=1 parallel=2"});
 }
 
 TEST(Conv2dTemplate, RejectsOtherOperators) {

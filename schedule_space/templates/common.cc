@@ -102,7 +102,12 @@ void LoopNest::add(const std::string& var, int64_t extent, LoopKind kind) {
   for (const Loop& l : loops_) {
     if (l.var == var) throw Error("LoopNest: loop variable '" + var + "' is added twice");
   }
-  loops_.push_back({var, extent, kind});
+  loops_.push_back({var, extent, kind, nullptr});
+}
+
+void LoopNest::guard(const std::string& var, Expr cond) {
+  Loop& loop = const_cast<Loop&>(find(var));
+  loop.guard = loop.guard ? ir::logical_and(loop.guard, cond) : std::move(cond);
 }
 
 void LoopNest::fuse_parallel(int count) {
@@ -123,6 +128,8 @@ const LoopNest::Loop& LoopNest::find(const std::string& var) const {
 }
 
 int64_t LoopNest::extent(const std::string& var) const { return find(var).extent; }
+
+ir::LoopKind LoopNest::kind(const std::string& var) const { return find(var).kind; }
 
 namespace {
 
@@ -152,6 +159,7 @@ Expr LoopNest::var(const std::string& name) const {
 
 Stmt LoopNest::wrap(Stmt body) const {
   for (size_t i = loops_.size(); i-- > static_cast<size_t>(fused_);) {
+    if (loops_[i].guard) body = ir::if_then_else(loops_[i].guard, body);
     if (loops_[i].extent == 1) continue;
     body = ir::for_loop(loops_[i].var, loops_[i].extent, loops_[i].kind, body);
   }

@@ -107,8 +107,14 @@ class LoopNest {
   // The value of loop variable `var` inside the body; throws ktune::Error for
   // an unknown name.
   ir::Expr var(const std::string& var) const;
-  // Extent of loop `var`.
+  // Extent and kind of loop `var`.
   int64_t extent(const std::string& var) const;
+  ir::LoopKind kind(const std::string& var) const;
+  // Each iteration of loop `var` runs the loops inside it only where cond
+  // holds (e.g. a kernel row that falls in the padding is skipped); cond may
+  // use the variables of this loop and of the loops around it. Throws
+  // ktune::Error for an unknown name; a second guard on one loop is and-ed.
+  void guard(const std::string& var, ir::Expr cond);
   // body wrapped in the loops.
   ir::Stmt wrap(ir::Stmt body) const;
   size_t size() const { return loops_.size(); }
@@ -118,6 +124,7 @@ class LoopNest {
     std::string var;
     int64_t extent;
     ir::LoopKind kind;
+    ir::Expr guard;  // null: none
   };
   const Loop& find(const std::string& var) const;
   std::vector<Loop> loops_;

@@ -287,21 +287,41 @@ Stmt pack_data(const Conv2dShape& s, const Buffer& data, const Buffer& packed, b
 
 // tile.acc[column, channel] += product(column, channel) over the whole tile,
 // emitted in `order` (the vectorized lane loop stays innermost either way).
+// With column_valid, a column's multiply-adds happen only where it holds.
 Stmt accumulate(const RegisterTile& tile, int64_t order,
-                const std::function<Expr(Expr column, Expr channel)>& product) {
-  if (order == kColumnsOuter) return tile.accumulate(product);
+                const std::function<Expr(Expr column, Expr channel)>& product,
+                const std::function<Expr(Expr column)>& column_valid) {
   auto loop = [](const std::string& var, int64_t extent, LoopKind kind,
                  const std::function<Stmt(Expr)>& body) {
     return extent == 1 ? body(ir::int_imm(0)) : ir::for_loop(var, extent, kind, body(ir::var(var)));
   };
-  return loop(tile.prefix + "_jv", tile.cols / tile.lanes, LoopKind::kUnrolled, [&](Expr jv) {
-    return loop(tile.prefix + "_i", tile.rows, LoopKind::kUnrolled, [&](Expr column) {
-      return loop(tile.prefix + "_jl", tile.lanes, LoopKind::kVectorized, [&](Expr jl) {
-        Expr channel = jv * tile.lanes + jl;
-        return ir::accumulate(tile.acc, {column, channel}, product(column, channel));
-      });
+  auto guarded = [&](Expr column, Stmt body) {
+    return column_valid ? ir::if_then_else(column_valid(column), body) : body;
+  };
+  auto lanes = [&](Expr column, Expr jv) {
+    return loop(tile.prefix + "_jl", tile.lanes, LoopKind::kVectorized, [&](Expr jl) {
+      Expr channel = jv * tile.lanes + jl;
+      return ir::accumulate(tile.acc, {column, channel}, product(column, channel));
     });
+  };
+  if (order == kColumnsOuter) {
+    return loop(tile.prefix + "_i", tile.rows, LoopKind::kUnrolled, [&](Expr column) {
+      return guarded(column, loop(tile.prefix + "_jv", tile.cols / tile.lanes, LoopKind::kUnrolled,
+                                  [&](Expr jv) { return lanes(column, jv); }));
+    });
+  }
+  return loop(tile.prefix + "_jv", tile.cols / tile.lanes, LoopKind::kUnrolled, [&](Expr jv) {
+    return loop(tile.prefix + "_i", tile.rows, LoopKind::kUnrolled,
+                [&](Expr column) { return guarded(column, lanes(column, jv)); });
   });
+}
+
+// Packed-input row and column read by output (oh, ow) at kernel tap (r, s).
+Expr input_row(const Conv2dShape& s, const Expr& oh, const Expr& r) {
+  return oh * s.stride_h + r * s.dilation_h;
+}
+Expr input_col(const Conv2dShape& s, const Expr& ow, const Expr& tap) {
+  return ow * s.stride_w + tap * s.dilation_w;
 }
 
 // Where a register tile sits in the output.
@@ -349,22 +369,35 @@ Stmt output_tiles(const Conv2dShape& s, const DirectConvSchedule& d, const Buffe
                                   write(ir::int_imm(d.out_w) - origin.ow));
   }
   auto step = [&](Expr col, Expr kk) { return product(origin, col, kk); };
+
+  // Kernel taps that read only padding are skipped, as oneDNN skips them:
+  // a kernel row whose input row is padding for the tile's output row, and,
+  // when one register tile spans the whole output row (its columns are then
+  // constants) and the kernel columns are unrolled, each column's taps that
+  // fall in the padding, decided at compile time (nothing is emitted for
+  // them). A 7x7 output of a 3x3 kernel, pad 1, skips 18% of the work.
+  LoopNest red = reduction;
+  const PaddedExtent pe = padded_extent(s, d);
+  const Expr in_row = input_row(s, origin.oh, red.var("r"));
+  if (s.pad_top > 0) red.guard("r", ir::le(ir::int_imm(s.pad_top), in_row));
+  if (pe.hp > s.pad_top + s.h) red.guard("r", ir::lt(in_row, ir::int_imm(s.pad_top + s.h)));
+  std::function<Expr(Expr)> column_valid;
+  if (d.ow_tiles() == 1 && (s.s == 1 || red.kind("s") == LoopKind::kUnrolled) &&
+      (s.pad_left > 0 || pe.wp > s.pad_left + s.w)) {
+    column_valid = [&](Expr col) {
+      const Expr in_col = input_col(s, origin.ow + col, red.var("s"));
+      return ir::logical_and(ir::le(ir::int_imm(s.pad_left), in_col),
+                             ir::lt(in_col, ir::int_imm(s.pad_left + s.w)));
+    };
+  }
   Stmt body = ir::allocate(
       tile.acc,
-      ir::seq({tile.zero(), reduction.wrap(accumulate(tile, d.fma_order, step)), write_back}));
+      ir::seq({tile.zero(), red.wrap(accumulate(tile, d.fma_order, step, column_valid)), write_back}));
   // A partial last group of tiles skips the tiles past the edge.
   if (d.ow_groups() * d.ow_block != d.ow_tiles()) {
     body = ir::if_then_else(ir::lt(tile_index, ir::int_imm(d.ow_tiles())), body);
   }
   return nest.wrap(body);
-}
-
-// Packed-input row and column read by output (oh, ow) at kernel tap (r, s).
-Expr input_row(const Conv2dShape& s, const Expr& oh, const Expr& r) {
-  return oh * s.stride_h + r * s.dilation_h;
-}
-Expr input_col(const Conv2dShape& s, const Expr& ow, const Expr& tap) {
-  return ow * s.stride_w + tap * s.dilation_w;
 }
 
 // The reduction loops (name, extent; outermost first) with the innermost
@@ -413,7 +446,8 @@ ir::Program direct_conv_program(const std::string& name, const Target& t, const 
 class Conv2dNchwc : public Template {
  public:
   std::string name() const override { return "conv2d_cpu_nchwc"; }
-  int version() const override { return 2; }
+  // v3: kernel taps that read only padding are skipped.
+  int version() const override { return 3; }
   OpKind op() const override { return OpKind::kConv2d; }
   TargetKind target_kind() const override { return TargetKind::kCpu; }
 
@@ -453,6 +487,17 @@ class Conv2dNchwc : public Template {
             seeds.add(ic + out + " order_reduce=[c0,r,s,c1]" + seed_loop_kind_text(t, 1, fma_order));
           }
           seeds.add(ic + out + " order_reduce=[r,c0,s,c1]" + seed_loop_kind_text(t, 0, fma_order));
+        }
+        // A tile spanning the output row with the kernel columns unrolled
+        // skips the padded columns' taps at compile time (see output_tiles);
+        // quarter- and half-vector channel blocks keep that unrolled body
+        // small (7x7 outputs of 512 channels on 2 threads: 613 GFLOP/s with
+        // blocks of 4, against 571 for the best tile that skips rows only).
+        if (ow_reg < s.out_w() || s.s == 1 || (s.pad_left == 0 && s.pad_right == 0)) continue;
+        for (int64_t part : {lanes / 4, lanes / 2}) {
+          if (part <= 1 || s.c % part != 0) continue;
+          seeds.add("tile_ic=" + templates::factors_text({s.c / part, part}) + " " + out +
+                    " order_reduce=[c0,r,s,c1]" + seed_loop_kind_text(t, 2, fma_order));
         }
       }
     }
@@ -520,7 +565,8 @@ class Conv2dNchwc : public Template {
 class DepthwiseConv2dNchwc : public Template {
  public:
   std::string name() const override { return "depthwise_conv2d_cpu_nchwc"; }
-  int version() const override { return 2; }
+  // v3: kernel taps that read only padding are skipped.
+  int version() const override { return 3; }
   OpKind op() const override { return OpKind::kDepthwiseConv2d; }
   TargetKind target_kind() const override { return TargetKind::kCpu; }
 
