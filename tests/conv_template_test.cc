@@ -44,8 +44,10 @@ TEST(Conv2dTemplate, SampledConfigsComputeTheRightAnswerOnAwkwardShapes) {
                          "conv2d(n=1,c=3,h=15,w=15,k=16,r=7,s=7,stride=2,pad=3)",
                          // prime channel counts, odd sizes
                          "conv2d(n=1,c=13,h=9,w=11,k=7,r=3,s=3,stride=1,pad=1)",
-                         // 1x1, stride 2
+                         // 1x1, stride 2 (the packing subsamples), and unequal
+                         // strides with two images
                          "conv2d(n=1,c=16,h=13,w=13,k=24,r=1,s=1,stride=2,pad=0)",
+                         "conv2d(n=2,c=5,h=10,w=11,k=16,r=1,s=1,stride=3x2,pad=0)",
                          // asymmetric padding (top, left, bottom, right), non-square window
                          "conv2d(n=1,c=8,h=10,w=9,k=16,r=3,s=2,stride=1,pad=0x1x1x0)",
                          // dilation 2, batch 2

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -214,6 +215,28 @@ TEST_F(TunerTest, RealTemplateFindsAValidKernelAndRerunsNeverRemeasure) {
   for (auto [index, count] : searched) EXPECT_EQ(count, 1) << "config " << index << " measured twice";
   ASSERT_TRUE(s2.best.has_value());
   EXPECT_EQ(db->best(w.key(), target_.device_key())->id, s2.best->id);
+}
+
+// With no finalists (--final-top 0) the best measured candidate is the
+// answer, recorded as the best, with no re-measurement.
+TEST_F(TunerTest, NoFinalRemeasurementTakesTheBestMeasured) {
+  Workload w = Workload::parse("matmul(m=16,n=16,k=16)");
+  Task task = Task::make(w, target_, *templates_for(OpKind::kMatmul, TargetKind::kCpu)[0]);
+  auto db = Database::open((dir_ / "t.db").string());
+  LocalMeasurer measurer = make_measurer();
+  TuneOptions options = fast_options(6);
+  options.final_top = 0;
+  auto tuner = make_random_tuner(task, 5);
+  TuneSummary s = tune(task, *tuner, measurer, db.get(), options);
+  ASSERT_TRUE(s.best.has_value()) << s.first_error;
+  const std::vector<Record> history = db->history(w.key(), target_.device_key());
+  double fastest = std::numeric_limits<double>::infinity();
+  for (const Record& r : history) {
+    EXPECT_EQ(r.kind, "search");
+    if (r.result.ok()) fastest = std::min(fastest, r.result.mean_cost());
+  }
+  EXPECT_EQ(s.best->result.mean_cost(), fastest);
+  EXPECT_EQ(db->best(w.key(), target_.device_key())->id, s.best->id);
 }
 
 // The template's seeds are measured first, count as trials and are never

@@ -180,18 +180,21 @@ TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* d
   summary.errors = progress.errors;
   for (auto [e, count] : error_counts) summary.error_counts.emplace_back(e, count);
 
-  // Re-measure the top candidates with more repeats; the re-measured best wins.
+  // Re-measure the top candidates with more repeats; the re-measured best
+  // wins (with no finalists, final_top 0, the best measured).
   std::vector<uint64_t> top = top_configs(pool, options.final_top);
+  std::vector<Record> finals;
   if (!top.empty()) {
     std::vector<Config> configs;
     for (uint64_t index : top) configs.push_back(task.space->get(index));
     MeasureOptions final_options = options.measure;
     final_options.repeat = std::max(options.final_repeat, options.measure.repeat);
     final_options.best_so_far_s = 0;  // never cut a finalist short
-    std::vector<Record> finals =
-        measure_and_record(task, measurer, db, configs, final_options, "final", options.job);
+    finals = measure_and_record(task, measurer, db, configs, final_options, "final", options.job);
+  }
+  {
     const Record* winner = nullptr;
-    for (const Record& r : finals) {
+    for (const Record& r : options.final_top > 0 ? finals : pool) {
       if (r.result.ok() && (!winner || r.result.mean_cost() < winner->result.mean_cost())) {
         winner = &r;
       }

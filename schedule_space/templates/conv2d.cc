@@ -252,9 +252,13 @@ PaddedExtent padded_extent(const Conv2dShape& s, const DirectConvSchedule& d) {
 
 // Packs data[n][channel(block, cc)][h][w] into packed[n][block][hp][wp][cc],
 // with zeros where (hp - pad_top, wp - pad_left) falls outside the input. The
-// border is written by loops of its own, so the copy needs no guards.
+// border is written by loops of its own, so the copy needs no guards. With
+// subsampling, s is the subsampled image (h x w of every subsample-th row
+// and column of data) and the copy reads data's rows and columns that far
+// apart.
 Stmt pack_data(const Conv2dShape& s, const Buffer& data, const Buffer& packed, bool parallel,
-               const std::function<Expr(Expr block, Expr cc)>& channel) {
+               const std::function<Expr(Expr block, Expr cc)>& channel, int64_t subsample_h = 1,
+               int64_t subsample_w = 1) {
   const int64_t hp = packed->shape[2], wp = packed->shape[3];
   LoopNest outer;
   outer.add("pn", s.n);
@@ -270,7 +274,8 @@ Stmt pack_data(const Conv2dShape& s, const Buffer& data, const Buffer& packed, b
     inner.add("pw", cols);
     inner.add("pcc", packed->shape[4]);
     const Expr h = inner.var("ph") + row0, w = inner.var("pw") + col0, cc = inner.var("pcc");
-    Expr value = copy ? ir::load(data, {n, channel(block, cc), h + (-s.pad_top), w + (-s.pad_left)})
+    Expr value = copy ? ir::load(data, {n, channel(block, cc), (h + (-s.pad_top)) * subsample_h,
+                                        (w + (-s.pad_left)) * subsample_w})
                       : ir::float_imm(0.0f);
     return inner.wrap(ir::store(packed, {n, block, h, w, cc}, value));
   };
@@ -517,10 +522,20 @@ class Conv2dNchwc : public Template {
       throw Error("cannot instantiate " + name() + " for " + w.key() + " with " +
                   space.describe(c) + ": " + *reason);
     }
-    const Conv2dShape& s = w.conv2d();
-    const DirectConvSchedule d = decode(space, c, t, s, "tile_oc");
+    const Conv2dShape& shape = w.conv2d();
+    const DirectConvSchedule d = decode(space, c, t, shape, "tile_oc");
     const SplitAxis ci{"c", space.split(c, "tile_ic")};
     const int64_t kb = d.kb(), cb = ci.factor(1);
+    // A strided 1x1 conv without padding reads every stride-th pixel only:
+    // the packing takes just those (a quarter of the input at stride 2), and
+    // the tiles compute the stride-1 conv of that subsampled image.
+    Conv2dShape s = shape;
+    const bool subsample = s.r == 1 && s.s == 1 && (s.stride_h > 1 || s.stride_w > 1) &&
+                           s.pad_top == 0 && s.pad_left == 0 && s.pad_bottom == 0 && s.pad_right == 0;
+    if (subsample) {
+      s.h = shape.out_h(), s.w = shape.out_w();
+      s.stride_h = s.stride_w = 1;
+    }
     const PaddedExtent pe = padded_extent(s, d);
     const ConvParams io(w);
 
@@ -532,8 +547,9 @@ class Conv2dNchwc : public Template {
     });
 
     const Buffer dpack = ir::make_buffer("data_packed", {s.n, ci.factor(0), pe.hp, pe.wp, cb});
-    Stmt pack = pack_data(s, io.data, dpack, d.parallel > 0,
-                          [&](Expr block, Expr cc) { return block * cb + cc; });
+    Stmt pack = pack_data(
+        s, io.data, dpack, d.parallel > 0, [&](Expr block, Expr cc) { return block * cb + cc; },
+        subsample ? shape.stride_h : 1, subsample ? shape.stride_w : 1);
 
     const LoopNest red = reduction_nest(reduction_loops(s, space, c), d.unroll);
     const Expr c0 = red.var("c0"), c1 = red.var("c1"), r = red.var("r"), tap = red.var("s");

@@ -35,9 +35,10 @@
 //     or, knob `gather`, the strided pixels are first copied row by row into
 //     a compact buffer Bs, which is then read in place or packed like the
 //     image of a stride-1 conv);
-//   - knob `parallel` fuses that many outermost block/tile loops (with the
-//     batch loop, when there is one) into one parallel loop (never one over
-//     k0, whose iterations accumulate into the same output).
+//   - knob `parallel` fuses that many outermost loops of the three block
+//     loops and the first tile loop (with the batch loop, when there is one)
+//     into one parallel loop (never one over k0, whose iterations accumulate
+//     into the same output).
 // Partial tiles keep their vector code: packed panels are zero past the end
 // of a block, and the write-back of a partial tile is guarded (rows past the
 // block are skipped, a partial column tile is written by a scalar loop);
@@ -215,7 +216,7 @@ class GemmTemplate : public Template {
     if (g.strided()) s.add_choice("gather", {1, 0});
     std::vector<int64_t> parallel = {0};
     if (t.cpu.threads > 1) {
-      parallel = {0, 1, 2};
+      parallel = {0, 1, 2, 3, 4};
     }
     s.add_choice("parallel", parallel);
     return s;
@@ -261,6 +262,7 @@ class GemmTemplate : public Template {
         // count that splits evenly over them (a batch-1 dense is one m
         // block: 5 n blocks on 2 threads is 3 + 2).
         int64_t nc = g.n;
+        int parallel = threaded ? 2 : 0;
         if (threaded) {
           const int64_t m_blocks = g.m / mc;
           const int64_t want = std::max<int64_t>(1, 4 * t.cpu.threads / std::max<int64_t>(m_blocks, 1));
@@ -297,6 +299,11 @@ class GemmTemplate : public Template {
               }
             }
           }
+          // Blocks that do not split evenly: the parallel loop takes in the
+          // tiles of the blocks too (with one k block it can), which split
+          // more finely (7 blocks of 7 tiles on 2 threads: 4 + 3 blocks left
+          // a thread waiting 12% of the time; 25 + 24 tiles do not).
+          if (balance(nc) < 1.0 && g.k == kc) parallel = 4;
         }
         // The tile no wider than the block, and of the width that pads the
         // block least (1000 columns: 8 vectors x 8 tiles, not 15 x 5).
@@ -327,7 +334,7 @@ class GemmTemplate : public Template {
           // A strided 1x1 conv's pixels gathered first: then B can be read
           // in place, and the packing copies from a compact buffer.
           if (g.strided()) text += " gather=1";
-          text += threaded ? " parallel=2" : " parallel=0";
+          text += " parallel=" + std::to_string(parallel);
           seeds.add(text);
         }
       }
