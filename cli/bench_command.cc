@@ -186,7 +186,9 @@ class BenchCommand {
 
   std::optional<Record> find_or_tune(const Workload& w) {
     std::optional<Record> record = db_->best(w.key(), target_.device_key());
-    if (record || args_.trials <= 0) return record;
+    // A record of an older template version cannot be built by this one:
+    // with --trials, tune again (build_tuned explains it otherwise).
+    if ((record && is_current(*record)) || args_.trials <= 0) return record;
     if (!measurer_) {
       LocalMeasurerOptions o;
       o.cache_dir = args_.cache_dir;

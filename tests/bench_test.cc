@@ -218,6 +218,44 @@ TEST_F(BenchCliTest, RefusesARecordItsTemplateNoLongerDecodes) {
   EXPECT_NE(out.err.find("tune it again"), std::string::npos) << out.err;
 }
 
+// A record made by an older version of its template: without --trials bench
+// says to tune again; with --trials it tunes with this version and benches
+// the new best.
+TEST_F(BenchCliTest, ARecordOfAnOlderTemplateVersionIsRetunedWithTrials) {
+  const Workload w = Workload::parse("matmul(m=16,n=16,k=16)");
+  const Template& tmpl = *templates_for(w.op(), TargetKind::kCpu).front();
+  Record r;
+  r.workload_key = w.key();
+  r.device_key = target_.device_key();
+  r.template_name = tmpl.name();
+  r.template_version = tmpl.version() - 1;
+  r.config_index = 0;
+  r.config_text = "an older version's config";
+  r.result.costs = {1e-9};  // faster than anything this build will measure
+  r.flops = w.flops();
+  {
+    std::vector<Record> batch = {r};
+    auto database = Database::open(db());
+    database->insert(batch);
+    database->mark_best(batch[0].id);
+  }
+  CommandOutput refused = ktune({"bench", "--op", w.key(), "--db", db(), "--threads", "1"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("version " + std::to_string(tmpl.version() - 1)), std::string::npos)
+      << refused.err;
+  EXPECT_NE(refused.err.find("tune it again"), std::string::npos) << refused.err;
+
+  CommandOutput retuned = ktune({"bench", "--op", w.key(), "--db", db(), "--threads", "1", "--trials",
+                                 "3", "--repeat", "3", "--min-sample-ms", "2", "--format", "json"});
+  ASSERT_EQ(retuned.exit_code, 0) << retuned.err;
+  const nlohmann::json report = nlohmann::json::parse(retuned.out);
+  EXPECT_TRUE(report["workloads"][0]["error"].is_null()) << report["workloads"][0]["error"];
+  auto database = Database::open(db());
+  const std::optional<Record> best = database->best(w.key(), target_.device_key());
+  ASSERT_TRUE(best.has_value());
+  EXPECT_EQ(best->template_version, tmpl.version());
+}
+
 TEST_F(BenchCliTest, AnUnknownSetIsABadInput) {
   CommandOutput r = ktune({"bench", "--set", "vgg", "--db", db()});
   EXPECT_EQ(r.exit_code, 2);

@@ -88,6 +88,10 @@ struct TuneSummary {
   std::string first_error;     // message of the first failed candidate, to explain failures
 };
 
+// Whether this build can use r: its template exists here at the version that
+// measured it (a config index names a config within one version only).
+bool is_current(const Record& r);
+
 // Runs the loop: ask for a batch, measure, record in db (may be null), update
 // the tuner, until trials or early stopping; then re-measures the top
 // candidates and marks the re-measured best in db. Configs already in db for

@@ -81,6 +81,14 @@ std::vector<uint64_t> top_configs(const std::vector<Record>& records, int n) {
 
 }  // namespace
 
+bool is_current(const Record& r) {
+  try {
+    return find_template(r.template_name).version() == r.template_version;
+  } catch (const Error&) {
+    return false;  // a template this build no longer has
+  }
+}
+
 TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* db,
                  const TuneOptions& options,
                  const std::function<void(const TuneProgress&)>& on_progress) {
@@ -206,7 +214,7 @@ TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* d
       if (db) {
         std::optional<Record> marked = db->best(summary.workload_key, summary.device_key);
         if (!marked || marked->template_name == task.tmpl->name() || !marked->result.ok() ||
-            winner->result.mean_cost() < marked->result.mean_cost()) {
+            !is_current(*marked) || winner->result.mean_cost() < marked->result.mean_cost()) {
           db->mark_best(winner->id);
         }
       }
