@@ -269,7 +269,7 @@ Record read_record(const Statement& s, const std::string& path) {
   }
   int64_t code = s.int64(8);
   if (code < static_cast<int>(MeasureError::kNone) ||
-      code > static_cast<int>(MeasureError::kDeviceLost)) {
+      code > static_cast<int>(MeasureError::kLast)) {
     throw Error("tuning database " + path + ": record " + std::to_string(r.id) +
                 " has unknown error code " + std::to_string(code));
   }

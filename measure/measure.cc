@@ -12,7 +12,7 @@ namespace {
 
 // The names are part of the record format (database rows, JSONL, the runner
 // protocol): never rename one.
-constexpr std::array<std::pair<MeasureError, std::string_view>, 8> kErrorNames = {{
+constexpr std::array<std::pair<MeasureError, std::string_view>, 9> kErrorNames = {{
     {MeasureError::kNone, "none"},
     {MeasureError::kInvalidConfig, "invalid_config"},
     {MeasureError::kCompileError, "compile_error"},
@@ -21,6 +21,7 @@ constexpr std::array<std::pair<MeasureError, std::string_view>, 8> kErrorNames =
     {MeasureError::kRunTimeout, "run_timeout"},
     {MeasureError::kWrongAnswer, "wrong_answer"},
     {MeasureError::kDeviceLost, "device_lost"},
+    {MeasureError::kNotRecorded, "not_recorded"},
 }};
 
 }  // namespace

@@ -26,6 +26,8 @@ enum class MeasureError {
   kRunTimeout = 5,
   kWrongAnswer = 6,
   kDeviceLost = 7,
+  kNotRecorded = 8,  // replay: no recorded measurement of this config
+  kLast = kNotRecorded,
 };
 
 std::string_view error_name(MeasureError e);  // "none", "invalid_config", ...

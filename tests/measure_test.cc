@@ -88,7 +88,7 @@ class MeasureTest : public ::testing::Test {
 };
 
 TEST(MeasureErrorTest, NamesRoundTripAndUnknownNamesAreRejected) {
-  for (int e = 0; e <= static_cast<int>(MeasureError::kDeviceLost); ++e) {
+  for (int e = 0; e <= static_cast<int>(MeasureError::kLast); ++e) {
     MeasureError error = static_cast<MeasureError>(e);
     EXPECT_EQ(parse_error_name(error_name(error)), error);
   }

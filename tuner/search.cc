@@ -155,7 +155,8 @@ std::unique_ptr<Tuner> make_grid_tuner(const Task& task) {
 std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uint64_t seed) {
   if (name == "random") return make_random_tuner(task, seed);
   if (name == "grid") return make_grid_tuner(task);
-  throw Error("unknown tuner '" + name + "': accepted tuners are random, grid");
+  if (name == "ga") return make_genetic_tuner(task, seed);
+  throw Error("unknown tuner '" + name + "': accepted tuners are random, grid, ga");
 }
 
 }  // namespace ktune

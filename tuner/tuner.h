@@ -50,7 +50,15 @@ std::unique_ptr<Tuner> make_grid_tuner(const Task& task);
 // "measure this config", `ktune tune --config`). Configs the template's
 // check() rejects are skipped.
 std::unique_ptr<Tuner> make_list_tuner(const Task& task, std::vector<Config> configs);
-// "random" | "grid"; throws ktune::Error naming the accepted names.
+// Genetic search (population, uniform crossover over knobs, mutation,
+// elitism), a baseline for the model-based tuner. Throws ktune::Error on bad
+// options.
+struct GeneticOptions {
+  int population = 32;    // the best configs measured so far breed
+  double mutation = 0.1;  // per knob, probability of a random re-draw
+};
+std::unique_ptr<Tuner> make_genetic_tuner(const Task& task, uint64_t seed, GeneticOptions options = {});
+// "random" | "grid" | "ga"; throws ktune::Error naming the accepted names.
 std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uint64_t seed);
 
 struct TuneOptions {
