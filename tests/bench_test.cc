@@ -182,6 +182,25 @@ class BenchCliTest : public BenchTest {
  protected:
   CommandOutput ktune(std::vector<std::string> args) { return testing::run_ktune(dir_.path(), std::move(args)); }
   std::string db() const { return (dir_ / "k.db").string(); }
+  // Stores a record of w's first template, with this version and config
+  // text, marked as w's best on this machine.
+  void store_marked_best(const Workload& w, int template_version, const std::string& config_text,
+                         double cost) {
+    const Template& tmpl = *templates_for(w.op(), TargetKind::kCpu).front();
+    Record r;
+    r.workload_key = w.key();
+    r.device_key = target_.device_key();
+    r.template_name = tmpl.name();
+    r.template_version = template_version;
+    r.config_index = 0;
+    r.config_text = config_text;
+    r.result.costs = {cost};
+    r.flops = w.flops();
+    std::vector<Record> batch = {r};
+    auto database = Database::open(db());
+    database->insert(batch);
+    database->mark_best(batch[0].id);
+  }
 };
 
 TEST_F(BenchCliTest, WithoutATunedRecordSaysHowToGetOne) {
@@ -197,21 +216,7 @@ TEST_F(BenchCliTest, WithoutATunedRecordSaysHowToGetOne) {
 TEST_F(BenchCliTest, RefusesARecordItsTemplateNoLongerDecodes) {
   const Workload w = Workload::parse("matmul(m=16,n=16,k=16)");
   const Template& tmpl = *templates_for(w.op(), TargetKind::kCpu).front();
-  Record r;
-  r.workload_key = w.key();
-  r.device_key = target_.device_key();
-  r.template_name = tmpl.name();
-  r.template_version = tmpl.version();
-  r.config_index = 0;
-  r.config_text = "tile_m=[16] an older knob list";
-  r.result.costs = {1e-6};
-  r.flops = w.flops();
-  {
-    std::vector<Record> batch = {r};
-    auto database = Database::open(db());
-    database->insert(batch);
-    database->mark_best(batch[0].id);
-  }
+  store_marked_best(w, tmpl.version(), "tile_m=[16] an older knob list", 1e-6);
   CommandOutput out = ktune({"bench", "--op", w.key(), "--db", db(), "--threads", "1"});
   EXPECT_EQ(out.exit_code, 1);
   EXPECT_NE(out.err.find("decodes it as"), std::string::npos) << out.err;
@@ -224,21 +229,8 @@ TEST_F(BenchCliTest, RefusesARecordItsTemplateNoLongerDecodes) {
 TEST_F(BenchCliTest, ARecordOfAnOlderTemplateVersionIsRetunedWithTrials) {
   const Workload w = Workload::parse("matmul(m=16,n=16,k=16)");
   const Template& tmpl = *templates_for(w.op(), TargetKind::kCpu).front();
-  Record r;
-  r.workload_key = w.key();
-  r.device_key = target_.device_key();
-  r.template_name = tmpl.name();
-  r.template_version = tmpl.version() - 1;
-  r.config_index = 0;
-  r.config_text = "an older version's config";
-  r.result.costs = {1e-9};  // faster than anything this build will measure
-  r.flops = w.flops();
-  {
-    std::vector<Record> batch = {r};
-    auto database = Database::open(db());
-    database->insert(batch);
-    database->mark_best(batch[0].id);
-  }
+  // Faster than anything this build will measure.
+  store_marked_best(w, tmpl.version() - 1, "an older version's config", 1e-9);
   CommandOutput refused = ktune({"bench", "--op", w.key(), "--db", db(), "--threads", "1"});
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("version " + std::to_string(tmpl.version() - 1)), std::string::npos)

@@ -38,6 +38,12 @@ double synthetic_cost(const ConfigSpace& space, const Config& c) {
   return 1e-3 * (1 + 10 * d);
 }
 
+MeasureResult synthetic_result(const ConfigSpace& space, const Config& c) {
+  MeasureResult r;
+  r.costs = {synthetic_cost(space, c)};
+  return r;
+}
+
 Target fixed_target(int threads) {
   Target t;
   t.cpu.isa = "avx2";
@@ -110,9 +116,7 @@ std::vector<uint64_t> replayed_run(const std::string& tuner_name, uint64_t seed,
   std::vector<uint64_t> proposed;
   ReplayMeasurer replay([&](const MeasureInput& in) -> std::optional<MeasureResult> {
     proposed.push_back(in.config.index);
-    MeasureResult r;
-    r.costs = {synthetic_cost(*task.space, in.config)};
-    return r;
+    return synthetic_result(*task.space, in.config);
   });
   TuneSummary s = tune(task, *tuner, replay, nullptr, replay_options(trials));
   if (best_cost) *best_cost = s.best ? s.best->result.mean_cost() : INFINITY;
@@ -143,11 +147,10 @@ TEST(GeneticTuner, ImprovesOverItsFirstPopulation) {
     std::vector<MeasureResult> results;
     for (const Config& c : batch) {
       EXPECT_FALSE(task.tmpl->check(w, task.target, *task.space, c).has_value()) << "invalid proposal";
-      MeasureResult r;
-      r.costs = {synthetic_cost(*task.space, c)};
-      if (measured < options.population) first_population_best = std::min(first_population_best, r.costs[0]);
-      best = std::min(best, r.costs[0]);
-      results.push_back(r);
+      results.push_back(synthetic_result(*task.space, c));
+      const double cost = results.back().mean_cost();
+      if (measured < options.population) first_population_best = std::min(first_population_best, cost);
+      best = std::min(best, cost);
       ++measured;
     }
     ga->update(batch, results);
@@ -171,9 +174,7 @@ TEST(GeneticTuner, NeverProposesAConfigTwiceOrAnExcludedOne) {
     for (const Config& c : batch) {
       EXPECT_TRUE(seen.insert(c.index).second) << "config " << c.index << " proposed twice";
       EXPECT_NE(c.index, excluded.index);
-      MeasureResult r;
-      r.costs = {synthetic_cost(*task.space, c)};
-      results.push_back(r);
+      results.push_back(synthetic_result(*task.space, c));
     }
     ga->update(batch, results);
   }
