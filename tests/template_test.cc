@@ -58,11 +58,12 @@ TEST(GemmTemplates, SpaceForALargeMatmulIsLargeAndStable) {
   for (uint64_t index : {uint64_t{0}, a.size() / 3, a.size() - 1}) {
     EXPECT_EQ(a.describe(a.get(index)), b.describe(b.get(index)));
   }
-  // A good share of the space is valid, so search does not starve.
+  // A good share of the space is valid, so search does not starve (register
+  // tiles that do not fit and parallel loops that would reach k0 are not).
   std::mt19937_64 rng(3);
   int valid = 0;
-  for (int i = 0; i < 400; ++i) valid += !t.check(w, test_target(2), a, a.random(rng)).has_value();
-  EXPECT_GT(valid, 40);
+  for (int i = 0; i < 1000; ++i) valid += !t.check(w, test_target(2), a, a.random(rng)).has_value();
+  EXPECT_GT(valid, 50);
 }
 
 TEST(GemmTemplates, CheckExplainsRejectedConfigs) {
