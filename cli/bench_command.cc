@@ -31,7 +31,7 @@ struct BenchArgs {
   int threads = 0;
   std::string format = "text";
   int trials = 0;
-  std::string tuner = "random";
+  std::string tuner = "xgb";
   std::string template_name;
   std::string cache_dir;
   bool remeasure_peak = false;
@@ -449,7 +449,7 @@ CommandRun add_bench_command(CLI::App& app) {
   cmd->add_option("--trials", args->trials,
                   "tune a workload without a tuned record first, with this many trials (0: don't)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--tuner", args->tuner, "search strategy when tuning: random, grid or ga (genetic)")
+  cmd->add_option("--tuner", args->tuner, "search strategy when tuning: xgb (cost model + simulated annealing), ga (genetic), random or grid")
       ->capture_default_str();
   cmd->add_option("--template", args->template_name, "schedule template when tuning");
   cmd->add_option("--repeat", args->bench.rounds, "timed samples per side, alternating")

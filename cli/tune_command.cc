@@ -18,7 +18,7 @@ struct TuneArgs {
   std::vector<std::string> ops;
   std::string template_name;
   std::string db_path = "ktune.db";
-  std::string tuner = "random";
+  std::string tuner = "xgb";
   int threads = 0;
   uint64_t seed = 1;
   std::string format = "text";
@@ -191,7 +191,7 @@ CommandRun add_tune_command(CLI::App& app) {
   cmd->add_option("--trials", args->options.trials, "candidates to measure per operator")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--db", args->db_path, "SQLite tuning log")->capture_default_str();
-  cmd->add_option("--tuner", args->tuner, "search strategy: random, grid or ga (genetic)")->capture_default_str();
+  cmd->add_option("--tuner", args->tuner, "search strategy: xgb (cost model + simulated annealing), ga (genetic), random or grid")->capture_default_str();
   cmd->add_option("--template", args->template_name,
                   "schedule template (default: every template that takes the operator, trials shared evenly)");
   cmd->add_option("--threads", args->threads, "threads for generated kernels (default: all cores)");

@@ -156,7 +156,8 @@ std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uin
   if (name == "random") return make_random_tuner(task, seed);
   if (name == "grid") return make_grid_tuner(task);
   if (name == "ga") return make_genetic_tuner(task, seed);
-  throw Error("unknown tuner '" + name + "': accepted tuners are random, grid, ga");
+  if (name == "xgb") return make_xgb_tuner(task, seed);
+  throw Error("unknown tuner '" + name + "': accepted tuners are random, grid, ga, xgb");
 }
 
 }  // namespace ktune

@@ -11,6 +11,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "cost_model/features.h"
+#include "cost_model/xgb_model.h"
 #include "db/database.h"
 #include "measure/measure.h"
 
@@ -58,7 +60,19 @@ struct GeneticOptions {
   double mutation = 0.1;  // per knob, probability of a random re-draw
 };
 std::unique_ptr<Tuner> make_genetic_tuner(const Task& task, uint64_t seed, GeneticOptions options = {});
-// "random" | "grid" | "ga"; throws ktune::Error naming the accepted names.
+// Model-based search (tuner/model_tuner.cc): an XGBoost cost model over
+// program features guides parallel simulated annealing; random until
+// `warmup` configs are measured. Throws ktune::Error on bad options.
+struct XgbTunerOptions {
+  cost_model::FeatureKind features = cost_model::FeatureKind::kItervar;
+  cost_model::XgbOptions model;
+  int warmup = 16;        // random configs measured before the model is used
+  int chains = 64;        // annealing walks per batch
+  int steps = 60;         // steps per walk
+  double epsilon = 0.05;  // share of each batch proposed at random
+};
+std::unique_ptr<Tuner> make_xgb_tuner(const Task& task, uint64_t seed, XgbTunerOptions options = {});
+// "random" | "grid" | "ga" | "xgb"; throws ktune::Error naming the accepted names.
 std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uint64_t seed);
 
 struct TuneOptions {
@@ -103,7 +117,8 @@ bool is_current(const Record& r);
 // Runs the loop: ask for a batch, measure, record in db (may be null), update
 // the tuner, until trials or early stopping; then re-measures the top
 // candidates and marks the re-measured best in db. Configs already in db for
-// this (workload, device, template) are excluded from the search and count as
+// this (workload, device, template) are excluded from the search, given to
+// the tuner as results (a learning tuner starts from them), and count as
 // candidates for the final re-measurement.
 TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* db,
                  const TuneOptions& options,

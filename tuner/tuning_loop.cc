@@ -118,6 +118,15 @@ TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* d
     }
     tuner.exclude(std::vector<uint64_t>(measured.begin(), measured.end()));
     summary.skipped_already_measured = static_cast<int>(measured.size());
+    // What was measured before is what a learning tuner starts from.
+    std::vector<Config> configs;
+    std::vector<MeasureResult> results;
+    for (const Record& r : pool) {
+      if (r.config_index >= task.space->size()) continue;
+      configs.push_back(task.space->get(r.config_index));
+      results.push_back(r.result);
+    }
+    if (!configs.empty()) tuner.update(configs, results);
   }
 
   TuneProgress progress;

@@ -1,0 +1,233 @@
+// The model-based tuner ("xgb"): an XGBoost cost model over program
+// features guides parallel simulated annealing over the config space.
+//
+// Until `warmup` configs are measured it proposes random ones. Then, for
+// every batch: the model is retrained on everything measured for the task
+// (scores = throughput / the best throughput, failures 0); `chains`
+// annealing walks start from the best measured configs and random ones and
+// take `steps` steps each (a step changes one knob to another of its
+// choices; invalid configs are rejected; the temperature falls linearly to
+// zero), predicting every step's candidates in one batch; the best-predicted
+// configs never measured or proposed are kept; the batch is the best of
+// those, configs at least two knobs apart from each other first (diversity),
+// plus an epsilon share of random configs. Nothing is proposed twice.
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+#include <set>
+#include <unordered_set>
+
+#include "cost_model/features.h"
+#include "cost_model/xgb_model.h"
+#include "schedule_space/error.h"
+#include "tuner/tuner.h"
+
+namespace ktune {
+namespace {
+
+class ModelTuner : public Tuner {
+ public:
+  ModelTuner(const Task& task, uint64_t seed, XgbTunerOptions options)
+      : task_(task),
+        options_(options),
+        rng_(seed),
+        features_(task_.workload, task_.target, *task_.tmpl, *task_.space, options.features),
+        model_([&] {
+          cost_model::XgbOptions o = options.model;
+          o.seed = seed;
+          return o;
+        }()) {
+    if (options_.chains < 1 || options_.steps < 0 || !(options_.epsilon >= 0 && options_.epsilon <= 1)) {
+      throw Error("xgb tuner: chains must be >= 1, steps >= 0 and epsilon in [0, 1]");
+    }
+  }
+
+  std::vector<Config> next_batch(int n) override {
+    std::vector<Config> batch;
+    if (n <= 0) return batch;
+    if (static_cast<int>(scores_.size()) < options_.warmup || !fit_if_new()) {
+      fill_random(batch, n);
+      return batch;
+    }
+    const std::vector<std::pair<float, Config>> plan = anneal(static_cast<size_t>(4 * n));
+    const int random_share = static_cast<int>(std::lround(options_.epsilon * n));
+    const int from_model = std::max(0, n - random_share);
+    // Diverse first: at least two knobs away from every config already taken.
+    std::vector<bool> taken(plan.size(), false);
+    for (int pass = 0; pass < 2; ++pass) {
+      for (size_t i = 0; i < plan.size() && static_cast<int>(batch.size()) < from_model; ++i) {
+        if (taken[i]) continue;
+        if (pass == 0 && !far_from(plan[i].second, batch)) continue;
+        taken[i] = true;
+        if (visited_.insert(plan[i].second.index).second) batch.push_back(plan[i].second);
+      }
+    }
+    fill_random(batch, n);
+    return batch;
+  }
+
+  void update(const std::vector<Config>& configs, const std::vector<MeasureResult>& results) override {
+    for (size_t i = 0; i < configs.size() && i < results.size(); ++i) {
+      visited_.insert(configs[i].index);
+      if (!measured_.insert(configs[i].index).second) continue;
+      rows_.push_back(features_.get(configs[i]));
+      scores_.push_back(results[i].ok() ? 1.0 / results[i].mean_cost() : 0.0);
+      if (results[i].ok()) best_.emplace_back(scores_.back(), configs[i]);
+    }
+    std::sort(best_.begin(), best_.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    if (best_.size() > static_cast<size_t>(options_.chains)) best_.resize(static_cast<size_t>(options_.chains));
+  }
+
+  void exclude(const std::vector<uint64_t>& indices) override {
+    for (uint64_t i : indices) {
+      if (i < task_.space->size()) visited_.insert(i);
+    }
+  }
+
+  bool has_next() const override { return visited_.size() < task_.space->size(); }
+
+ private:
+  bool valid(const Config& c) const { return !task_.tmpl->check(task_.workload, task_.target, *task_.space, c); }
+
+  // Retrains when there are results the model has not seen; false if it
+  // cannot train (e.g. nothing measured valid yet).
+  bool fit_if_new() {
+    if (fitted_rows_ == rows_.size()) return model_.trained();
+    const double top = *std::max_element(scores_.begin(), scores_.end());
+    if (!(top > 0)) return false;
+    std::vector<float> y;
+    for (double s : scores_) y.push_back(static_cast<float>(s / top));
+    model_.fit(rows_, y);
+    fitted_rows_ = rows_.size();
+    return true;
+  }
+
+  void fill_random(std::vector<Config>& batch, int n) {
+    int attempts = 200 * std::max(n, 1);
+    while (static_cast<int>(batch.size()) < n && attempts-- > 0 && has_next()) {
+      Config c = task_.space->random(rng_);
+      if (visited_.count(c.index)) continue;
+      visited_.insert(c.index);
+      if (valid(c)) batch.push_back(std::move(c));
+    }
+  }
+
+  bool far_from(const Config& c, const std::vector<Config>& others) const {
+    for (const Config& o : others) {
+      int differ = 0;
+      for (size_t k = 0; k < c.choices.size(); ++k) differ += c.choices[k] != o.choices[k];
+      if (differ < 2) return false;
+    }
+    return true;
+  }
+
+  std::vector<float> predict(const std::vector<Config>& configs) {
+    cost_model::Matrix x;
+    x.reserve(configs.size());
+    for (const Config& c : configs) x.push_back(features_.get(c));
+    return model_.predict(x);
+  }
+
+  Config neighbour(const Config& c) {
+    std::vector<int64_t> choices = c.choices;
+    std::uniform_int_distribution<size_t> knob(0, choices.size() - 1);
+    for (int tries = 0; tries < 8; ++tries) {
+      const size_t k = knob(rng_);
+      const int64_t size = task_.space->knob(k).size();
+      if (size < 2) continue;
+      std::uniform_int_distribution<int64_t> other(0, size - 2);
+      int64_t v = other(rng_);
+      if (v >= choices[k]) ++v;
+      choices[k] = v;
+      break;
+    }
+    return task_.space->get(task_.space->index_of(choices));
+  }
+
+  // The best-predicted valid configs never visited, best first, at most `keep`.
+  std::vector<std::pair<float, Config>> anneal(size_t keep) {
+    std::vector<Config> points;
+    for (const auto& [score, c] : best_) {
+      if (points.size() >= static_cast<size_t>(options_.chains) / 2) break;
+      points.push_back(c);
+    }
+    int attempts = 100 * options_.chains;
+    while (points.size() < static_cast<size_t>(options_.chains) && attempts-- > 0) {
+      Config c = task_.space->random(rng_);
+      if (valid(c)) points.push_back(std::move(c));
+    }
+    if (points.empty()) return {};
+    std::vector<float> scores = predict(points);
+    std::map<uint64_t, std::pair<float, Config>> plan;  // by index: no duplicates
+    float worst_kept = -INFINITY;
+    auto consider = [&](const Config& c, float score) {
+      if (visited_.count(c.index) || plan.count(c.index)) return;
+      if (plan.size() >= keep && score <= worst_kept) return;
+      plan.emplace(c.index, std::make_pair(score, c));
+      if (plan.size() > keep) {
+        auto lowest = std::min_element(plan.begin(), plan.end(), [](const auto& a, const auto& b) {
+          return a.second.first < b.second.first;
+        });
+        plan.erase(lowest);
+      }
+      worst_kept = std::min_element(plan.begin(), plan.end(), [](const auto& a, const auto& b) {
+                     return a.second.first < b.second.first;
+                   })->second.first;
+    };
+    for (size_t i = 0; i < points.size(); ++i) consider(points[i], scores[i]);
+    // Temperature in units of the predictions' spread.
+    const auto [lo, hi] = std::minmax_element(scores.begin(), scores.end());
+    const double scale = std::max(1e-6, static_cast<double>(*hi - *lo));
+    std::uniform_real_distribution<double> u(0, 1);
+    for (int step = 0; step < options_.steps; ++step) {
+      const double t = 1.0 - static_cast<double>(step) / std::max(1, options_.steps);
+      std::vector<Config> next;
+      next.reserve(points.size());
+      for (const Config& p : points) next.push_back(neighbour(p));
+      std::vector<size_t> ok;
+      std::vector<Config> candidates;
+      for (size_t i = 0; i < next.size(); ++i) {
+        if (valid(next[i])) {
+          ok.push_back(i);
+          candidates.push_back(next[i]);
+        }
+      }
+      if (candidates.empty()) continue;
+      const std::vector<float> predicted = predict(candidates);
+      for (size_t j = 0; j < ok.size(); ++j) {
+        const size_t i = ok[j];
+        consider(candidates[j], predicted[j]);
+        const double gain = static_cast<double>(predicted[j] - scores[i]);
+        if (gain >= 0 || (t > 0 && u(rng_) < std::exp(gain / (scale * t * 0.5)))) {
+          points[i] = candidates[j];
+          scores[i] = predicted[j];
+        }
+      }
+    }
+    std::vector<std::pair<float, Config>> out;
+    for (auto& [index, entry] : plan) out.push_back(std::move(entry));
+    std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    return out;
+  }
+
+  Task task_;
+  XgbTunerOptions options_;
+  std::mt19937_64 rng_;
+  cost_model::FeatureExtractor features_;
+  cost_model::XgbModel model_;
+  std::unordered_set<uint64_t> visited_;   // proposed, measured or excluded
+  std::unordered_set<uint64_t> measured_;  // with a result in rows_
+  cost_model::Matrix rows_;
+  std::vector<double> scores_;              // throughput, 0 for failures
+  std::vector<std::pair<double, Config>> best_;  // best measured, best first
+  size_t fitted_rows_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Tuner> make_xgb_tuner(const Task& task, uint64_t seed, XgbTunerOptions options) {
+  return std::make_unique<ModelTuner>(task, seed, std::move(options));
+}
+
+}  // namespace ktune
