@@ -32,6 +32,7 @@ struct BenchArgs {
   std::string format = "text";
   int trials = 0;
   std::string tuner = "xgb";
+  bool transfer = true;
   std::string template_name;
   std::string cache_dir;
   bool remeasure_peak = false;
@@ -196,6 +197,7 @@ class BenchCommand {
     }
     TuneOptions options;
     options.trials = args_.trials;
+    options.transfer = args_.transfer;
     tune_workload(w, target_, args_.template_name, args_.tuner, 1, *measurer_, db_.get(), options,
                   args_.format == "text");
     // The measurer's runner process would stay alive, its OpenMP workers
@@ -452,6 +454,8 @@ CommandRun add_bench_command(CLI::App& app) {
   cmd->add_option("--tuner", args->tuner, "search strategy when tuning: xgb (cost model + simulated annealing), ga (genetic), random or grid")
       ->capture_default_str();
   cmd->add_option("--template", args->template_name, "schedule template when tuning");
+  cmd->add_flag("--no-transfer", [args](int64_t) { args->transfer = false; },
+                "xgb: do not learn from the database's records of other workloads when tuning");
   cmd->add_option("--repeat", args->bench.rounds, "timed samples per side, alternating")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--min-sample-ms", args->min_sample_ms, "calls per sample last at least this long")

@@ -55,6 +55,7 @@ nlohmann::json summary_json(const TuneSummary& s) {
   j["error_counts"] = counts;
   j["skipped_already_measured"] = s.skipped_already_measured;
   j["elapsed_s"] = s.elapsed_s;
+  j["search_s"] = s.search_s;
   j["best"] = s.best ? record_json(*s.best) : nlohmann::json();
   if (!s.best) j["failure"] = s.first_error;
   return j;
@@ -63,7 +64,7 @@ nlohmann::json summary_json(const TuneSummary& s) {
 void print_summary_text(const TuneSummary& s, std::ostream& out) {
   out << s.workload_key << " on " << s.device_key << "\n"
       << "  template " << s.template_name << ", " << s.trials << " trials, " << errors_text(s)
-      << ", " << format_duration(s.elapsed_s) << "\n";
+      << ", " << format_duration(s.elapsed_s) << " (" << format_duration(s.search_s) << " in the search)\n";
   if (s.skipped_already_measured > 0) {
     out << "  " << s.skipped_already_measured << " configs already in the database were not measured again\n";
   }
@@ -126,7 +127,12 @@ TuneSummary tune_with_template(const Workload& w, const Target& target, const Te
   std::unique_ptr<Tuner> tuner;
   TuneOptions run_options = options;
   if (configs.empty()) {
-    tuner = make_tuner(tuner_name, task, seed);
+    size_t learned_from = 0;
+    tuner = make_tuner(tuner_name, task, seed, db, options.transfer, &learned_from);
+    if (announce && learned_from > 0) {
+      std::cerr << "transfer: a base model from " << learned_from << " records of other workloads on "
+                << target.device_key() << "\n";
+    }
   } else {
     std::vector<Config> listed;
     for (const std::string& text : configs) {
@@ -201,6 +207,8 @@ CommandRun add_tune_command(CLI::App& app) {
                   "instead of searching (repeatable; one --op)");
   cmd->add_flag("--no-seeds", [args](int64_t) { args->options.seeds = false; },
                 "do not measure the template's analytical seed configs before the search");
+  cmd->add_flag("--no-transfer", [args](int64_t) { args->options.transfer = false; },
+                "xgb: do not learn from the database's records of other workloads on this device");
   cmd->add_option("--batch-size", args->options.batch_size, "candidates per measurement batch")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--early-stopping", args->options.early_stopping,

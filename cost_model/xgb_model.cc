@@ -102,7 +102,8 @@ XgbModel& XgbModel::operator=(XgbModel&&) noexcept = default;
 
 bool XgbModel::trained() const { return impl_ && impl_->booster; }
 
-void XgbModel::fit(const Matrix& x, const std::vector<float>& y, const std::vector<float>& base_margin) {
+void XgbModel::fit(const Matrix& x, const std::vector<float>& y, const std::vector<float>& base_margin,
+                   const std::vector<unsigned>& groups) {
   DMatrix train(x, "training");
   if (y.size() != x.size()) {
     throw Error("cost model: " + std::to_string(y.size()) + " labels for " + std::to_string(x.size()) + " rows");
@@ -110,8 +111,14 @@ void XgbModel::fit(const Matrix& x, const std::vector<float>& y, const std::vect
   train.set_floats("label", y);
   train.set_floats("base_margin", base_margin);
   if (options_.objective == "rank:pairwise") {
-    const unsigned group = static_cast<unsigned>(x.size());  // one query: the task
-    check(XGDMatrixSetUIntInfo(train.get(), "group", &group, 1), "XGDMatrixSetUIntInfo");
+    std::vector<unsigned> sizes = groups;
+    if (sizes.empty()) sizes = {static_cast<unsigned>(x.size())};  // one query: the task
+    size_t total = 0;
+    for (unsigned g : sizes) total += g;
+    if (total != x.size()) {
+      throw Error("cost model: groups cover " + std::to_string(total) + " of " + std::to_string(x.size()) + " rows");
+    }
+    check(XGDMatrixSetUIntInfo(train.get(), "group", sizes.data(), sizes.size()), "XGDMatrixSetUIntInfo");
   }
   auto next = std::make_unique<Impl>();
   const DMatrixHandle dmats[] = {train.get()};

@@ -43,8 +43,11 @@ class XgbModel {
 
   // Trains a new model on x (rows) with scores y, replacing any earlier one.
   // base_margin (one per row, or empty) is added to the model's output.
+  // groups (ranking only): sizes of consecutive row groups ranked among
+  // themselves (e.g. one per workload), summing to the rows; empty: one.
   // Throws ktune::Error on empty or ragged input or an XGBoost failure.
-  void fit(const Matrix& x, const std::vector<float>& y, const std::vector<float>& base_margin = {});
+  void fit(const Matrix& x, const std::vector<float>& y, const std::vector<float>& base_margin = {},
+           const std::vector<unsigned>& groups = {});
   // One score per row (plus base_margin, one per row or empty). Throws
   // ktune::Error before the first fit().
   std::vector<float> predict(const Matrix& x, const std::vector<float>& base_margin = {}) const;

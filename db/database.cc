@@ -539,6 +539,23 @@ std::vector<Record> Database::history(const std::string& workload_key,
   return records;
 }
 
+std::vector<Record> Database::device_history(const std::string& device_key,
+                                             const std::string& exclude_workload,
+                                             const std::string& preferred_op, int limit) const {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, impl_->path,
+              "SELECT " + std::string(kRecordColumns) +
+                  " FROM measurements WHERE device_key = ?1 AND workload_key <> ?2 AND mean_cost IS NOT NULL "
+                  "ORDER BY substr(workload_key, 1, length(?3) + 1) = ?3 || '(' DESC, id DESC LIMIT ?4");
+  s.bind(1, device_key);
+  s.bind(2, exclude_workload);
+  s.bind(3, preferred_op);
+  s.bind(4, int64_t{limit > 0 ? limit : 1});
+  std::vector<Record> records;
+  while (s.step()) records.push_back(read_record(s, impl_->path));
+  return records;
+}
+
 std::vector<uint64_t> Database::measured_indices(const std::string& workload_key,
                                                  const std::string& device_key,
                                                  const std::string& template_name) const {

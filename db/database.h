@@ -62,6 +62,11 @@ class Database {
   // Records of a workload on a device, newest first (limit <= 0: all).
   std::vector<Record> history(const std::string& workload_key, const std::string& device_key,
                               int limit = 0) const;
+  // Valid records of the other workloads on a device, for transfer learning:
+  // those of operator preferred_op (workload keys "preferred_op(...") first,
+  // then the rest, newest first within each, at most limit (> 0).
+  std::vector<Record> device_history(const std::string& device_key, const std::string& exclude_workload,
+                                     const std::string& preferred_op, int limit) const;
   // Config indices already measured for (workload, device, template).
   std::vector<uint64_t> measured_indices(const std::string& workload_key,
                                          const std::string& device_key,

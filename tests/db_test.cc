@@ -242,6 +242,31 @@ TEST_F(DatabaseTest, HistoryIsNewestFirstAndHonoursTheLimit) {
   EXPECT_TRUE(db->history("w", "cpu/elsewhere").empty());
 }
 
+// Transfer learning's history: valid records of the other workloads on the
+// device, the preferred operator's first, newest first within each.
+TEST_F(DatabaseTest, DeviceHistoryPrefersAnOperatorThenTheNewest) {
+  auto db = Database::open(path_);
+  std::vector<Record> batch = {
+      make_record("matmul(m=8,n=8,k=8)", 1, {1e-3}),
+      make_record("conv2d(n=1,c=8,h=8,w=8,k=8,r=3,s=3)", 2, {1e-3}),
+      make_record("matmul(m=16,n=16,k=16)", 3, {1e-3}),
+      make_record("matmul(m=16,n=16,k=16)", 4, {}, MeasureError::kWrongAnswer),
+      make_record("matmulx(m=1)", 5, {1e-3}),  // not the matmul operator
+      make_record("matmul(m=32,n=32,k=32)", 6, {1e-3}),  // the task's own workload
+      make_record("conv2d(n=1,c=4,h=8,w=8,k=8,r=3,s=3)", 7, {1e-3}),
+  };
+  batch.push_back(make_record("matmul(m=8,n=8,k=8)", 8, {1e-3}));
+  batch.back().device_key = "cpu/elsewhere/avx2/2t";
+  db->insert(batch);
+  std::vector<uint64_t> order;
+  for (const Record& r : db->device_history("cpu/test/avx2/2t", "matmul(m=32,n=32,k=32)", "matmul", 10)) {
+    order.push_back(r.config_index);
+  }
+  EXPECT_THAT(order, ElementsAre(3, 1, 7, 5, 2));
+  EXPECT_EQ(db->device_history("cpu/test/avx2/2t", "", "conv2d", 2).size(), 2u);
+  EXPECT_EQ(db->device_history("cpu/test/avx2/2t", "", "conv2d", 2)[0].config_index, 7u);
+}
+
 TEST_F(DatabaseTest, MeasuredIndicesAreDistinctSortedAndPerTemplate) {
   auto db = Database::open(path_);
   std::vector<Record> batch = {make_record("w", 30, {1e-3}), make_record("w", 10, {1e-3}),

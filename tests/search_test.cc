@@ -16,7 +16,10 @@
 #include "schedule_space/error.h"
 #include "schedule_space/templates/templates.h"
 #include "tests/scratch_dir.h"
+#include "cost_model/features.h"
+#include "cost_model/xgb_model.h"
 #include "tuner/replay_measurer.h"
+#include "tuner/transfer.h"
 #include "tuner/tuner.h"
 
 namespace ktune {
@@ -153,6 +156,91 @@ TEST(XgbTuner, FindsTheOptimumRegionOfASyntheticLandscape) {
   EXPECT_LT(xgb, random_4x) << "xgb " << xgb << " s, random with 4x the trials " << random_4x << " s";
   EXPECT_LT(knob, random_5000) << "xgb (knob features) " << knob << " s, best of 5000 random " << random_5000;
   EXPECT_LT(ga, random) << "ga " << ga << " s, random " << random << " s";
+}
+
+// A landscape all matmuls share, defined on what the template-independent
+// curve features see (a fixed mix of them): what one workload teaches about
+// it holds for the next.
+double shared_cost(const ir::Program& p) {
+  const std::vector<float> f = cost_model::curve_features(p);
+  double mix = 0;
+  for (size_t i = 0; i < f.size(); ++i) mix += f[i] * std::sin(1.0 + 0.7 * static_cast<double>(i));
+  return 1e-3 * std::exp(-0.05 * mix);
+}
+
+std::vector<Config> some_valid_configs(const Task& task, size_t count, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<Config> out;
+  std::set<uint64_t> seen;
+  while (out.size() < count) {
+    Config c = task.space->random(rng);
+    if (seen.insert(c.index).second && !task.tmpl->check(task.workload, task.target, *task.space, c)) {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+// Transfer warm start: trained on three other matmuls' records, the base
+// model ranks a new matmul's configs far better than a model of the new
+// task's own first 8 measurements, and the task model warm-started on the
+// base margin keeps that lead.
+TEST(Transfer, HistoryOfOtherWorkloadsRanksANewOneBetterThanItsFirstMeasurements) {
+  const Target t = fixed_target(1);
+  const Template& tmpl = matmul_cpu_template();
+  std::vector<Record> history;
+  for (const char* spec : {"matmul(m=128,n=128,k=128)", "matmul(m=256,n=512,k=128)", "matmul(m=64,n=256,k=256)"}) {
+    Task task = Task::make(Workload::parse(spec), t, tmpl);
+    for (const Config& c : some_valid_configs(task, 120, 21)) {
+      Record r;
+      r.workload_key = task.workload.key();
+      r.device_key = t.device_key();
+      r.template_name = tmpl.name();
+      r.template_version = tmpl.version();
+      r.config_index = c.index;
+      r.result.costs = {shared_cost(tmpl.instantiate(task.workload, t, *task.space, c))};
+      history.push_back(r);
+    }
+  }
+  const std::shared_ptr<const TransferModel> base = TransferModel::train(history, t);
+  ASSERT_TRUE(base);
+  EXPECT_EQ(base->workloads(), 3u);
+  EXPECT_EQ(base->records(), 360u);
+
+  Task task = Task::make(Workload::parse("matmul(m=192,n=384,k=256)"), t, tmpl);
+  const std::vector<Config> configs = some_valid_configs(task, 158, 22);
+  cost_model::FeatureExtractor itervar(task.workload, t, tmpl, *task.space, cost_model::FeatureKind::kItervar);
+  cost_model::FeatureExtractor curve(task.workload, t, tmpl, *task.space, cost_model::FeatureKind::kCurve);
+  cost_model::Matrix own_x, test_x, own_curve, test_curve;
+  std::vector<float> own_y, truth;
+  for (size_t i = 0; i < configs.size(); ++i) {
+    const float score = static_cast<float>(1e-3 / shared_cost(tmpl.instantiate(task.workload, t, *task.space, configs[i])));
+    (i < 8 ? own_x : test_x).push_back(itervar.get(configs[i]));
+    (i < 8 ? own_curve : test_curve).push_back(curve.get(configs[i]));
+    (i < 8 ? own_y : truth).push_back(score);
+  }
+  const float top = *std::max_element(own_y.begin(), own_y.end());
+  for (float& y : own_y) y /= top;
+  cost_model::XgbModel own, warm;
+  own.fit(own_x, own_y);
+  warm.fit(own_x, own_y, base->predict(own_curve));
+  const double rho_own = cost_model::spearman(own.predict(test_x), truth);
+  const double rho_base = cost_model::spearman(base->predict(test_curve), truth);
+  const double rho_warm = cost_model::spearman(warm.predict(test_x, base->predict(test_curve)), truth);
+  EXPECT_GT(rho_base, rho_own + 0.1) << "base " << rho_base << ", own 8 measurements " << rho_own;
+  EXPECT_GT(rho_warm, rho_own + 0.1) << "warm-started " << rho_warm << ", own 8 measurements " << rho_own;
+}
+
+TEST(Transfer, TooLittleUsableHistoryGivesNoBaseModel) {
+  const Target t = fixed_target(1);
+  Record stale;
+  stale.workload_key = "matmul(m=8,n=8,k=8)";
+  stale.template_name = matmul_cpu_template().name();
+  stale.template_version = matmul_cpu_template().version() - 1;  // an older space
+  stale.result.costs = {1e-3};
+  std::vector<Record> history(40, stale);
+  EXPECT_EQ(TransferModel::train(history, t), nullptr);
+  EXPECT_EQ(TransferModel::train({}, t), nullptr);
 }
 
 TEST(GeneticTuner, ImprovesOverItsFirstPopulation) {

@@ -1,8 +1,10 @@
 // The model-based tuner ("xgb"): an XGBoost cost model over program
 // features guides parallel simulated annealing over the config space.
 //
-// Until `warmup` configs are measured it proposes random ones. Then, for
-// every batch: the model is retrained on everything measured for the task
+// Until `warmup` configs are measured it proposes random ones, unless a
+// transfer base model is given (tuner/transfer.h): then the base model's
+// predictions guide the search from the first batch, and are the task
+// model's base margin once it has one. Then, for every batch: the model is retrained on everything measured for the task
 // (scores = throughput / the best throughput, failures 0); `chains`
 // annealing walks start from the best measured configs and random ones and
 // take `steps` steps each (a step changes one knob to another of its
@@ -21,6 +23,7 @@
 #include "cost_model/features.h"
 #include "cost_model/xgb_model.h"
 #include "schedule_space/error.h"
+#include "tuner/transfer.h"
 #include "tuner/tuner.h"
 
 namespace ktune {
@@ -33,6 +36,7 @@ class ModelTuner : public Tuner {
         options_(options),
         rng_(seed),
         features_(task_.workload, task_.target, *task_.tmpl, *task_.space, options.features),
+        curve_(task_.workload, task_.target, *task_.tmpl, *task_.space, cost_model::FeatureKind::kCurve),
         model_([&] {
           cost_model::XgbOptions o = options.model;
           o.seed = seed;
@@ -46,7 +50,8 @@ class ModelTuner : public Tuner {
   std::vector<Config> next_batch(int n) override {
     std::vector<Config> batch;
     if (n <= 0) return batch;
-    if (static_cast<int>(scores_.size()) < options_.warmup || !fit_if_new()) {
+    const bool own_model = static_cast<int>(scores_.size()) >= options_.warmup && fit_if_new();
+    if (!own_model && !options_.base) {
       fill_random(batch, n);
       return batch;
     }
@@ -72,6 +77,7 @@ class ModelTuner : public Tuner {
       visited_.insert(configs[i].index);
       if (!measured_.insert(configs[i].index).second) continue;
       rows_.push_back(features_.get(configs[i]));
+      measured_configs_.push_back(configs[i]);
       scores_.push_back(results[i].ok() ? 1.0 / results[i].mean_cost() : 0.0);
       if (results[i].ok()) best_.emplace_back(scores_.back(), configs[i]);
     }
@@ -98,7 +104,7 @@ class ModelTuner : public Tuner {
     if (!(top > 0)) return false;
     std::vector<float> y;
     for (double s : scores_) y.push_back(static_cast<float>(s / top));
-    model_.fit(rows_, y);
+    model_.fit(rows_, y, options_.base ? base_margin(measured_configs_) : std::vector<float>{});
     fitted_rows_ = rows_.size();
     return true;
   }
@@ -122,11 +128,23 @@ class ModelTuner : public Tuner {
     return true;
   }
 
+  // The base model's predictions for configs (their curve features).
+  std::vector<float> base_margin(const std::vector<Config>& configs) {
+    cost_model::Matrix x;
+    x.reserve(configs.size());
+    for (const Config& c : configs) x.push_back(curve_.get(c));
+    return options_.base->predict(x);
+  }
+
+  // The task model's scores (on the base margin with transfer), or the base
+  // model's alone while the task has no model of its own.
   std::vector<float> predict(const std::vector<Config>& configs) {
+    std::vector<float> margin = options_.base ? base_margin(configs) : std::vector<float>{};
+    if (!model_.trained()) return margin;
     cost_model::Matrix x;
     x.reserve(configs.size());
     for (const Config& c : configs) x.push_back(features_.get(c));
-    return model_.predict(x);
+    return model_.predict(x, margin);
   }
 
   Config neighbour(const Config& c) {
@@ -215,10 +233,12 @@ class ModelTuner : public Tuner {
   XgbTunerOptions options_;
   std::mt19937_64 rng_;
   cost_model::FeatureExtractor features_;
+  cost_model::FeatureExtractor curve_;  // for the transfer base model
   cost_model::XgbModel model_;
   std::unordered_set<uint64_t> visited_;   // proposed, measured or excluded
   std::unordered_set<uint64_t> measured_;  // with a result in rows_
   cost_model::Matrix rows_;
+  std::vector<Config> measured_configs_;    // the configs of rows_
   std::vector<double> scores_;              // throughput, 0 for failures
   std::vector<std::pair<double, Config>> best_;  // best measured, best first
   size_t fitted_rows_ = 0;

@@ -3,6 +3,7 @@
 #include <unordered_set>
 
 #include "schedule_space/error.h"
+#include "tuner/transfer.h"
 #include "tuner/tuner.h"
 
 namespace ktune {
@@ -158,6 +159,20 @@ std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uin
   if (name == "ga") return make_genetic_tuner(task, seed);
   if (name == "xgb") return make_xgb_tuner(task, seed);
   throw Error("unknown tuner '" + name + "': accepted tuners are random, grid, ga, xgb");
+}
+
+std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uint64_t seed, const Database* db,
+                                  bool transfer, size_t* learned_from) {
+  if (learned_from) *learned_from = 0;
+  if (name != "xgb" || !transfer || !db) return make_tuner(name, task, seed);
+  TransferOptions options;
+  const std::vector<Record> history =
+      db->device_history(task.target.device_key(), task.workload.key(), std::string(op_name(task.workload.op())),
+                         static_cast<int>(4 * options.max_records));
+  XgbTunerOptions xgb;
+  xgb.base = TransferModel::train(history, task.target, options);
+  if (xgb.base && learned_from) *learned_from = xgb.base->records();
+  return make_xgb_tuner(task, seed, xgb);
 }
 
 }  // namespace ktune

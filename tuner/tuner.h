@@ -60,13 +60,18 @@ struct GeneticOptions {
   double mutation = 0.1;  // per knob, probability of a random re-draw
 };
 std::unique_ptr<Tuner> make_genetic_tuner(const Task& task, uint64_t seed, GeneticOptions options = {});
+class TransferModel;  // tuner/transfer.h
+
 // Model-based search (tuner/model_tuner.cc): an XGBoost cost model over
 // program features guides parallel simulated annealing; random until
-// `warmup` configs are measured. Throws ktune::Error on bad options.
+// `warmup` configs are measured, unless a transfer base model is given (it
+// guides the search from the first batch and is the task model's base
+// margin). Throws ktune::Error on bad options.
 struct XgbTunerOptions {
   cost_model::FeatureKind features = cost_model::FeatureKind::kItervar;
   cost_model::XgbOptions model;
-  int warmup = 16;        // random configs measured before the model is used
+  std::shared_ptr<const TransferModel> base;  // null: no transfer
+  int warmup = 16;        // measured configs before the task's own model is used
   int chains = 64;        // annealing walks per batch
   int steps = 60;         // steps per walk
   double epsilon = 0.05;  // share of each batch proposed at random
@@ -74,6 +79,13 @@ struct XgbTunerOptions {
 std::unique_ptr<Tuner> make_xgb_tuner(const Task& task, uint64_t seed, XgbTunerOptions options = {});
 // "random" | "grid" | "ga" | "xgb"; throws ktune::Error naming the accepted names.
 std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uint64_t seed);
+// The same, with transfer learning for "xgb" when `transfer` is set and db
+// holds valid records of other workloads on the task's device: a
+// TransferModel trained on Database::device_history (the task's operator
+// first, newest first). *learned_from, if given, is set to the records the
+// base model was trained on (0: no transfer).
+std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uint64_t seed, const Database* db,
+                                  bool transfer, size_t* learned_from = nullptr);
 
 struct TuneOptions {
   int trials = 200;           // candidates measured in the search
@@ -85,6 +97,9 @@ struct TuneOptions {
   // the tuner's own proposals; they count as trials. Off to compare blind
   // search strategies on their own.
   bool seeds = true;
+  // With the xgb tuner, learn from the database's records of other workloads
+  // on this device (transfer learning); see make_tuner.
+  bool transfer = true;
   MeasureOptions measure;
   std::string job;            // recorded with every row
 };
@@ -106,6 +121,7 @@ struct TuneSummary {
   int skipped_already_measured = 0;
   std::optional<Record> best;  // re-measured best; nullopt if nothing measured valid
   double elapsed_s = 0;
+  double search_s = 0;         // of elapsed_s, inside the tuner (model training, proposals)
   std::vector<std::pair<MeasureError, int>> error_counts;
   std::string first_error;     // message of the first failed candidate, to explain failures
 };

@@ -102,6 +102,12 @@ TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* d
   };
 
   TuneSummary summary;
+  // Time spent inside the tuner: a cost model's training and search.
+  auto timed_search = [&](const std::function<void()>& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    summary.search_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   summary.workload_key = task.workload.key();
   summary.device_key = task.target.device_key();
   summary.template_name = task.tmpl->name();
@@ -126,7 +132,7 @@ TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* d
       configs.push_back(task.space->get(r.config_index));
       results.push_back(r.result);
     }
-    if (!configs.empty()) tuner.update(configs, results);
+    if (!configs.empty()) timed_search([&] { tuner.update(configs, results); });
   }
 
   TuneProgress progress;
@@ -162,7 +168,7 @@ TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* d
     while (static_cast<int>(batch.size()) < n && next_seed < seeds.size()) {
       batch.push_back(seeds[next_seed++]);
     }
-    if (batch.empty()) batch = tuner.next_batch(n);
+    if (batch.empty()) timed_search([&] { batch = tuner.next_batch(n); });
     if (batch.empty()) break;
     MeasureOptions measure_options = options.measure;
     if (std::isfinite(best_cost)) measure_options.best_so_far_s = best_cost;
@@ -185,7 +191,7 @@ TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* d
         trials_since_improvement = 0;
       }
     }
-    tuner.update(batch, results);
+    timed_search([&] { tuner.update(batch, results); });
     pool.insert(pool.end(), records.begin(), records.end());
     progress.trials_done += static_cast<int>(batch.size());
     progress.elapsed_s = elapsed();
