@@ -14,7 +14,9 @@ FeatureKind parse_feature_kind(std::string_view name) {
   if (name == "itervar") return FeatureKind::kItervar;
   if (name == "curve") return FeatureKind::kCurve;
   if (name == "knob") return FeatureKind::kKnob;
-  throw Error("unknown feature kind '" + std::string(name) + "': accepted kinds are itervar, curve, knob");
+  if (name == "itervar+knob") return FeatureKind::kItervarKnob;
+  throw Error("unknown feature kind '" + std::string(name) +
+              "': accepted kinds are itervar, curve, knob, itervar+knob");
 }
 
 std::string_view feature_kind_name(FeatureKind kind) {
@@ -22,6 +24,7 @@ std::string_view feature_kind_name(FeatureKind kind) {
     case FeatureKind::kItervar: return "itervar";
     case FeatureKind::kCurve: return "curve";
     case FeatureKind::kKnob: return "knob";
+    case FeatureKind::kItervarKnob: return "itervar+knob";
   }
   return "?";
 }
@@ -342,6 +345,7 @@ FeatureExtractor::FeatureExtractor(const Workload& workload, const Target& targe
     case FeatureKind::kItervar: length_ = kItervarLength; break;
     case FeatureKind::kCurve: length_ = kCurveLength; break;
     case FeatureKind::kKnob: length_ = knob_features(space, space.get(0)).size(); break;
+    case FeatureKind::kItervarKnob: length_ = kItervarLength + knob_features(space, space.get(0)).size(); break;
   }
 }
 
@@ -354,9 +358,14 @@ const std::vector<float>& FeatureExtractor::get(const Config& config) {
   } else {
     try {
       const ir::Program p = tmpl_.instantiate(workload_, target_, space_, config);
-      f = kind_ == FeatureKind::kItervar ? itervar_features(p) : curve_features(p);
+      f = kind_ == FeatureKind::kCurve ? curve_features(p) : itervar_features(p);
     } catch (const Error&) {
-      f.assign(length_, 0.0f);
+      f.assign(kItervarLength, 0.0f);
+      if (kind_ == FeatureKind::kCurve) f.assign(kCurveLength, 0.0f);
+    }
+    if (kind_ == FeatureKind::kItervarKnob) {
+      const std::vector<float> knobs = knob_features(space_, config);
+      f.insert(f.end(), knobs.begin(), knobs.end());
     }
   }
   return cache_.emplace(config.index, std::move(f)).first->second;

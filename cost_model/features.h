@@ -18,6 +18,8 @@
 //     points from the innermost loop out; plus the parallel extent, the
 //     widest vector, the largest unrolled product and the total iterations.
 //   - knob: the config's knob values (Knob::values), log-scaled.
+//   - itervar+knob: both, concatenated: what the loops show and what they
+//     do not (e.g. the order the multiply-adds are emitted in).
 // Every magnitude is log2(1 + |x|). Strides are estimated by finite
 // differences of the index expressions (exact for affine indices).
 #pragma once
@@ -36,8 +38,9 @@
 
 namespace ktune::cost_model {
 
-enum class FeatureKind { kItervar, kCurve, kKnob };
-// "itervar" | "curve" | "knob"; throws ktune::Error naming the accepted ones.
+enum class FeatureKind { kItervar, kCurve, kKnob, kItervarKnob };
+// "itervar" | "curve" | "knob" | "itervar+knob"; throws ktune::Error naming
+// the accepted ones.
 FeatureKind parse_feature_kind(std::string_view name);
 std::string_view feature_kind_name(FeatureKind kind);
 

@@ -93,7 +93,7 @@ TEST(Features, EveryKindHasOneLengthPerTaskAndTellsConfigsApart) {
   const Template& tmpl = conv2d_cpu_template();
   const ConfigSpace space = tmpl.space(w, t);
   const std::vector<Config> configs = valid_configs(tmpl, w, t, space, 40, 3);
-  for (FeatureKind kind : {FeatureKind::kItervar, FeatureKind::kCurve, FeatureKind::kKnob}) {
+  for (FeatureKind kind : {FeatureKind::kItervar, FeatureKind::kCurve, FeatureKind::kKnob, FeatureKind::kItervarKnob}) {
     SCOPED_TRACE(std::string(feature_kind_name(kind)));
     FeatureExtractor fx(w, t, tmpl, space, kind);
     std::set<std::vector<float>> distinct;
@@ -110,6 +110,7 @@ TEST(Features, EveryKindHasOneLengthPerTaskAndTellsConfigsApart) {
     EXPECT_EQ(fx.get(configs[0]), FeatureExtractor(w, t, tmpl, space, kind).get(configs[0]));
   }
   EXPECT_EQ(parse_feature_kind("curve"), FeatureKind::kCurve);
+  EXPECT_EQ(parse_feature_kind("itervar+knob"), FeatureKind::kItervarKnob);
   EXPECT_THROW(parse_feature_kind("pixels"), Error);
 }
 
