@@ -68,11 +68,12 @@ class TransferModel;  // tuner/transfer.h
 // guides the search from the first batch and is the task model's base
 // margin). Throws ktune::Error on bad options.
 struct XgbTunerOptions {
-  // curve: on real measurements (bench/cost_model_eval.cc over random-search
-  // runs of 9 workloads, 64 records to train, 64 held out) it ranked best:
-  // Spearman 0.80 / 0.75 against itervar's 0.63 / 0.61 and knob's 0.72 /
-  // 0.67, and trains 6x faster.
-  cost_model::FeatureKind features = cost_model::FeatureKind::kCurve;
+  // itervar: the search-efficiency benchmark (bench/results/
+  // search_efficiency-2026-12-01) reached 90% / 95% of the best in 14 / 81
+  // trials (median) with it and 21 / 103 with curve features, although curve
+  // features rank held-out measurements better (Spearman 0.80 vs 0.63,
+  // cost_model_eval.md there). Both within the benchmark's noise.
+  cost_model::FeatureKind features = cost_model::FeatureKind::kItervar;
   cost_model::XgbOptions model;
   std::shared_ptr<const TransferModel> base;  // null: no transfer
   int warmup = 16;        // measured configs before the task's own model is used
