@@ -360,8 +360,7 @@ const std::vector<float>& FeatureExtractor::get(const Config& config) {
       const ir::Program p = tmpl_.instantiate(workload_, target_, space_, config);
       f = kind_ == FeatureKind::kCurve ? curve_features(p) : itervar_features(p);
     } catch (const Error&) {
-      f.assign(kItervarLength, 0.0f);
-      if (kind_ == FeatureKind::kCurve) f.assign(kCurveLength, 0.0f);
+      f.assign(kind_ == FeatureKind::kCurve ? kCurveLength : kItervarLength, 0.0f);
     }
     if (kind_ == FeatureKind::kItervarKnob) {
       const std::vector<float> knobs = knob_features(space_, config);

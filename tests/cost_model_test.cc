@@ -13,41 +13,15 @@
 #include "cost_model/xgb_model.h"
 #include "schedule_space/error.h"
 #include "schedule_space/templates/templates.h"
+#include "tests/landscape.h"
 
 namespace ktune::cost_model {
 namespace {
 
-Target fixed_target(int threads) {
-  Target t;
-  t.cpu.isa = "avx2";
-  t.cpu.vector_lanes = 8;
-  t.cpu.threads = threads;
-  return t;
-}
+using testing::distinct_valid_configs;
+using testing::fixed_avx2_target;
+using testing::synthetic_cost;
 
-// A config's distance from an optimum a third of the way into every knob.
-double synthetic_cost(const ConfigSpace& space, const Config& c) {
-  double d = 0;
-  for (size_t k = 0; k < space.num_knobs(); ++k) {
-    const double size = static_cast<double>(space.knob(k).size());
-    if (size <= 1) continue;
-    const double x = (static_cast<double>(c.choices[k]) - std::floor(size / 3)) / size;
-    d += x * x;
-  }
-  return 1e-3 * (1 + 10 * d);
-}
-
-std::vector<Config> valid_configs(const Template& tmpl, const Workload& w, const Target& t,
-                                  const ConfigSpace& space, size_t count, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<Config> out;
-  std::set<uint64_t> seen;
-  while (out.size() < count) {
-    Config c = space.random(rng);
-    if (seen.insert(c.index).second && !tmpl.check(w, t, space, c)) out.push_back(c);
-  }
-  return out;
-}
 
 TEST(Features, ItervarStridesBytesAndLoopKindsOfAHandWrittenNest) {
   using namespace ir;
@@ -89,10 +63,10 @@ TEST(Features, ItervarStridesBytesAndLoopKindsOfAHandWrittenNest) {
 
 TEST(Features, EveryKindHasOneLengthPerTaskAndTellsConfigsApart) {
   const Workload w = Workload::parse("conv2d(n=1,c=32,h=28,w=28,k=64,r=3,s=3,pad=1)");
-  const Target t = fixed_target(2);
+  const Target t = fixed_avx2_target(2);
   const Template& tmpl = conv2d_cpu_template();
   const ConfigSpace space = tmpl.space(w, t);
-  const std::vector<Config> configs = valid_configs(tmpl, w, t, space, 40, 3);
+  const std::vector<Config> configs = distinct_valid_configs(tmpl, w, t, space, 40, 3);
   for (FeatureKind kind : {FeatureKind::kItervar, FeatureKind::kCurve, FeatureKind::kKnob, FeatureKind::kItervarKnob}) {
     SCOPED_TRACE(std::string(feature_kind_name(kind)));
     FeatureExtractor fx(w, t, tmpl, space, kind);
@@ -118,10 +92,10 @@ TEST(Features, EveryKindHasOneLengthPerTaskAndTellsConfigsApart) {
 // the point is the order of magnitude, not a timing of this machine).
 TEST(Features, ItervarExtractionIsFastEnoughForTheSearch) {
   const Workload w = Workload::parse("matmul(m=512,n=512,k=512)");
-  const Target t = fixed_target(2);
+  const Target t = fixed_avx2_target(2);
   const Template& tmpl = matmul_cpu_template();
   const ConfigSpace space = tmpl.space(w, t);
-  const std::vector<Config> configs = valid_configs(tmpl, w, t, space, 300, 4);
+  const std::vector<Config> configs = distinct_valid_configs(tmpl, w, t, space, 300, 4);
   FeatureExtractor fx(w, t, tmpl, space, FeatureKind::kItervar);
   const auto start = std::chrono::steady_clock::now();
   for (const Config& c : configs) fx.get(c);
@@ -133,10 +107,10 @@ TEST(Features, ItervarExtractionIsFastEnoughForTheSearch) {
 // not seen close to their true order.
 void expect_ranks_held_out_configs(FeatureKind kind, const std::string& objective, double at_least) {
   const Workload w = Workload::parse("matmul(m=512,n=512,k=512)");
-  const Target t = fixed_target(2);
+  const Target t = fixed_avx2_target(2);
   const Template& tmpl = matmul_cpu_template();
   const ConfigSpace space = tmpl.space(w, t);
-  const std::vector<Config> configs = valid_configs(tmpl, w, t, space, 360, 5);
+  const std::vector<Config> configs = distinct_valid_configs(tmpl, w, t, space, 360, 5);
   FeatureExtractor fx(w, t, tmpl, space, kind);
   Matrix train, test;
   std::vector<float> y_train, y_test;

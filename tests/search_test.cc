@@ -18,6 +18,7 @@
 #include "tests/scratch_dir.h"
 #include "cost_model/features.h"
 #include "cost_model/xgb_model.h"
+#include "tests/landscape.h"
 #include "tuner/replay_measurer.h"
 #include "tuner/transfer.h"
 #include "tuner/tuner.h"
@@ -25,21 +26,10 @@
 namespace ktune {
 namespace {
 
-// A synthetic landscape over a real template's space: the cost grows with
-// the distance of every knob's choice from a fixed optimum (a third of the
-// way into each knob's choices), so better configs are near each other, as
+// The landscape (tests/landscape.h): better configs are near each other, as
 // in real spaces.
-double synthetic_cost(const ConfigSpace& space, const Config& c) {
-  double d = 0;
-  for (size_t k = 0; k < space.num_knobs(); ++k) {
-    const double size = static_cast<double>(space.knob(k).size());
-    if (size <= 1) continue;
-    const double optimum = std::floor(size / 3);
-    const double x = (static_cast<double>(c.choices[k]) - optimum) / size;
-    d += x * x;
-  }
-  return 1e-3 * (1 + 10 * d);
-}
+using testing::fixed_avx2_target;
+using testing::synthetic_cost;
 
 MeasureResult synthetic_result(const ConfigSpace& space, const Config& c) {
   MeasureResult r;
@@ -47,13 +37,6 @@ MeasureResult synthetic_result(const ConfigSpace& space, const Config& c) {
   return r;
 }
 
-Target fixed_target(int threads) {
-  Target t;
-  t.cpu.isa = "avx2";
-  t.cpu.vector_lanes = 8;
-  t.cpu.threads = threads;
-  return t;
-}
 
 TuneOptions replay_options(int trials) {
   TuneOptions o;
@@ -115,7 +98,7 @@ std::vector<uint64_t> replayed_run(const std::string& tuner_name, uint64_t seed,
                                    double* best_cost = nullptr,
                                    cost_model::FeatureKind features = cost_model::FeatureKind::kItervar) {
   const Workload w = Workload::parse("matmul(m=512,n=512,k=512)");
-  Task task = Task::make(w, fixed_target(2), matmul_cpu_template());
+  Task task = Task::make(w, fixed_avx2_target(2), matmul_cpu_template());
   XgbTunerOptions xgb;
   xgb.features = features;
   auto tuner = tuner_name == "xgb" ? make_xgb_tuner(task, seed, xgb) : make_tuner(tuner_name, task, seed);
@@ -169,16 +152,7 @@ double shared_cost(const ir::Program& p) {
 }
 
 std::vector<Config> some_valid_configs(const Task& task, size_t count, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<Config> out;
-  std::set<uint64_t> seen;
-  while (out.size() < count) {
-    Config c = task.space->random(rng);
-    if (seen.insert(c.index).second && !task.tmpl->check(task.workload, task.target, *task.space, c)) {
-      out.push_back(c);
-    }
-  }
-  return out;
+  return testing::distinct_valid_configs(*task.tmpl, task.workload, task.target, *task.space, count, seed);
 }
 
 // Transfer warm start: trained on three other matmuls' records, the base
@@ -186,7 +160,7 @@ std::vector<Config> some_valid_configs(const Task& task, size_t count, uint64_t 
 // task's own first 8 measurements, and the task model warm-started on the
 // base margin keeps that lead.
 TEST(Transfer, HistoryOfOtherWorkloadsRanksANewOneBetterThanItsFirstMeasurements) {
-  const Target t = fixed_target(1);
+  const Target t = fixed_avx2_target(1);
   const Template& tmpl = matmul_cpu_template();
   std::vector<Record> history;
   for (const char* spec : {"matmul(m=128,n=128,k=128)", "matmul(m=256,n=512,k=128)", "matmul(m=64,n=256,k=256)"}) {
@@ -232,7 +206,7 @@ TEST(Transfer, HistoryOfOtherWorkloadsRanksANewOneBetterThanItsFirstMeasurements
 }
 
 TEST(Transfer, TooLittleUsableHistoryGivesNoBaseModel) {
-  const Target t = fixed_target(1);
+  const Target t = fixed_avx2_target(1);
   Record stale;
   stale.workload_key = "matmul(m=8,n=8,k=8)";
   stale.template_name = matmul_cpu_template().name();
@@ -245,7 +219,7 @@ TEST(Transfer, TooLittleUsableHistoryGivesNoBaseModel) {
 
 TEST(GeneticTuner, ImprovesOverItsFirstPopulation) {
   const Workload w = Workload::parse("matmul(m=512,n=512,k=512)");
-  Task task = Task::make(w, fixed_target(2), matmul_cpu_template());
+  Task task = Task::make(w, fixed_avx2_target(2), matmul_cpu_template());
   GeneticOptions options;
   options.population = 16;
   auto ga = make_genetic_tuner(task, 3, options);
@@ -271,7 +245,7 @@ TEST(GeneticTuner, ImprovesOverItsFirstPopulation) {
 
 TEST(GeneticTuner, NeverProposesAConfigTwiceOrAnExcludedOne) {
   const Workload w = Workload::parse("matmul(m=8,n=8,k=8)");
-  Task task = Task::make(w, fixed_target(1), matmul_cpu_template());
+  Task task = Task::make(w, fixed_avx2_target(1), matmul_cpu_template());
   GeneticOptions options;
   options.population = 4;
   auto ga = make_genetic_tuner(task, 5, options);
@@ -293,7 +267,7 @@ TEST(GeneticTuner, NeverProposesAConfigTwiceOrAnExcludedOne) {
 
 TEST(GeneticTuner, RejectsBadOptions) {
   const Workload w = Workload::parse("matmul(m=8,n=8,k=8)");
-  Task task = Task::make(w, fixed_target(1), matmul_cpu_template());
+  Task task = Task::make(w, fixed_avx2_target(1), matmul_cpu_template());
   EXPECT_THROW(make_genetic_tuner(task, 1, {.population = 1}), Error);
   EXPECT_THROW(make_genetic_tuner(task, 1, {.population = 8, .mutation = 1.5}), Error);
 }

@@ -55,7 +55,6 @@ class GeneticTuner : public Tuner {
     }
     std::stable_sort(scored_.begin(), scored_.end(),
                      [](const Scored& a, const Scored& b) { return a.score > b.score; });
-    // Keep a few more than the population so ties and failures do not starve it.
     if (scored_.size() > static_cast<size_t>(options_.population)) {
       scored_.resize(static_cast<size_t>(options_.population));
     }

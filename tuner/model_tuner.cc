@@ -76,7 +76,6 @@ class ModelTuner : public Tuner {
     for (size_t i = 0; i < configs.size() && i < results.size(); ++i) {
       visited_.insert(configs[i].index);
       if (!measured_.insert(configs[i].index).second) continue;
-      rows_.push_back(features_.get(configs[i]));
       measured_configs_.push_back(configs[i]);
       scores_.push_back(results[i].ok() ? 1.0 / results[i].mean_cost() : 0.0);
       if (results[i].ok()) best_.emplace_back(scores_.back(), configs[i]);
@@ -99,13 +98,16 @@ class ModelTuner : public Tuner {
   // Retrains when there are results the model has not seen; false if it
   // cannot train (e.g. nothing measured valid yet).
   bool fit_if_new() {
-    if (fitted_rows_ == rows_.size()) return model_.trained();
+    if (fitted_rows_ == measured_configs_.size()) return model_.trained();
     const double top = *std::max_element(scores_.begin(), scores_.end());
     if (!(top > 0)) return false;
     std::vector<float> y;
     for (double s : scores_) y.push_back(static_cast<float>(s / top));
-    model_.fit(rows_, y, options_.base ? base_margin(measured_configs_) : std::vector<float>{});
-    fitted_rows_ = rows_.size();
+    cost_model::Matrix x;
+    x.reserve(measured_configs_.size());
+    for (const Config& c : measured_configs_) x.push_back(features_.get(c));  // cached
+    model_.fit(x, y, options_.base ? base_margin(measured_configs_) : std::vector<float>{});
+    fitted_rows_ = measured_configs_.size();
     return true;
   }
 
@@ -236,9 +238,8 @@ class ModelTuner : public Tuner {
   cost_model::FeatureExtractor curve_;  // for the transfer base model
   cost_model::XgbModel model_;
   std::unordered_set<uint64_t> visited_;   // proposed, measured or excluded
-  std::unordered_set<uint64_t> measured_;  // with a result in rows_
-  cost_model::Matrix rows_;
-  std::vector<Config> measured_configs_;    // the configs of rows_
+  std::unordered_set<uint64_t> measured_;  // with a result in scores_
+  std::vector<Config> measured_configs_;    // one per score, in order
   std::vector<double> scores_;              // throughput, 0 for failures
   std::vector<std::pair<double, Config>> best_;  // best measured, best first
   size_t fitted_rows_ = 0;

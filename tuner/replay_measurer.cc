@@ -31,23 +31,24 @@ std::vector<MeasureResult> ReplayMeasurer::measure(const std::vector<MeasureInpu
 
 namespace {
 
-// (template name, template version, config index) -> recorded result.
-using RecordedTable = std::map<std::tuple<std::string, int, uint64_t>, MeasureResult>;
+// (template name, template version, config index) -> recorded result, and
+// whether it came from a "search" record.
+struct Recorded {
+  MeasureResult result;
+  bool from_search = false;
+};
+using RecordedTable = std::map<std::tuple<std::string, int, uint64_t>, Recorded>;
 
 RecordedTable read_table(const Database& db, const std::string& workload, const std::string& device) {
   RecordedTable table;
   std::vector<Record> records = db.history(workload, device);  // newest first
   // Oldest first, so the first measurement of a config is the one kept; a
   // "search" record replaces an earlier record of another kind.
-  std::map<std::tuple<std::string, int, uint64_t>, bool> from_search;
   for (auto it = records.rbegin(); it != records.rend(); ++it) {
     auto key = std::make_tuple(it->template_name, it->template_version, it->config_index);
     const bool search = it->kind == "search";
-    auto found = from_search.find(key);
-    if (found == from_search.end() || (!found->second && search)) {
-      table[key] = it->result;
-      from_search[key] = search;
-    }
+    auto found = table.find(key);
+    if (found == table.end() || (!found->second.from_search && search)) table[key] = {it->result, search};
   }
   return table;
 }
@@ -66,7 +67,7 @@ std::unique_ptr<ReplayMeasurer> ReplayMeasurer::from_database(std::shared_ptr<co
         if (!in.tmpl) return std::nullopt;
         auto found = it->second.find(std::make_tuple(in.tmpl->name(), in.tmpl->version(), in.config.index));
         if (found == it->second.end()) return std::nullopt;
-        return found->second;
+        return found->second.result;
       });
 }
 

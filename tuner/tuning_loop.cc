@@ -215,23 +215,19 @@ TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* d
     final_options.best_so_far_s = 0;  // never cut a finalist short
     finals = measure_and_record(task, measurer, db, configs, final_options, "final", options.job);
   }
-  {
-    const Record* winner = nullptr;
-    for (const Record& r : options.final_top > 0 ? finals : pool) {
-      if (r.result.ok() && (!winner || r.result.mean_cost() < winner->result.mean_cost())) {
-        winner = &r;
-      }
-    }
-    if (winner) {
-      summary.best = *winner;
-      // The best of another template of this workload (a 1x1 conv2d has
-      // two) stays marked unless this one beats it.
-      if (db) {
-        std::optional<Record> marked = db->best(summary.workload_key, summary.device_key);
-        if (!marked || marked->template_name == task.tmpl->name() || !marked->result.ok() ||
-            !is_current(*marked) || winner->result.mean_cost() < marked->result.mean_cost()) {
-          db->mark_best(winner->id);
-        }
+  const Record* winner = nullptr;
+  for (const Record& r : options.final_top > 0 ? finals : pool) {
+    if (r.result.ok() && (!winner || r.result.mean_cost() < winner->result.mean_cost())) winner = &r;
+  }
+  if (winner) {
+    summary.best = *winner;
+    // The best of another template of this workload (a 1x1 conv2d has
+    // two) stays marked unless this one beats it.
+    if (db) {
+      std::optional<Record> marked = db->best(summary.workload_key, summary.device_key);
+      if (!marked || marked->template_name == task.tmpl->name() || !marked->result.ok() ||
+          !is_current(*marked) || winner->result.mean_cost() < marked->result.mean_cost()) {
+        db->mark_best(winner->id);
       }
     }
   }
