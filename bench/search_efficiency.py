@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarizes bench/search_efficiency.sh's runs (standard library only).
 
-  search_efficiency.py OUT_DIR TRIALS  > OUT_DIR/summary.md
+  search_efficiency.py OUT_DIR TRIALS [XGB_RUNS]  > OUT_DIR/summary.md
 
 Reads OUT_DIR/runs/*.db, writes OUT_DIR/curves.csv (strategy, seed,
 workload, trial, best-so-far GFLOP/s) and OUT_DIR/curves.svg (the median over
@@ -9,8 +9,13 @@ seeds of best-so-far / best ever, per strategy, averaged over the set), and
 prints a markdown summary: per workload and strategy, the trials needed to
 reach 90% and 95% of the best GFLOP/s ever measured for that workload
 (median over seeds; ">N" when a run never got there), then the medians over
-the set.
+the set. Random search's trials to a target are also estimated from its hit
+rate: with a share p of its samples at the target, the median of the
+geometric distribution, ln 2 / -ln(1 - p), which is not cut off at the budget.
+XGB_RUNS, if given, is the folder the xgb and transfer runs are read from
+(OUT_DIR/runs by default), to summarize a re-run of those two only.
 """
+import math
 import csv
 import glob
 import os
@@ -20,14 +25,21 @@ import statistics
 import sys
 
 out, trials = sys.argv[1], int(sys.argv[2])
+xgb_runs = sys.argv[3] if len(sys.argv) > 3 else os.path.join(out, "runs")
 STRATEGIES = ["random", "ga", "xgb", "xgb+transfer"]
 
 # curves[(strategy, seed, workload)] = best-so-far GFLOP/s after each trial
 curves = {}
-for path in sorted(glob.glob(os.path.join(out, "runs", "*.db"))):
+random_samples = {}  # workload -> every GFLOP/s random search measured (0 for failures)
+paths = sorted(set(glob.glob(os.path.join(out, "runs", "*.db")) + glob.glob(os.path.join(xgb_runs, "*.db"))))
+for path in paths:
     name = os.path.basename(path)[:-3]
     m = re.fullmatch(r"(random|ga|xgb)-(\d+)", name) or re.fullmatch(r"(transfer)-(\d+)-(\d+)", name)
     if not m:
+        continue
+    from_xgb_runs = m.group(1) in ("xgb", "transfer")
+    in_xgb_runs = os.path.samefile(os.path.dirname(path), xgb_runs)
+    if not os.path.samefile(xgb_runs, os.path.join(out, "runs")) and from_xgb_runs != in_xgb_runs:
         continue
     strategy = "xgb+transfer" if m.group(1) == "transfer" else m.group(1)
     seed = int(m.group(2))
@@ -45,6 +57,8 @@ for path in sorted(glob.glob(os.path.join(out, "runs", "*.db"))):
         last = rows[-1][0] if rows else None
         per_workload = {last: per_workload[last]} if last else {}
     for workload, values in per_workload.items():
+        if strategy == "random":
+            random_samples.setdefault(workload, []).extend(values[:trials])
         best, curve = 0.0, []
         for v in values[:trials]:
             best = max(best, v)
@@ -107,6 +121,29 @@ print("| --- | --- | --- |")
 for s in STRATEGIES:
     if set_medians[s][0.9]:
         print(f"| {s} | {fmt(statistics.median(set_medians[s][0.9]))} | {fmt(statistics.median(set_medians[s][0.95]))} |")
+
+# Random search, from its hit rate.
+print()
+print("Random search's expected median trials, from its hit rate over all its runs "
+      "(ln 2 / -ln(1 - p), p = share of random samples at the target; \"none in N\" when no sample got there):\n")
+print("| workload | samples | to 90% | to 95% |")
+print("| --- | --- | --- | --- |")
+estimates = {0.9: [], 0.95: []}
+for workload in workloads:
+    samples = random_samples.get(workload, [])
+    if not samples:
+        continue
+    cells = []
+    for frac in (0.9, 0.95):
+        p = sum(1 for v in samples if v >= frac * best_ever[workload]) / len(samples)
+        est = math.log(2) / -math.log(1 - p) if 0 < p < 1 else (1 if p >= 1 else math.inf)
+        estimates[frac].append(est)
+        cells.append(f"{est:.0f}" if est < math.inf else f"none in {len(samples)}")
+    print(f"| {workload} | {len(samples)} | " + " | ".join(cells) + " |")
+if estimates[0.9]:
+    def fe(v):
+        return f"{v:.0f}" if v < math.inf else "beyond the samples"
+    print(f"| **median over the set** | | {fe(statistics.median(estimates[0.9]))} | {fe(statistics.median(estimates[0.95]))} |")
 
 # The plot: per strategy, the mean over workloads of the median over seeds of
 # best-so-far / best ever, against the trial.
