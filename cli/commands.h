@@ -4,6 +4,9 @@
 #pragma once
 
 #include <functional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -20,5 +23,7 @@ CommandRun add_tune_command(CLI::App& app);
 CommandRun add_space_command(CLI::App& app);
 CommandRun add_best_command(CLI::App& app);
 CommandRun add_bench_command(CLI::App& app);
+// daemon, worker, submit, jobs, job, cancel, workers (cli/farm_commands.cc).
+std::vector<std::pair<std::string, CommandRun>> add_farm_commands(CLI::App& app);
 
 }  // namespace ktune::cli

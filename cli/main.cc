@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
       {"best", add_best_command(app)},
       {"bench", add_bench_command(app)},
   };
+  for (auto& [name, run] : add_farm_commands(app)) commands.emplace(name, std::move(run));
 
   try {
     app.parse(argc, argv);

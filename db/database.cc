@@ -84,6 +84,24 @@ CREATE TABLE device_peaks (
   PRIMARY KEY (device_key, threads)
 );
 )sql"},
+    // The tuning daemon's jobs (spec: the job's JSON, service/) and the
+    // devices its workers described, so a restarted daemon resumes them.
+    {3, R"sql(
+CREATE TABLE jobs (
+  id TEXT PRIMARY KEY,
+  spec TEXT NOT NULL,
+  state TEXT NOT NULL,
+  message TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE devices (
+  device_key TEXT PRIMARY KEY,
+  description TEXT NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX measurements_by_job ON measurements (job, workload_key);
+)sql"},
 };
 
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
@@ -615,6 +633,91 @@ void Database::set_peak_gflops(const std::string& device_key, int threads, doubl
   s.bind(3, gflops);
   s.bind(4, static_cast<int64_t>(std::time(nullptr)));
   s.run();
+}
+
+void Database::add_job(const JobRow& job) {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, impl_->path,
+              "INSERT INTO jobs (id, spec, state, message, created_at, updated_at) "
+              "VALUES (?1, ?2, ?3, ?4, ?5, ?5)");
+  s.bind(1, job.id);
+  s.bind(2, job.spec);
+  s.bind(3, job.state);
+  s.bind(4, job.message);
+  s.bind(5, static_cast<int64_t>(std::time(nullptr)));
+  s.run();
+}
+
+void Database::set_job_state(const std::string& id, const std::string& state, const std::string& message) {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, impl_->path, "UPDATE jobs SET state = ?2, message = ?3, updated_at = ?4 WHERE id = ?1");
+  s.bind(1, id);
+  s.bind(2, state);
+  s.bind(3, message);
+  s.bind(4, static_cast<int64_t>(std::time(nullptr)));
+  s.run();
+}
+
+namespace {
+JobRow read_job(const Statement& s) {
+  return JobRow{s.text(0), s.text(1), s.text(2), s.text(3), s.int64(4), s.int64(5)};
+}
+}  // namespace
+
+std::optional<JobRow> Database::job(const std::string& id) const {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, impl_->path,
+              "SELECT id, spec, state, message, created_at, updated_at FROM jobs WHERE id = ?1");
+  s.bind(1, id);
+  if (!s.step()) return std::nullopt;
+  return read_job(s);
+}
+
+std::vector<JobRow> Database::jobs() const {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, impl_->path,
+              "SELECT id, spec, state, message, created_at, updated_at FROM jobs ORDER BY created_at, rowid");
+  std::vector<JobRow> rows;
+  while (s.step()) rows.push_back(read_job(s));
+  return rows;
+}
+
+JobTaskCounts Database::job_counts(const std::string& job, const std::string& workload_key,
+                                   const std::string& template_name) const {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, impl_->path,
+              "SELECT coalesce(sum(kind = 'search'), 0), coalesce(sum(kind = 'final'), 0), "
+              "coalesce(sum(kind = 'search' AND error_code != 0), 0), min(mean_cost) "
+              "FROM measurements WHERE job = ?1 AND workload_key = ?2 AND (?3 = '' OR template_name = ?3)");
+  s.bind(1, job);
+  s.bind(2, workload_key);
+  s.bind(3, template_name);
+  JobTaskCounts c;
+  if (s.step()) {
+    c.search = s.int64(0);
+    c.final = s.int64(1);
+    c.errors = s.int64(2);
+    if (!s.is_null(3)) c.best_cost = s.real(3);
+  }
+  return c;
+}
+
+void Database::set_device(const std::string& device_key, const std::string& description) {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, impl_->path,
+              "INSERT OR REPLACE INTO devices (device_key, description, updated_at) VALUES (?1, ?2, ?3)");
+  s.bind(1, device_key);
+  s.bind(2, description);
+  s.bind(3, static_cast<int64_t>(std::time(nullptr)));
+  s.run();
+}
+
+std::optional<std::string> Database::device(const std::string& device_key) const {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, impl_->path, "SELECT description FROM devices WHERE device_key = ?1");
+  s.bind(1, device_key);
+  if (!s.step()) return std::nullopt;
+  return s.text(0);
 }
 
 }  // namespace ktune

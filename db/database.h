@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,6 +39,24 @@ struct RecordCounts {
   int64_t total = 0;
   int64_t ok = 0;
   int64_t errors = 0;
+};
+
+// A tuning daemon's job (service/): its spec is the daemon's JSON text.
+struct JobRow {
+  std::string id;
+  std::string spec;
+  std::string state;    // queued | running | done | cancelled | failed
+  std::string message;  // why it failed, or what it waits for
+  int64_t created_at = 0;  // unix seconds
+  int64_t updated_at = 0;
+};
+
+// What a job has measured for one workload.
+struct JobTaskCounts {
+  int64_t search = 0;  // search records (trials)
+  int64_t final = 0;   // re-measurements of the top candidates
+  int64_t errors = 0;  // failed search records
+  double best_cost = std::numeric_limits<double>::infinity();  // seconds, over all its ok records
 };
 
 class Database {
@@ -79,6 +98,21 @@ class Database {
   // Stores (or replaces) it. Throws ktune::Error unless gflops is positive
   // and finite and threads >= 1.
   void set_peak_gflops(const std::string& device_key, int threads, double gflops);
+
+  // Jobs of the tuning daemon. add_job throws ktune::Error (SqliteError) if
+  // the id exists.
+  void add_job(const JobRow& job);
+  void set_job_state(const std::string& id, const std::string& state, const std::string& message);
+  std::optional<JobRow> job(const std::string& id) const;
+  std::vector<JobRow> jobs() const;  // oldest first
+  // Of one template if template_name is given, else of all.
+  JobTaskCounts job_counts(const std::string& job, const std::string& workload_key,
+                           const std::string& template_name = "") const;
+
+  // The description (the daemon's JSON text) of a device key its workers
+  // registered, so a restarted daemon can resume jobs before they return.
+  void set_device(const std::string& device_key, const std::string& description);
+  std::optional<std::string> device(const std::string& device_key) const;
 
   const std::string& path() const;
 

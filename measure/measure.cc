@@ -12,7 +12,7 @@ namespace {
 
 // The names are part of the record format (database rows, JSONL, the runner
 // protocol): never rename one.
-constexpr std::array<std::pair<MeasureError, std::string_view>, 9> kErrorNames = {{
+constexpr std::array<std::pair<MeasureError, std::string_view>, 10> kErrorNames = {{
     {MeasureError::kNone, "none"},
     {MeasureError::kInvalidConfig, "invalid_config"},
     {MeasureError::kCompileError, "compile_error"},
@@ -22,6 +22,7 @@ constexpr std::array<std::pair<MeasureError, std::string_view>, 9> kErrorNames =
     {MeasureError::kWrongAnswer, "wrong_answer"},
     {MeasureError::kDeviceLost, "device_lost"},
     {MeasureError::kNotRecorded, "not_recorded"},
+    {MeasureError::kCancelled, "cancelled"},
 }};
 
 }  // namespace
@@ -41,6 +42,16 @@ MeasureError parse_error_name(std::string_view name) {
     accepted += known;
   }
   throw Error("unknown measure error '" + std::string(name) + "'; accepted: " + accepted);
+}
+
+std::vector<MeasureResult> Measurer::measure_each(const std::vector<MeasureInput>& inputs,
+                                                  const MeasureOptions& options,
+                                                  const std::function<void(size_t, const MeasureResult&)>& on_result) {
+  std::vector<MeasureResult> results = measure(inputs, options);
+  if (on_result) {
+    for (size_t i = 0; i < results.size() && i < inputs.size(); ++i) on_result(i, results[i]);
+  }
+  return results;
 }
 
 double MeasureResult::mean_cost() const {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,7 +28,10 @@ enum class MeasureError {
   kWrongAnswer = 6,
   kDeviceLost = 7,
   kNotRecorded = 8,  // replay: no recorded measurement of this config
-  kLast = kNotRecorded,
+  // Never measured: the job was cancelled or the daemon is stopping. Not a
+  // record: the tuning loop neither stores it nor learns from it.
+  kCancelled = 9,
+  kLast = kCancelled,
 };
 
 std::string_view error_name(MeasureError e);  // "none", "invalid_config", ...
@@ -74,6 +78,12 @@ class Measurer {
   // One result per input, same order. Thread-compatible: one batch at a time.
   virtual std::vector<MeasureResult> measure(const std::vector<MeasureInput>& inputs,
                                              const MeasureOptions& options) = 0;
+  // The same, also calling on_result(i, result) as each result is known (a
+  // farm's results arrive one by one; storing each at once loses none if the
+  // process dies mid-batch). This default calls it after measure().
+  virtual std::vector<MeasureResult> measure_each(const std::vector<MeasureInput>& inputs,
+                                                  const MeasureOptions& options,
+                                                  const std::function<void(size_t, const MeasureResult&)>& on_result);
 };
 
 }  // namespace ktune

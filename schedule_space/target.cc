@@ -168,6 +168,7 @@ std::string cpu_model_slug(const std::string& model_name) {
 }  // namespace detail
 
 std::string Target::device_key() const {
+  if (!key.empty()) return key;
   if (kind != TargetKind::kCpu) throw Error("device_key: CUDA targets are not supported yet");
   return "cpu/" + cpu.model + "/" + cpu.isa + "/" + std::to_string(cpu.threads) + "t";
 }

@@ -27,8 +27,10 @@ struct CpuTarget {
 struct Target {
   TargetKind kind = TargetKind::kCpu;
   CpuTarget cpu;
+  // A device key given by the user (`ktune worker --key`); empty: derived.
+  std::string key;
 
-  // "cpu/<model>/<isa>/<threads>t".
+  // key if set, else "cpu/<model>/<isa>/<threads>t".
   std::string device_key() const;
   // Human-readable one-line description (model, ISA, threads, caches, compiler).
   std::string describe() const;

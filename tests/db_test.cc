@@ -333,7 +333,7 @@ TEST_F(DatabaseTest, ReopeningKeepsRecordsBestMarkAndSchemaVersion) {
     expect_same_record(got[1], batch[0]);
     EXPECT_EQ(db->best("w", "cpu/test/avx2/2t")->id, batch[1].id);
   }
-  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "2");
+  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "3");
   EXPECT_EQ(raw_query(path_, "PRAGMA application_id"), std::to_string(0x6B74756E));
   EXPECT_EQ(raw_query(path_, "PRAGMA journal_mode"), "wal");
 }
@@ -379,7 +379,7 @@ TEST_F(DatabaseTest, RefusesAnotherApplicationsDatabaseUnchanged) {
 TEST_F(DatabaseTest, RefusesANewerSchemaVersionUnchanged) {
   make_database(3);
   raw_sql(path_, "PRAGMA user_version = 99");
-  expect_refused_unchanged("schema version 99, newer than this build understands (up to 2)");
+  expect_refused_unchanged("schema version 99, newer than this build understands (up to 3)");
 }
 
 TEST_F(DatabaseTest, StoresTheMeasuredPeakPerDeviceAndThreadCount) {
@@ -405,18 +405,56 @@ TEST_F(DatabaseTest, RefusesANonsensePeak) {
   EXPECT_FALSE(db->peak_gflops("cpu/test/avx2/2t", 2).has_value());
 }
 
-// A file written by a build with schema version 1 (before device_peaks):
-// opening it migrates it to version 2 and keeps its records.
+// A file written by a build with schema version 1 (before device_peaks and
+// the daemon's tables): opening it migrates it to the current version and
+// keeps its records.
 TEST_F(DatabaseTest, MigratesAVersion1DatabaseKeepingItsRecords) {
   make_database(3);
-  // Turn it back into what version 1 left: no peaks table, user_version 1.
-  raw_sql(path_, "DROP TABLE device_peaks; PRAGMA user_version = 1;");
+  // Turn it back into what version 1 left: no peaks, jobs or devices tables, user_version 1.
+  raw_sql(path_,
+          "DROP TABLE device_peaks; DROP TABLE jobs; DROP TABLE devices; DROP INDEX measurements_by_job; "
+          "PRAGMA user_version = 1;");
   ASSERT_EQ(raw_query(path_, "SELECT count(*) FROM sqlite_schema WHERE name = 'device_peaks'"), "0");
   auto db = Database::open(path_);
   EXPECT_EQ(db->counts().total, 3);
   db->set_peak_gflops("cpu/test/avx2/2t", 2, 99.0);
   EXPECT_EQ(db->peak_gflops("cpu/test/avx2/2t", 2), 99.0);
-  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "2");
+  db->add_job(JobRow{"j1", "{}", "queued", "", 0, 0});
+  EXPECT_EQ(db->jobs().size(), 1u);
+  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "3");
+}
+
+// The daemon's jobs survive reopening; a job's counts come from its records.
+TEST_F(DatabaseTest, JobsAndDevicesPersistAndJobCountsComeFromRecords) {
+  {
+    auto db = Database::open(path_);
+    db->add_job(JobRow{"job-1", R"j({"ops":["matmul(m=8,n=8,k=8)"]})j", "queued", "", 0, 0});
+    db->add_job(JobRow{"job-2", "{}", "queued", "", 0, 0});
+    EXPECT_THROW(db->add_job(JobRow{"job-1", "{}", "queued", "", 0, 0}), Error);
+    db->set_job_state("job-1", "running", "");
+    db->set_device("cpu/test/avx2/2t", R"({"isa":"avx2"})");
+    std::vector<Record> batch = {make_record("w", 1, {1e-3}), make_record("w", 2, {2e-3}),
+                                 make_record("w", 3, {}, MeasureError::kRunTimeout)};
+    for (Record& r : batch) r.job = "job-1";
+    batch[1].kind = "final";
+    db->insert(batch);
+  }
+  auto db = Database::open(path_);
+  std::vector<JobRow> jobs = db->jobs();
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs[0].id, "job-1");
+  EXPECT_EQ(jobs[0].state, "running");
+  EXPECT_EQ(jobs[0].spec, R"j({"ops":["matmul(m=8,n=8,k=8)"]})j");
+  EXPECT_GT(jobs[0].created_at, 0);
+  EXPECT_FALSE(db->job("job-3").has_value());
+  EXPECT_EQ(db->device("cpu/test/avx2/2t").value(), R"({"isa":"avx2"})");
+  EXPECT_FALSE(db->device("cpu/other/avx2/2t").has_value());
+  JobTaskCounts c = db->job_counts("job-1", "w");
+  EXPECT_EQ(c.search, 2);
+  EXPECT_EQ(c.final, 1);
+  EXPECT_EQ(c.errors, 1);
+  EXPECT_DOUBLE_EQ(c.best_cost, 1e-3);
+  EXPECT_EQ(db->job_counts("job-2", "w").search, 0);
 }
 
 // The point of one transaction per batch: a process killed halfway through a

@@ -107,6 +107,9 @@ struct TuneOptions {
   bool transfer = true;
   MeasureOptions measure;
   std::string job;            // recorded with every row
+  // Asked before every batch: true stops the search (a cancelled job, a
+  // daemon shutting down); then there is no re-measurement.
+  std::function<bool()> stop;
 };
 
 struct TuneProgress {
@@ -129,6 +132,7 @@ struct TuneSummary {
   double search_s = 0;         // of elapsed_s, inside the tuner (model training, proposals)
   std::vector<std::pair<MeasureError, int>> error_counts;
   std::string first_error;     // message of the first failed candidate, to explain failures
+  bool stopped = false;        // options.stop ended it before its trials
 };
 
 // Whether this build can use r: its template exists here at the version that

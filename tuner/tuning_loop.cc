@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "schedule_space/error.h"
@@ -42,13 +43,21 @@ std::vector<MeasureInput> make_inputs(const Task& task, const std::vector<Config
   return inputs;
 }
 
-// Measures configs, stores their records (when there is a database) and
-// returns the records with ids filled in.
+// Measures configs and stores each record (when there is a database) as
+// soon as its result is known; returns the records, ids filled in, in the
+// order of configs, without the cancelled ones (never measured).
 std::vector<Record> measure_and_record(const Task& task, Measurer& measurer, Database* db,
                                        const std::vector<Config>& configs,
                                        const MeasureOptions& options, const std::string& kind,
                                        const std::string& job) {
-  std::vector<MeasureResult> results = measurer.measure(make_inputs(task, configs), options);
+  std::vector<std::optional<Record>> stored(configs.size());
+  auto store = [&](size_t i, const MeasureResult& result) {
+    if (i >= configs.size() || stored[i] || result.error == MeasureError::kCancelled) return;
+    std::vector<Record> one = {make_record(task, configs[i], result, kind, job)};
+    if (db) db->insert(one);
+    stored[i] = std::move(one[0]);
+  };
+  std::vector<MeasureResult> results = measurer.measure_each(make_inputs(task, configs), options, store);
   if (results.size() != configs.size()) {
     throw Error("measurer returned " + std::to_string(results.size()) + " results for " +
                 std::to_string(configs.size()) + " inputs");
@@ -56,9 +65,9 @@ std::vector<Record> measure_and_record(const Task& task, Measurer& measurer, Dat
   std::vector<Record> records;
   records.reserve(configs.size());
   for (size_t i = 0; i < configs.size(); ++i) {
-    records.push_back(make_record(task, configs[i], results[i], kind, job));
+    store(i, results[i]);  // a result the measurer did not stream
+    if (stored[i]) records.push_back(std::move(*stored[i]));
   }
-  if (db) db->insert(records);
   return records;
 }
 
@@ -162,7 +171,9 @@ TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* d
   }
   size_t next_seed = 0;
 
-  while (progress.trials_done < options.trials && (next_seed < seeds.size() || tuner.has_next())) {
+  auto stopped = [&] { return options.stop && options.stop(); };
+  while (progress.trials_done < options.trials && (next_seed < seeds.size() || tuner.has_next()) &&
+         !stopped()) {
     int n = std::min(options.batch_size, options.trials - progress.trials_done);
     std::vector<Config> batch;
     while (static_cast<int>(batch.size()) < n && next_seed < seeds.size()) {
@@ -175,7 +186,9 @@ TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* d
     std::vector<Record> records =
         measure_and_record(task, measurer, db, batch, measure_options, "search", options.job);
     std::vector<MeasureResult> results;
+    std::vector<Config> measured_configs;  // batch without the cancelled
     for (const Record& r : records) {
+      measured_configs.push_back(task.space->get(r.config_index));
       results.push_back(r.result);
       if (!r.result.ok()) {
         if (summary.first_error.empty()) {
@@ -191,9 +204,9 @@ TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* d
         trials_since_improvement = 0;
       }
     }
-    timed_search([&] { tuner.update(batch, results); });
+    timed_search([&] { tuner.update(measured_configs, results); });
     pool.insert(pool.end(), records.begin(), records.end());
-    progress.trials_done += static_cast<int>(batch.size());
+    progress.trials_done += static_cast<int>(records.size());
     progress.elapsed_s = elapsed();
     report_best();
     if (on_progress) on_progress(progress);
@@ -202,6 +215,11 @@ TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* d
   summary.trials = progress.trials_done;
   summary.errors = progress.errors;
   for (auto [e, count] : error_counts) summary.error_counts.emplace_back(e, count);
+  if (stopped()) {  // cancelled or shutting down: no re-measurement, nothing marked
+    summary.stopped = true;
+    summary.elapsed_s = elapsed();
+    return summary;
+  }
 
   // Re-measure the top candidates with more repeats; the re-measured best
   // wins (with no finalists, final_top 0, the best measured).

@@ -1,0 +1,226 @@
+#include "service/server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+
+#include <cmath>
+#include <iostream>
+
+#include "proto/ktune.grpc.pb.h"
+#include "workers/client.h"
+#include "workers/convert.h"
+
+namespace ktune {
+
+namespace {
+
+constexpr int kMaxLeaseItems = 1024;
+constexpr int kMaxReportResults = 4096;
+
+grpc::Status to_status(const FarmError& e) {
+  switch (e.code) {
+    case FarmError::kInvalidArgument: return {grpc::StatusCode::INVALID_ARGUMENT, e.what()};
+    case FarmError::kNotFound: return {grpc::StatusCode::NOT_FOUND, e.what()};
+    case FarmError::kFailedPrecondition: return {grpc::StatusCode::FAILED_PRECONDITION, e.what()};
+    case FarmError::kUnavailable: return {grpc::StatusCode::UNAVAILABLE, e.what()};
+  }
+  return {grpc::StatusCode::INTERNAL, e.what()};
+}
+
+// Same time whatever the first wrong byte.
+bool same_secret(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+grpc::Status invalid(const std::string& why) { return {grpc::StatusCode::INVALID_ARGUMENT, why}; }
+
+// Runs a handler: the token first, then f; errors become statuses.
+template <typename F>
+grpc::Status guarded(grpc::ServerContext* ctx, const std::string& token, F&& f) {
+  if (!token.empty()) {
+    auto it = ctx->client_metadata().find("authorization");
+    const std::string given = it == ctx->client_metadata().end() ? "" : std::string(it->second.data(), it->second.size());
+    if (!same_secret(given, "Bearer " + token)) {
+      return {grpc::StatusCode::UNAUTHENTICATED,
+              it == ctx->client_metadata().end() ? "this daemon needs a token (--token or KTUNE_TOKEN)"
+                                                 : "wrong token"};
+    }
+  }
+  try {
+    return f();
+  } catch (const FarmError& e) {
+    return to_status(e);
+  } catch (const Error& e) {
+    return invalid(e.what());
+  } catch (const std::exception& e) {
+    return {grpc::StatusCode::INTERNAL, e.what()};
+  }
+}
+
+}  // namespace
+
+bool is_loopback_address(const std::string& address) {
+  std::string host = address;
+  if (!host.empty() && host[0] == '[') {
+    host = host.substr(1, host.find(']') == std::string::npos ? std::string::npos : host.find(']') - 1);
+  } else if (auto colon = host.rfind(':'); colon != std::string::npos) {
+    host = host.substr(0, colon);
+  }
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+class DaemonServer::FarmService final : public v1::Farm::Service {
+ public:
+  FarmService(Database& db, DeviceFarm& farm, std::string token) : db_(db), farm_(farm), token_(std::move(token)) {}
+
+  grpc::Status Register(grpc::ServerContext* ctx, const v1::RegisterRequest* req, v1::RegisterReply* reply) override {
+    return guarded(ctx, token_, [&] {
+      *reply = farm_.register_worker(*req);
+      const std::string key = wire::from_proto(req->device().target()).device_key();
+      if (std::optional<v1::DeviceInfo> d = farm_.device(key)) db_.set_device(key, wire::to_json(*d));
+      std::cerr << "ktune daemon: worker " << req->worker_name() << " (" << reply->worker_id() << ") registered for "
+                << key << "\n";
+      return grpc::Status::OK;
+    });
+  }
+
+  grpc::Status Lease(grpc::ServerContext* ctx, const v1::LeaseRequest* req, v1::LeaseReply* reply) override {
+    return guarded(ctx, token_, [&] {
+      if (req->worker_id().empty()) return invalid("lease: worker_id is empty (register first)");
+      if (req->max_items() < 1 || req->max_items() > kMaxLeaseItems) {
+        return invalid("lease: max_items must be in 1.." + std::to_string(kMaxLeaseItems));
+      }
+      if (req->wait_ms() < 0 || req->wait_ms() > 30000) return invalid("lease: wait_ms must be in 0..30000");
+      for (auto& item : farm_.lease(req->worker_id(), req->max_items(), std::chrono::milliseconds(req->wait_ms()))) {
+        *reply->add_items() = std::move(item);
+      }
+      return grpc::Status::OK;
+    });
+  }
+
+  grpc::Status Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req, v1::HeartbeatReply* reply) override {
+    return guarded(ctx, token_, [&] {
+      if (req->worker_id().empty()) return invalid("heartbeat: worker_id is empty");
+      std::vector<std::string> ids(req->item_ids().begin(), req->item_ids().end());
+      for (auto& id : farm_.heartbeat(req->worker_id(), ids)) reply->add_cancelled_item_ids(std::move(id));
+      return grpc::Status::OK;
+    });
+  }
+
+  grpc::Status Report(grpc::ServerContext* ctx, const v1::ReportRequest* req, v1::ReportReply* reply) override {
+    return guarded(ctx, token_, [&] {
+      if (req->worker_id().empty()) return invalid("report: worker_id is empty");
+      if (req->results_size() > kMaxReportResults) {
+        return invalid("report: " + std::to_string(req->results_size()) + " results; at most " +
+                       std::to_string(kMaxReportResults));
+      }
+      for (const auto& r : req->results()) {
+        if (r.item_id().empty()) return invalid("report: a result has no item_id");
+        for (double c : r.result().costs()) {
+          if (!std::isfinite(c) || c < 0) return invalid("report: item " + r.item_id() + " has a cost that is not a finite non-negative number");
+        }
+      }
+      std::vector<v1::ItemResult> results(req->results().begin(), req->results().end());
+      *reply = farm_.report(req->worker_id(), results);
+      return grpc::Status::OK;
+    });
+  }
+
+ private:
+  Database& db_;
+  DeviceFarm& farm_;
+  std::string token_;
+};
+
+class DaemonServer::TuningService final : public v1::Tuning::Service {
+ public:
+  TuningService(JobManager& jobs, DeviceFarm& farm, std::string token)
+      : jobs_(jobs), farm_(farm), token_(std::move(token)) {}
+
+  grpc::Status Submit(grpc::ServerContext* ctx, const v1::SubmitRequest* req, v1::SubmitReply* reply) override {
+    return guarded(ctx, token_, [&] {
+      reply->set_job_id(jobs_.submit(req->spec()));
+      std::cerr << "ktune daemon: job " << reply->job_id() << " submitted (" << req->spec().ops_size()
+                << " operators on " << req->spec().device_key() << ")\n";
+      return grpc::Status::OK;
+    });
+  }
+  grpc::Status GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req, v1::JobStatus* reply) override {
+    return guarded(ctx, token_, [&] {
+      if (req->job_id().empty()) return invalid("job_id is empty");
+      *reply = jobs_.status(req->job_id());
+      return grpc::Status::OK;
+    });
+  }
+  grpc::Status ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest*, v1::ListJobsReply* reply) override {
+    return guarded(ctx, token_, [&] {
+      for (auto& j : jobs_.list()) *reply->add_jobs() = std::move(j);
+      return grpc::Status::OK;
+    });
+  }
+  grpc::Status CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req, v1::CancelJobReply* reply) override {
+    return guarded(ctx, token_, [&] {
+      if (req->job_id().empty()) return invalid("job_id is empty");
+      *reply->mutable_job() = jobs_.cancel(req->job_id());
+      return grpc::Status::OK;
+    });
+  }
+  grpc::Status ListWorkers(grpc::ServerContext* ctx, const v1::ListWorkersRequest*, v1::ListWorkersReply* reply) override {
+    return guarded(ctx, token_, [&] {
+      for (auto& w : farm_.workers()) *reply->add_workers() = std::move(w);
+      return grpc::Status::OK;
+    });
+  }
+
+ private:
+  JobManager& jobs_;
+  DeviceFarm& farm_;
+  std::string token_;
+};
+
+DaemonServer::DaemonServer(Database& db, DeviceFarm& farm, JobManager& jobs, const ServerOptions& options)
+    : farm_service_(std::make_unique<FarmService>(db, farm, options.token)),
+      tuning_service_(std::make_unique<TuningService>(jobs, farm, options.token)) {
+  if (!is_loopback_address(options.listen) && options.token.empty()) {
+    throw Error("listening on " + options.listen +
+                " (not loopback) needs a token: give --token or set KTUNE_TOKEN, so that only your workers and "
+                "clients can use the daemon");
+  }
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (!options.tls_cert.empty() || !options.tls_key.empty()) {
+    if (options.tls_cert.empty() || options.tls_key.empty()) throw Error("TLS needs both --tls-cert and --tls-key");
+    grpc::SslServerCredentialsOptions ssl(options.tls_ca.empty()
+                                              ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_key_cert_pairs.push_back({read_text_file(options.tls_key, "TLS key"),
+                                      read_text_file(options.tls_cert, "TLS certificate")});
+    if (!options.tls_ca.empty()) ssl.pem_root_certs = read_text_file(options.tls_ca, "TLS CA file");
+    creds = grpc::SslServerCredentials(ssl);
+  } else {
+    if (!options.tls_ca.empty()) throw Error("--tls-ca needs --tls-cert and --tls-key");
+    creds = grpc::InsecureServerCredentials();
+  }
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, creds, &port_);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(16 << 20);
+  builder.RegisterService(farm_service_.get());
+  builder.RegisterService(tuning_service_.get());
+  server_ = builder.BuildAndStart();
+  if (!server_ || port_ == 0) throw Error("cannot listen on " + options.listen + " (address in use or invalid?)");
+}
+
+DaemonServer::~DaemonServer() { shutdown(); }
+
+void DaemonServer::shutdown() {
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+void DaemonServer::wait() {
+  if (server_) server_->Wait();
+}
+
+}  // namespace ktune

@@ -1,0 +1,338 @@
+#include "workers/worker.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "proto/ktune.grpc.pb.h"
+#include "schedule_space/error.h"
+#include "schedule_space/template.h"
+#include "schedule_space/workload.h"
+#include "workers/convert.h"
+
+namespace ktune {
+
+namespace {
+
+constexpr double kRpcTimeoutS = 10;
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown-host";
+  return buf;
+}
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(std::min(line.size(), colon + 2));
+    }
+  }
+  return "";
+}
+
+void log(const std::string& name, const std::string& text) {
+  std::cerr << "ktune worker " << name << ": " << text << std::endl;
+}
+
+bool fatal(const grpc::Status& s) {
+  return s.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+         s.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+         s.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+         s.error_code() == grpc::StatusCode::INVALID_ARGUMENT;
+}
+
+MeasureResult failed(MeasureError e, const std::string& message) {
+  MeasureResult r;
+  r.error = e;
+  r.error_message = message;
+  r.timestamp = static_cast<int64_t>(std::time(nullptr));
+  return r;
+}
+
+// Measures leased items: rebuilds each candidate from its wire form with this
+// build's templates, then measures runs of items with the same options
+// together (built in parallel, timed one at a time).
+class ItemMeasurer {
+ public:
+  ItemMeasurer(const WorkerOptions& options, const std::string& name) : options_(options), name_(name) {
+    if (!options.noop) {
+      LocalMeasurerOptions m = options.measurer;
+      m.worker_name = name;
+      local_ = std::make_unique<LocalMeasurer>(m);
+    }
+  }
+
+  std::vector<MeasureResult> measure(const std::vector<v1::MeasureItem>& items) {
+    std::vector<MeasureResult> out(items.size());
+    if (options_.noop) {
+      for (MeasureResult& r : out) {
+        r.costs = {1e-3};
+        r.worker = name_;
+        r.timestamp = static_cast<int64_t>(std::time(nullptr));
+      }
+      return out;
+    }
+    std::vector<std::optional<MeasureInput>> inputs(items.size());
+    for (size_t i = 0; i < items.size(); ++i) {
+      try {
+        inputs[i] = input(items[i]);
+      } catch (const Error& e) {
+        out[i] = failed(MeasureError::kInvalidConfig, std::string("worker cannot build this item: ") + e.what());
+      }
+    }
+    size_t i = 0;
+    while (i < items.size()) {
+      if (!inputs[i]) {
+        ++i;
+        continue;
+      }
+      // A run of items with the same options.
+      const std::string key = items[i].options().SerializeAsString();
+      std::vector<size_t> run;
+      for (size_t j = i; j < items.size() && inputs[j] && items[j].options().SerializeAsString() == key; ++j) {
+        run.push_back(j);
+      }
+      std::vector<MeasureInput> batch;
+      for (size_t j : run) batch.push_back(*inputs[j]);
+      std::vector<MeasureResult> results = local_->measure(batch, wire::from_proto(items[i].options()));
+      for (size_t k = 0; k < run.size() && k < results.size(); ++k) out[run[k]] = std::move(results[k]);
+      i = run.back() + 1;
+    }
+    for (MeasureResult& r : out) {
+      if (r.worker.empty()) r.worker = name_;
+    }
+    return out;
+  }
+
+ private:
+  MeasureInput input(const v1::MeasureItem& item) {
+    const Template& tmpl = find_template(item.template_name());
+    if (tmpl.version() != item.template_version()) {
+      throw Error("template " + item.template_name() + " is version " + std::to_string(tmpl.version()) +
+                  " here, the item wants version " + std::to_string(item.template_version()));
+    }
+    Workload w = Workload::parse(item.workload_key());
+    Target t = wire::from_proto(item.target());
+    const std::string cache_key = item.workload_key() + "|" + item.template_name() + "|" + item.target().SerializeAsString();
+    auto it = spaces_.find(cache_key);
+    if (it == spaces_.end()) {
+      if (spaces_.size() > 64) spaces_.clear();
+      it = spaces_.emplace(cache_key, std::make_shared<const ConfigSpace>(tmpl.space(w, t))).first;
+    }
+    if (item.config_index() >= it->second->size()) {
+      throw Error("config index " + std::to_string(item.config_index()) + " is outside the space (" +
+                  std::to_string(it->second->size()) + " configs)");
+    }
+    return MeasureInput{w, t, &tmpl, it->second->get(item.config_index())};
+  }
+
+  const WorkerOptions& options_;
+  std::string name_;
+  std::unique_ptr<LocalMeasurer> local_;
+  std::map<std::string, std::shared_ptr<const ConfigSpace>> spaces_;
+};
+
+class Worker {
+ public:
+  Worker(const WorkerOptions& options, const std::atomic<bool>& stop)
+      : options_(options),
+        stop_(stop),
+        name_(options.name.empty() ? host_name() + "-" + std::to_string(getpid()) : options.name),
+        stub_(v1::Farm::NewStub(make_channel(options.daemon, options.tls))),
+        measurer_(options, name_) {}
+
+  int run() {
+    double backoff = 0.1;
+    bool said_unreachable = false;
+    auto wait_backoff = [&] {
+      sleep_unless_stopped(backoff);
+      backoff = std::min(options_.max_backoff_s, backoff * 2);
+    };
+    while (!stop_) {
+      if (worker_id_.empty()) {
+        grpc::Status s = register_once();
+        if (!s.ok()) {
+          if (fatal(s)) {
+            log(name_, "the daemon refused this worker: " + status_text(s));
+            return 2;
+          }
+          if (!said_unreachable) log(name_, "daemon " + options_.daemon + " unreachable (" + status_text(s) + "); retrying");
+          said_unreachable = true;
+          wait_backoff();
+          continue;
+        }
+        log(name_, "registered with " + options_.daemon + " as " + worker_id_ + " for " +
+                       options_.target.device_key());
+        said_unreachable = false;
+        backoff = 0.1;
+      }
+      std::vector<v1::MeasureItem> items;
+      grpc::Status s = lease(items);
+      if (!s.ok()) {
+        if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
+          log(name_, "the daemon no longer knows this worker (restarted?); registering again");
+          worker_id_.clear();
+          continue;
+        }
+        if (fatal(s)) {
+          log(name_, "the daemon refused this worker: " + status_text(s));
+          return 2;
+        }
+        if (!said_unreachable) log(name_, "lost the daemon (" + status_text(s) + "); retrying");
+        said_unreachable = true;
+        wait_backoff();
+        continue;
+      }
+      said_unreachable = false;
+      backoff = 0.1;
+      if (items.empty()) continue;
+      measure_and_report(items);
+    }
+    return 0;
+  }
+
+ private:
+  void sleep_unless_stopped(double seconds) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+    while (!stop_ && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+
+  grpc::Status register_once() {
+    v1::RegisterRequest req;
+    req.set_protocol_version(v1::PROTOCOL_VERSION);
+    req.set_worker_name(name_);
+    req.set_parallel(options_.parallel);
+    v1::DeviceInfo* d = req.mutable_device();
+    *d->mutable_target() = wire::to_proto(options_.target);
+    d->set_host(host_name());
+    d->set_description(options_.target.kind == TargetKind::kCpu ? options_.target.describe() : "");
+    d->set_cpu_model_name(cpu_model_name());
+    d->set_tool_version("ktune " KTUNE_VERSION);
+    v1::RegisterReply reply;
+    grpc::ClientContext ctx;
+    prepare_context(ctx, options_.token, kRpcTimeoutS);
+    grpc::Status s = stub_->Register(&ctx, req, &reply);
+    if (s.ok()) {
+      worker_id_ = reply.worker_id();
+      heartbeat_s_ = reply.heartbeat_s() > 0 ? reply.heartbeat_s() : 2;
+    }
+    return s;
+  }
+
+  grpc::Status lease(std::vector<v1::MeasureItem>& items) {
+    v1::LeaseRequest req;
+    req.set_worker_id(worker_id_);
+    req.set_max_items(std::max(1, options_.parallel));
+    req.set_wait_ms(1000);
+    v1::LeaseReply reply;
+    grpc::ClientContext ctx;
+    prepare_context(ctx, options_.token, kRpcTimeoutS);
+    grpc::Status s = stub_->Lease(&ctx, req, &reply);
+    if (s.ok()) items.assign(reply.items().begin(), reply.items().end());
+    return s;
+  }
+
+  void measure_and_report(const std::vector<v1::MeasureItem>& items) {
+    std::set<std::string> abandoned;  // the daemon no longer wants them
+    std::mutex mu;
+    std::condition_variable cv;
+    bool busy = !options_.noop;
+    std::thread heartbeat;
+    if (busy) {
+      heartbeat = std::thread([&] {
+        std::unique_lock lock(mu);
+        while (busy) {
+          cv.wait_for(lock, std::chrono::milliseconds(static_cast<int64_t>(heartbeat_s_ * 1000)));
+          if (!busy) break;
+          lock.unlock();
+          v1::HeartbeatRequest req;
+          req.set_worker_id(worker_id_);
+          for (const auto& item : items) req.add_item_ids(item.item_id());
+          v1::HeartbeatReply reply;
+          grpc::ClientContext ctx;
+          prepare_context(ctx, options_.token, kRpcTimeoutS);
+          grpc::Status s = stub_->Heartbeat(&ctx, req, &reply);
+          lock.lock();
+          if (s.ok()) abandoned.insert(reply.cancelled_item_ids().begin(), reply.cancelled_item_ids().end());
+        }
+      });
+    }
+    std::vector<MeasureResult> results = measurer_.measure(items);
+    {
+      std::lock_guard lock(mu);
+      busy = false;
+    }
+    cv.notify_all();
+    if (heartbeat.joinable()) heartbeat.join();
+
+    v1::ReportRequest req;
+    req.set_worker_id(worker_id_);
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (abandoned.count(items[i].item_id())) continue;
+      v1::ItemResult* r = req.add_results();
+      r->set_item_id(items[i].item_id());
+      *r->mutable_result() = wire::to_proto(results[i]);
+    }
+    if (req.results_size() == 0) return;
+    // Report, retrying while the daemon is away (a restarted one will not
+    // know the items, and says so).
+    double backoff = 0.1;
+    for (int attempt = 0; attempt < 30; ++attempt) {
+      v1::ReportReply reply;
+      grpc::ClientContext ctx;
+      prepare_context(ctx, options_.token, kRpcTimeoutS);
+      grpc::Status s = stub_->Report(&ctx, req, &reply);
+      if (s.ok()) {
+        if (reply.unknown() > 0) log(name_, std::to_string(reply.unknown()) + " results were no longer wanted");
+        return;
+      }
+      if (s.error_code() == grpc::StatusCode::NOT_FOUND) {  // restarted daemon: unknown worker
+        log(name_, "the daemon no longer knows this worker; dropping " + std::to_string(req.results_size()) +
+                       " results and registering again");
+        worker_id_.clear();
+        return;
+      }
+      if (fatal(s)) {
+        log(name_, "report refused: " + status_text(s));
+        return;
+      }
+      if (stop_ && attempt >= 3) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(backoff * 1000)));
+      backoff = std::min(options_.max_backoff_s, backoff * 2);
+    }
+    log(name_, "could not report " + std::to_string(req.results_size()) + " results; dropped");
+  }
+
+  const WorkerOptions& options_;
+  const std::atomic<bool>& stop_;
+  std::string name_;
+  std::unique_ptr<v1::Farm::Stub> stub_;
+  ItemMeasurer measurer_;
+  std::string worker_id_;
+  double heartbeat_s_ = 2;
+};
+
+}  // namespace
+
+int run_worker(const WorkerOptions& options, const std::atomic<bool>& stop) {
+  if (options.daemon.empty()) throw Error("worker: --daemon HOST:PORT is required");
+  if (options.parallel < 1) throw Error("worker: --parallel must be >= 1");
+  Worker w(options, stop);
+  return w.run();
+}
+
+}  // namespace ktune
