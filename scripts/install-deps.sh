@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache git
   libsqlite3-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libspdlog-dev
   libxgboost-dev
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc openssl
   libonnx-dev
   libopenblas-dev libopenblas-openmp-dev libdnnl-dev
 )

@@ -297,3 +297,55 @@ TEST_F(TunerTest, ListTunerProposesExactlyItsConfigs) {
 
 }  // namespace
 }  // namespace ktune
+
+namespace ktune {
+namespace {
+
+// A measurer that answers 1 ms for every input but the cancelled ones (as
+// FarmMeasurer does for a cancelled job), streaming results one by one.
+class CancellingMeasurer : public Measurer {
+ public:
+  std::vector<MeasureResult> measure(const std::vector<MeasureInput>& inputs, const MeasureOptions&) override {
+    std::vector<MeasureResult> out(inputs.size());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (++calls_ > answer_) {
+        out[i].error = MeasureError::kCancelled;
+      } else {
+        out[i].costs = {1e-3};
+      }
+    }
+    return out;
+  }
+  int answer_ = 1 << 30;  // answered items before cancelling the rest
+  int calls_ = 0;
+};
+
+// A stopped run (a cancelled job, a daemon stopping) neither stores nor
+// learns from what was never measured, and re-measures nothing.
+TEST_F(TunerTest, CancelledResultsAreNotRecordedAndStopEndsTheRun) {
+  Workload w = Workload::parse("matmul(m=16,n=16,k=16)");
+  Task task = Task::make(w, target_, *templates_for(OpKind::kMatmul, TargetKind::kCpu)[0]);
+  auto db = Database::open((dir_ / "t.db").string());
+  CancellingMeasurer measurer;
+  measurer.answer_ = 6;
+  TuneOptions options = fast_options(100);
+  bool stop = false;
+  options.stop = [&] { return stop; };
+  auto tuner = make_random_tuner(task, 3);
+  int batches = 0;
+  TuneSummary s = tune(task, *tuner, measurer, db.get(), options, [&](const TuneProgress&) {
+    if (++batches == 2) stop = true;  // after the second batch: 4 answered + 2 answered, 2 cancelled
+  });
+  EXPECT_TRUE(s.stopped);
+  EXPECT_EQ(s.trials, 6);
+  EXPECT_EQ(db->counts(w.key()).total, 6);  // no cancelled rows, no finals
+  for (const Record& r : db->history(w.key(), target_.device_key())) {
+    EXPECT_EQ(r.kind, "search");
+    EXPECT_TRUE(r.result.ok());
+  }
+  EXPECT_FALSE(db->best(w.key(), target_.device_key()).has_value() &&
+               db->best(w.key(), target_.device_key())->kind == "final");
+}
+
+}  // namespace
+}  // namespace ktune
