@@ -23,6 +23,8 @@ CommandRun add_tune_command(CLI::App& app);
 CommandRun add_space_command(CLI::App& app);
 CommandRun add_best_command(CLI::App& app);
 CommandRun add_bench_command(CLI::App& app);
+CommandRun add_report_command(CLI::App& app);
+CommandRun add_tasks_command(CLI::App& app);
 // daemon, worker, submit, jobs, job, cancel, workers (cli/farm_commands.cc).
 std::vector<std::pair<std::string, CommandRun>> add_farm_commands(CLI::App& app);
 

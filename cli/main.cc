@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
       {"space", add_space_command(app)},
       {"best", add_best_command(app)},
       {"bench", add_bench_command(app)},
+      {"report", add_report_command(app)},
+      {"tasks", add_tasks_command(app)},
   };
   for (auto& [name, run] : add_farm_commands(app)) commands.emplace(name, std::move(run));
 

@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/model_tune.h"
 #include "cli/progress.h"
 #include "measure/local_measurer.h"
 #include "schedule_space/error.h"
@@ -27,6 +28,7 @@ struct TuneArgs {
   std::vector<std::string> flags;
   std::vector<std::string> configs;
   TuneOptions options;
+  ModelTuneArgs model;  // the model's own flags
 };
 
 std::string errors_text(const TuneSummary& s) {
@@ -80,6 +82,24 @@ void print_summary_text(const TuneSummary& s, std::ostream& out) {
 
 int run_tune(const TuneArgs& args) {
   check_format(args.format);
+  if (args.model.model.empty() == args.ops.empty()) {
+    throw Error(args.ops.empty() ? "give a model file or at least one --op" : "give a model file or --op, not both");
+  }
+  if (!args.model.model.empty()) {
+    if (!args.configs.empty() || !args.template_name.empty()) {
+      throw Error("--config and --template are for one --op, not a model");
+    }
+    ModelTuneArgs m = args.model;
+    m.db_path = args.db_path;
+    m.tuner = args.tuner;
+    m.threads = args.threads;
+    m.seed = args.seed;
+    m.format = args.format;
+    m.cache_dir = args.cache_dir;
+    m.options = args.options;
+    if (!args.compiler.empty() || !args.flags.empty()) throw Error("--compiler and --cflags are for --op tuning");
+    return tune_model(m);
+  }
   std::vector<Workload> workloads;
   for (const std::string& spec : args.ops) workloads.push_back(Workload::parse(spec));
   if (!args.configs.empty() && workloads.size() != 1) {
@@ -192,9 +212,15 @@ TuneSummary tune_workload(const Workload& w, const Target& target, const std::st
 CommandRun add_tune_command(CLI::App& app) {
   auto args = std::make_shared<TuneArgs>();
   CLI::App* cmd = app.add_subcommand("tune", "tune operators on this machine and store every measurement");
-  cmd->add_option("--op", args->ops, "operator spec, e.g. 'matmul(m=512,n=512,k=512)' (repeatable)")
-      ->required();
-  cmd->add_option("--trials", args->options.trials, "candidates to measure per operator")
+  cmd->add_option("model", args->model.model, "ONNX model: tune all its tunable operators within --trials");
+  cmd->add_option("--op", args->ops, "operator spec, e.g. 'matmul(m=512,n=512,k=512)' (repeatable)");
+  cmd->add_option("--input-shape", args->model.input_shapes,
+                  "model: shape of an input with dynamic dimensions, NAME=D1xD2x... (repeatable)");
+  cmd->add_option("--task-cap", args->model.task_cap, "model: at most this many trials per task (0: no cap)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--no-baseline", [args](int64_t) { args->model.baseline = false; },
+                "model: do not time the vendor libraries for the summary");
+  cmd->add_option("--trials", args->options.trials, "candidates to measure per operator (for a model: in all)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--db", args->db_path, "SQLite tuning log")->capture_default_str();
   cmd->add_option("--tuner", args->tuner, "search strategy: xgb (cost model + simulated annealing), ga (genetic), random or grid")->capture_default_str();

@@ -720,4 +720,23 @@ std::optional<std::string> Database::device(const std::string& device_key) const
   return s.text(0);
 }
 
+std::vector<std::string> Database::device_keys() const {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, impl_->path, "SELECT DISTINCT device_key FROM measurements ORDER BY device_key");
+  std::vector<std::string> keys;
+  while (s.step()) keys.push_back(s.text(0));
+  return keys;
+}
+
+std::vector<std::string> Database::workload_keys(const std::string& device_key) const {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, impl_->path,
+              "SELECT workload_key FROM measurements WHERE device_key = ?1 "
+              "GROUP BY workload_key ORDER BY min(id)");
+  s.bind(1, device_key);
+  std::vector<std::string> keys;
+  while (s.step()) keys.push_back(s.text(0));
+  return keys;
+}
+
 }  // namespace ktune

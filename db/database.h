@@ -116,6 +116,12 @@ class Database {
 
   const std::string& path() const;
 
+  // Device keys that have at least one record, sorted.
+  std::vector<std::string> device_keys() const;
+  // Workload keys with at least one record on a device key, in the order
+  // they were first measured.
+  std::vector<std::string> workload_keys(const std::string& device_key) const;
+
  private:
   struct Impl;
   explicit Database(std::unique_ptr<Impl> impl);

@@ -8,8 +8,9 @@ packages=(
   libsqlite3-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libspdlog-dev
   libxgboost-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc openssl
-  libonnx-dev
+  libonnx-dev libonnx-testdata
   libopenblas-dev libopenblas-openmp-dev libdnnl-dev
+  chromium
 )
 
 missing=()

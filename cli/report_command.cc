@@ -1,0 +1,91 @@
+// `ktune report`: the tuning results of a database as one self-contained
+// HTML page (report/html_report.h).
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+
+#include "cli/commands.h"
+#include "report/html_report.h"
+#include "schedule_space/error.h"
+#include "schedule_space/workload.h"
+
+namespace ktune::cli {
+
+namespace {
+
+struct ReportArgs {
+  std::string db_path;
+  std::string device_key;
+  std::vector<std::string> ops;
+  std::string out_path;
+  std::string title = ReportInput{}.title;
+};
+
+// What the report covers, from the flags. An operator given n times has
+// weight n. (`--model` will fill the tasks and weights from a model here.)
+ReportInput report_input(const ReportArgs& args) {
+  ReportInput input;
+  input.title = args.title;
+  input.device_key = args.device_key;
+  for (const std::string& spec : args.ops) {
+    std::string key = Workload::parse(spec).key();
+    auto same = [&](const ReportTask& t) { return t.workload_key == key; };
+    if (auto it = std::find_if(input.tasks.begin(), input.tasks.end(), same); it != input.tasks.end()) {
+      ++it->weight;
+    } else {
+      input.tasks.push_back({.workload_key = key});
+    }
+  }
+  return input;
+}
+
+// The workloads the report lists: as render_html_report chooses them.
+size_t task_count(const Database& db, const ReportInput& input) {
+  if (!input.tasks.empty()) return input.tasks.size();
+  std::set<std::string> keys;
+  std::vector<std::string> device_keys =
+      input.device_key.empty() ? db.device_keys() : std::vector<std::string>{input.device_key};
+  for (const std::string& device_key : device_keys) {
+    for (std::string& key : db.workload_keys(device_key)) keys.insert(std::move(key));
+  }
+  return keys.size();
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (out) out << text;
+  if (out) out.close();
+  if (!out) throw Error("cannot write the report to " + path + ": " + std::strerror(errno));
+}
+
+int run_report(const ReportArgs& args) {
+  // Database::open would create a missing file: a typo must not become an
+  // empty database and a confusing "nothing to report".
+  if (!std::filesystem::exists(args.db_path)) throw Error("no database " + args.db_path);
+  const ReportInput input = report_input(args);
+  std::unique_ptr<Database> db = Database::open(args.db_path);
+  const std::string html = render_html_report(*db, input);
+  write_file(args.out_path, html);
+  std::cout << "wrote " << args.out_path << " (" << task_count(*db, input) << " tasks)\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+CommandRun add_report_command(CLI::App& app) {
+  auto args = std::make_shared<ReportArgs>();
+  CLI::App* cmd = app.add_subcommand("report", "write an HTML report of tuning results (one self-contained file)");
+  cmd->add_option("--db", args->db_path, "SQLite tuning log")->required();
+  cmd->add_option("--device-key", args->device_key, "device key (default: every device key in the database)");
+  cmd->add_option("--op", args->ops,
+                  "operator spec (repeatable; repeated: its weight; default: every workload in the database)");
+  cmd->add_option("--out", args->out_path, "HTML file to write")->required();
+  cmd->add_option("--title", args->title, "the page's title")->capture_default_str();
+  return [args] { return run_report(*args); };
+}
+
+}  // namespace ktune::cli

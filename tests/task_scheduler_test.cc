@@ -1,0 +1,83 @@
+// The task scheduler on synthetic tasks whose best time falls with trials.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "schedule_space/error.h"
+#include "tuner/task_scheduler.h"
+
+namespace ktune {
+namespace {
+
+// best time after n trials: the floor plus a part that shrinks as 1/sqrt(n).
+double curve(double floor, int n) { return floor * (1 + 2 / std::sqrt(std::max(1, n))); }
+
+// Runs the scheduler to the end on tasks with these floors; returns trials per task.
+std::vector<int> drive(TaskScheduler& s, const std::vector<double>& floors) {
+  while (auto a = s.next()) {
+    const int n = s.trials(a->task) + a->trials;
+    s.record(a->task, a->trials, curve(floors[a->task], n));
+  }
+  std::vector<int> out;
+  for (size_t i = 0; i < s.size(); ++i) out.push_back(s.trials(i));
+  return out;
+}
+
+TEST(TaskSchedulerTest, WarmsUpEveryTaskThenFavoursTheLargerWeightTimesTime) {
+  TaskSchedulerOptions o;
+  o.trials = 400;
+  o.warmup = 16;
+  o.chunk = 16;
+  // Task 0: 3 occurrences of a 10 ms operator; task 1: one 1 ms operator; task 2: one 10 ms.
+  TaskScheduler s({3, 1, 1}, o);
+  auto first = s.next();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->task, 0u);
+  EXPECT_EQ(first->trials, 16);
+  std::vector<int> trials = drive(s, {10e-3, 1e-3, 10e-3});
+  EXPECT_EQ(trials[0] + trials[1] + trials[2], 400);  // the budget, exactly
+  for (int t : trials) EXPECT_GE(t, 16);                // everyone warmed up
+  EXPECT_GT(trials[0], trials[2]);                      // same time, 3x the weight
+  EXPECT_GT(trials[2], trials[1]);                      // same weight, 10x the time
+  EXPECT_FALSE(s.next().has_value());
+}
+
+TEST(TaskSchedulerTest, HonoursCapsExhaustionAndAResumedState) {
+  TaskSchedulerOptions o;
+  o.trials = 100;
+  o.warmup = 8;
+  o.chunk = 8;
+  o.task_cap = 30;
+  TaskScheduler s({10, 1}, o);
+  std::vector<int> trials = drive(s, {1e-3, 1e-3});
+  EXPECT_EQ(trials[0], 30);  // capped
+  EXPECT_EQ(trials[1], 30);  // the rest of the budget cannot go anywhere
+  TaskScheduler resumed({1, 1}, o);
+  resumed.set_state(0, 60, 1e-3);  // an earlier run did 60 trials
+  resumed.exhausted(1);
+  EXPECT_FALSE(resumed.next().has_value());  // task 0 is over its cap, task 1 has nothing left
+  TaskSchedulerOptions open = o;
+  open.task_cap = 0;
+  TaskScheduler again({1, 1}, open);
+  again.set_state(0, 60, 1e-3);
+  trials = drive(again, {1e-3, 1e-3});
+  EXPECT_EQ(trials[0] + trials[1], 100);
+  EXPECT_GE(trials[1], 8);
+}
+
+TEST(TaskSchedulerTest, ATaskWithNothingValidYetGoesFirstAndBadOptionsAreRefused) {
+  TaskSchedulerOptions o;
+  o.trials = 64;
+  o.warmup = 4;
+  TaskScheduler s({1, 1}, o);
+  s.set_state(0, 4, 1e-3);
+  s.set_state(1, 4, std::numeric_limits<double>::infinity());
+  EXPECT_EQ(s.next()->task, 1u);
+  EXPECT_DOUBLE_EQ(s.estimated_total(), 1e-3);
+  EXPECT_THROW(TaskScheduler({1, 0}, o), Error);
+  o.chunk = 0;
+  EXPECT_THROW(TaskScheduler({1}, o), Error);
+}
+
+}  // namespace
+}  // namespace ktune

@@ -1,0 +1,74 @@
+// TaskScheduler: which task of a model gets the next trials.
+//
+// A model is a set of tasks with weights (occurrences). Its estimated
+// operator time is the sum over tasks of weight x best time. The scheduler
+// first gives every task a warm-up share; then each allocation goes to the
+// task expected to reduce that sum the most per trial, in the spirit of
+// Ansor's gradient-based task scheduler (Zheng et al., OSDI 2020): for task
+// i with t_i trials and best time g_i,
+//   gain_i = w_i * (alpha * backward_i + (1 - alpha) * g_i / t_i)
+// where backward_i is how much g_i fell per trial over its last allocation
+// and g_i / t_i the optimistic guess that another t_i trials would halve it.
+// A task without any valid measurement yet goes first. The budget counts
+// every trial; a task stops at its cap or when its space is exhausted.
+// Pure bookkeeping: the caller runs the trials and reports back.
+#pragma once
+
+#include <cstddef>
+#include <limits>
+#include <optional>
+#include <vector>
+
+namespace ktune {
+
+struct TaskSchedulerOptions {
+  int trials = 0;       // the model's budget (all tasks together)
+  int warmup = 16;      // trials every task gets first
+  int chunk = 16;       // trials per allocation after the warm-up
+  int task_cap = 0;     // at most this many trials per task; 0: no cap
+  double alpha = 0.2;   // weight of the observed improvement vs the optimistic guess
+};
+
+class TaskScheduler {
+ public:
+  // Throws ktune::Error on bad options or weights (<= 0).
+  TaskScheduler(std::vector<double> weights, TaskSchedulerOptions options);
+
+  // The task's state so far (cumulative trials, best seconds or +inf), e.g.
+  // from the database when resuming.
+  void set_state(size_t task, int trials, double best_s);
+  // After running `trials` more trials on task: its best time now.
+  void record(size_t task, int trials, double best_s);
+  // No more configs to try for this task.
+  void exhausted(size_t task);
+
+  struct Allocation {
+    size_t task;
+    int trials;
+  };
+  // The next allocation, or nullopt when the budget is spent or no task can
+  // take more.
+  std::optional<Allocation> next() const;
+
+  int trials_done() const;
+  int trials(size_t task) const { return tasks_.at(task).trials; }
+  double best(size_t task) const { return tasks_.at(task).best; }
+  // Sum of weight x best time over tasks with a valid measurement.
+  double estimated_total() const;
+  size_t size() const { return tasks_.size(); }
+
+ private:
+  struct State {
+    double weight = 1;
+    int trials = 0;
+    double best = std::numeric_limits<double>::infinity();
+    double best_before_last = std::numeric_limits<double>::infinity();
+    int last_trials = 0;  // size of the last allocation
+    bool exhausted = false;
+  };
+  int room(const State& s) const;  // trials it can still take
+  TaskSchedulerOptions options_;
+  std::vector<State> tasks_;
+};
+
+}  // namespace ktune
