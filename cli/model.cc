@@ -1,5 +1,8 @@
 #include "cli/model.h"
 
+#include <iostream>
+
+#include "measure/baselines.h"
 #include "schedule_space/error.h"
 
 namespace ktune::cli {
@@ -11,6 +14,29 @@ ModelTasks load_model(const std::string& path, const std::vector<std::string>& i
     if (!shapes.emplace(name, dims).second) throw Error("--input-shape names input '" + name + "' twice");
   }
   return load_onnx_tasks(path, shapes);
+}
+
+std::optional<std::pair<double, std::string>> vendor_baseline(const Workload& w, int threads) {
+  try {
+    BenchData data(w);
+    Baselines b = make_baselines(data, threads);
+    std::vector<Contender*> contenders;
+    for (auto& c : b.contenders) contenders.push_back(c.get());
+    if (contenders.empty()) return std::nullopt;
+    BenchOptions options;
+    options.rounds = 5;
+    BenchResult r = run_bench(data, contenders, options);
+    std::optional<std::pair<double, std::string>> best;
+    for (const char* lib : {"onednn", "openblas"}) {
+      if (const ContenderTiming* t = r.best_primary(lib)) {
+        if (!best || t->median_s < best->first) best = std::make_pair(t->median_s, t->display_name());
+      }
+    }
+    return best;
+  } catch (const Error& e) {
+    std::cerr << "vendor baseline for " << w.key() << " skipped: " << e.what() << "\n";
+    return std::nullopt;
+  }
 }
 
 namespace {

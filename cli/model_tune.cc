@@ -15,7 +15,6 @@
 #include "cli/common.h"
 #include "cli/model.h"
 #include "cli/progress.h"
-#include "measure/baselines.h"
 #include "measure/local_measurer.h"
 #include "schedule_space/error.h"
 #include "tuner/task_scheduler.h"
@@ -235,8 +234,16 @@ int tune_model(const ModelTuneArgs& args) {
   std::vector<int> next_template(entries.size(), 0);
   while (std::optional<TaskScheduler::Allocation> a = sched.next()) {
     ModelEntry& e = entries[a->task];
-    const size_t t = static_cast<size_t>(next_template[a->task]++) % e.tasks.size();
-    const int n = run(a->task, t, a->trials, true, nullptr, &progress);
+    // The warm-up is shared by the task's templates (a 1x1 conv has two);
+    // later allocations take turns.
+    const bool warmup = sched.trials(a->task) < sched_options.warmup;
+    const size_t parts = warmup ? std::min(e.tasks.size(), static_cast<size_t>(a->trials)) : 1;
+    int n = 0;
+    for (size_t p = 0; p < parts; ++p) {
+      const size_t t = static_cast<size_t>(next_template[a->task]++) % e.tasks.size();
+      const int share = a->trials / static_cast<int>(parts) + (static_cast<int>(p) < a->trials % static_cast<int>(parts) ? 1 : 0);
+      n += run(a->task, t, share, true, nullptr, &progress);
+    }
     sched.record(a->task, n, e.best_s);
     progress.update(a->task, 0);
   }
@@ -255,25 +262,9 @@ int tune_model(const ModelTuneArgs& args) {
   }
   if (args.baseline) {
     for (ModelEntry& e : entries) {
-      try {
-        BenchData data(e.workload);
-        Baselines b = make_baselines(data, target.cpu.threads);
-        std::vector<Contender*> contenders;
-        for (auto& c : b.contenders) contenders.push_back(c.get());
-        if (contenders.empty()) continue;
-        BenchOptions bo;
-        bo.rounds = 5;
-        BenchResult r = run_bench(data, contenders, bo);
-        for (const char* lib : {"onednn", "openblas"}) {
-          if (const ContenderTiming* t = r.best_primary(lib)) {
-            if (t->median_s < e.baseline_s) {
-              e.baseline_s = t->median_s;
-              e.baseline_name = t->display_name();
-            }
-          }
-        }
-      } catch (const Error& err) {
-        std::cerr << "baseline for " << e.workload.key() << " skipped: " << err.what() << "\n";
+      if (auto b = vendor_baseline(e.workload, target.cpu.threads)) {
+        e.baseline_s = b->first;
+        e.baseline_name = b->second;
       }
     }
   }

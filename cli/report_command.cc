@@ -9,7 +9,9 @@
 #include <set>
 
 #include "cli/commands.h"
+#include "cli/model.h"
 #include "report/html_report.h"
+#include "schedule_space/target.h"
 #include "schedule_space/error.h"
 #include "schedule_space/workload.h"
 
@@ -23,14 +25,25 @@ struct ReportArgs {
   std::vector<std::string> ops;
   std::string out_path;
   std::string title = ReportInput{}.title;
+  std::string model;
+  std::vector<std::string> input_shapes;
+  bool baseline = false;
+  int threads = 0;
 };
 
-// What the report covers, from the flags. An operator given n times has
-// weight n. (`--model` will fill the tasks and weights from a model here.)
+// What the report covers, from the flags: a model's tasks with their
+// weights, or the operators given (one given n times has weight n).
 ReportInput report_input(const ReportArgs& args) {
   ReportInput input;
   input.title = args.title;
   input.device_key = args.device_key;
+  if (!args.model.empty()) {
+    if (!args.ops.empty()) throw Error("give --model or --op, not both");
+    const ModelTasks m = load_model(args.model, args.input_shapes);
+    if (m.tasks.empty()) throw Error(args.model + " has no operator ktune can tune");
+    input.model_name = std::filesystem::path(args.model).filename().string();
+    for (const ModelTask& t : m.tasks) input.tasks.push_back({.workload_key = t.workload.key(), .weight = t.weight});
+  }
   for (const std::string& spec : args.ops) {
     std::string key = Workload::parse(spec).key();
     auto same = [&](const ReportTask& t) { return t.workload_key == key; };
@@ -66,7 +79,17 @@ int run_report(const ReportArgs& args) {
   // Database::open would create a missing file: a typo must not become an
   // empty database and a confusing "nothing to report".
   if (!std::filesystem::exists(args.db_path)) throw Error("no database " + args.db_path);
-  const ReportInput input = report_input(args);
+  ReportInput input = report_input(args);
+  if (args.baseline) {
+    if (input.tasks.empty()) throw Error("--baseline needs --model or --op (the workloads to time)");
+    const int threads = detect_cpu_target(args.threads).cpu.threads;
+    for (ReportTask& t : input.tasks) {
+      if (auto b = vendor_baseline(Workload::parse(t.workload_key), threads)) {
+        t.baseline_s = b->first;
+        t.baseline_name = b->second;
+      }
+    }
+  }
   std::unique_ptr<Database> db = Database::open(args.db_path);
   const std::string html = render_html_report(*db, input);
   write_file(args.out_path, html);
@@ -85,6 +108,10 @@ CommandRun add_report_command(CLI::App& app) {
                   "operator spec (repeatable; repeated: its weight; default: every workload in the database)");
   cmd->add_option("--out", args->out_path, "HTML file to write")->required();
   cmd->add_option("--title", args->title, "the page's title")->capture_default_str();
+  cmd->add_option("--model", args->model, "ONNX model: report its tasks with their weights");
+  cmd->add_option("--input-shape", args->input_shapes, "model input shape NAME=D1xD2x... (repeatable)");
+  cmd->add_flag("--baseline", args->baseline, "time the vendor libraries (oneDNN, OpenBLAS) on this machine for the speedup column");
+  cmd->add_option("--threads", args->threads, "threads for --baseline (default: all cores; match the tuned device key)");
   return [args] { return run_report(*args); };
 }
 

@@ -128,6 +128,14 @@ TEST_F(ModelCliTest, TunesAModelWithinItsBudgetAndARerunResumes) {
   EXPECT_EQ(j["tasks"][0]["weight"], 2);
   EXPECT_GT(j["tasks"][0]["gflops"].get<double>(), 0);
   EXPECT_GT(j["estimated_total_s"].get<double>(), 0);
+  // The report of the model: its tasks with their weights.
+  testing::CommandOutput report = ktune({"report", "--db", path("t.db"), "--model", path("small.onnx"), "--out",
+                                         path("r.html")});
+  ASSERT_EQ(report.exit_code, 0) << report.err;
+  EXPECT_NE(report.out.find("(2 tasks)"), std::string::npos) << report.out;
+  const std::string html = testing::read_file(dir_ / "r.html");
+  EXPECT_NE(html.find("small.onnx"), std::string::npos);
+  EXPECT_NE(html.find(Workload::parse("dense(batch=1,in=256,out=10,bias=1)").key()), std::string::npos);
 }
 
 TEST_F(ModelCliTest, AnInterruptedRunResumesWithoutMeasuringAnythingTwice) {
