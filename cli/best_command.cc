@@ -1,8 +1,12 @@
-// `ktune best`: the best config stored for an operator on a device.
+// `ktune best`: the best config stored for operators on a device — given
+// with --op or --model, or every workload with a valid best there (what
+// `ktune export --best` would export).
 #include <iostream>
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/workload_selection.h"
+#include "db/jsonl.h"
 #include "schedule_space/error.h"
 
 namespace ktune::cli {
@@ -10,20 +14,44 @@ namespace ktune::cli {
 namespace {
 
 struct BestArgs {
-  std::vector<std::string> ops;
+  WorkloadSelection selection;
   std::string db_path = "ktune.db";
   std::string device_key;
   int threads = 0;
   std::string format = "text";
 };
 
+void print_best_text(const Record& best) {
+  std::cout << best.workload_key << " on " << best.device_key << "\n"
+            << "  " << speed_text(best) << "  (" << best.kind << " measurement, "
+            << best.result.costs.size() << " repeats)\n"
+            << "  template " << best.template_name << " v" << best.template_version << ", config #"
+            << best.config_index << ": " << best.config_text << "\n";
+}
+
+// Every workload with a valid best on the device.
+int list_bests(const Database& db, const BestArgs& args, const std::string& device_key) {
+  RecordFilter filter;
+  filter.device_key = device_key;
+  const std::vector<Record> bests = valid_bests(db, filter);
+  if (args.format == "json") {
+    nlohmann::json json_out = nlohmann::json::array();
+    for (const Record& r : bests) json_out.push_back(record_json(r));
+    std::cout << json_out.dump(2) << "\n";
+  } else {
+    if (bests.empty()) std::cout << "no valid best on " << device_key << " in " << args.db_path << "\n";
+    for (const Record& r : bests) print_best_text(r);
+  }
+  return bests.empty() ? kExitFailed : kExitOk;
+}
+
 int run_best(const BestArgs& args) {
   check_format(args.format);
-  std::vector<Workload> workloads;
-  for (const std::string& spec : args.ops) workloads.push_back(Workload::parse(spec));
+  const std::vector<Workload> workloads = args.selection.workloads();
   std::string device_key = args.device_key.empty() ? detect_cpu_target(args.threads).device_key()
                                                    : args.device_key;
   std::unique_ptr<Database> db = Database::open(args.db_path);
+  if (workloads.empty()) return list_bests(*db, args, device_key);
   nlohmann::json json_out = nlohmann::json::array();
   bool all_found = true;
   for (const Workload& w : workloads) {
@@ -38,11 +66,7 @@ int run_best(const BestArgs& args) {
       std::cout << w.key() << " on " << device_key << ": no valid measurement in " << args.db_path << "\n";
       continue;
     }
-    std::cout << w.key() << " on " << device_key << "\n"
-              << "  " << speed_text(*best) << "  (" << best->kind << " measurement, "
-              << best->result.costs.size() << " repeats)\n"
-              << "  template " << best->template_name << " v" << best->template_version << ", config #"
-              << best->config_index << ": " << best->config_text << "\n";
+    print_best_text(*best);
   }
   if (args.format == "json") std::cout << json_out.dump(2) << "\n";
   return all_found ? kExitOk : kExitFailed;
@@ -53,7 +77,8 @@ int run_best(const BestArgs& args) {
 CommandRun add_best_command(CLI::App& app) {
   auto args = std::make_shared<BestArgs>();
   CLI::App* cmd = app.add_subcommand("best", "print the best stored config of operators");
-  cmd->add_option("--op", args->ops, "operator spec (repeatable)")->required();
+  args->selection.add_options(
+      cmd, "operator spec (repeatable; without --op or --model: every workload with a valid best on the device)");
   cmd->add_option("--db", args->db_path, "SQLite tuning log")->capture_default_str()->check(CLI::ExistingFile);
   cmd->add_option("--device-key", args->device_key, "device key (default: this machine's)");
   cmd->add_option("--threads", args->threads, "threads, to derive this machine's device key (default: all cores)");

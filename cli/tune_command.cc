@@ -10,6 +10,7 @@
 #include "measure/local_measurer.h"
 #include "schedule_space/error.h"
 #include "tuner/tuner.h"
+#include "workers/convert.h"
 
 namespace ktune::cli {
 
@@ -109,6 +110,9 @@ int run_tune(const TuneArgs& args) {
   if (!args.compiler.empty()) target.cpu.compiler = args.compiler;
   if (!args.flags.empty()) target.cpu.flags = args.flags;
   std::unique_ptr<Database> db = Database::open(args.db_path);
+  // The device's description travels with its records (`ktune export`).
+  const std::string device = wire::device_description_json(target);
+  if (db->device(target.device_key()) != device) db->set_device(target.device_key(), device);
 
   LocalMeasurerOptions measurer_options;
   measurer_options.cache_dir = args.cache_dir;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <ctime>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <string_view>
 #include <thread>
@@ -323,6 +324,46 @@ void check_insertable(const Record& r, size_t position, const std::string& path)
   }
 }
 
+constexpr std::string_view kInsertRecord =
+    "INSERT INTO measurements (workload_key, device_key, template_name, "
+    "template_version, config_index, config_text, costs, mean_cost, error_code, "
+    "error_name, error_message, build_seconds, run_seconds, flops, kind, job, worker, "
+    "tool_version, timestamp, build_flags) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
+    "?18, ?19, ?20)";
+
+// The costs column's text: what merge() compares to find a record present.
+std::string costs_text(const MeasureResult& m) { return nlohmann::json(m.costs).dump(); }
+
+// Binds a record to kInsertRecord's parameters.
+void bind_record(Statement& s, const Record& r) {
+  const MeasureResult& m = r.result;
+  s.bind(1, r.workload_key);
+  s.bind(2, r.device_key);
+  s.bind(3, r.template_name);
+  s.bind(4, int64_t{r.template_version});
+  s.bind(5, static_cast<int64_t>(r.config_index));
+  s.bind(6, r.config_text);
+  s.bind(7, costs_text(m));
+  if (m.ok()) {
+    s.bind(8, m.mean_cost());
+  } else {
+    s.bind_null(8);
+  }
+  s.bind(9, int64_t{static_cast<int>(m.error)});
+  s.bind(10, error_name(m.error));
+  s.bind(11, m.error_message);
+  s.bind(12, m.build_seconds);
+  s.bind(13, m.run_seconds);
+  s.bind(14, r.flops);
+  s.bind(15, r.kind);
+  s.bind(16, r.job);
+  s.bind(17, m.worker);
+  s.bind(18, r.tool_version);
+  s.bind(19, m.timestamp);
+  s.bind(20, r.build_flags);
+}
+
 }  // namespace
 
 double Record::gflops() const {
@@ -453,41 +494,11 @@ void Database::insert(std::vector<Record>& records) {
   for (size_t i = 0; i < records.size(); ++i) check_insertable(records[i], i, path);
   std::lock_guard lock(impl_->mu);
   Transaction txn(impl_->db, path, Transaction::kWrite);
-  Statement s(impl_->db, path,
-              "INSERT INTO measurements (workload_key, device_key, template_name, "
-              "template_version, config_index, config_text, costs, mean_cost, error_code, "
-              "error_name, error_message, build_seconds, run_seconds, flops, kind, job, worker, "
-              "tool_version, timestamp, build_flags) "
-              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
-              "?18, ?19, ?20)");
+  Statement s(impl_->db, path, kInsertRecord);
   std::vector<int64_t> ids;
   ids.reserve(records.size());
   for (const Record& r : records) {
-    const MeasureResult& m = r.result;
-    s.bind(1, r.workload_key);
-    s.bind(2, r.device_key);
-    s.bind(3, r.template_name);
-    s.bind(4, int64_t{r.template_version});
-    s.bind(5, static_cast<int64_t>(r.config_index));
-    s.bind(6, r.config_text);
-    s.bind(7, nlohmann::json(m.costs).dump());
-    if (m.ok()) {
-      s.bind(8, m.mean_cost());
-    } else {
-      s.bind_null(8);
-    }
-    s.bind(9, int64_t{static_cast<int>(m.error)});
-    s.bind(10, error_name(m.error));
-    s.bind(11, m.error_message);
-    s.bind(12, m.build_seconds);
-    s.bind(13, m.run_seconds);
-    s.bind(14, r.flops);
-    s.bind(15, r.kind);
-    s.bind(16, r.job);
-    s.bind(17, m.worker);
-    s.bind(18, r.tool_version);
-    s.bind(19, m.timestamp);
-    s.bind(20, r.build_flags);
+    bind_record(s, r);
     s.run();
     ids.push_back(sqlite3_last_insert_rowid(impl_->db));
   }
@@ -523,12 +534,13 @@ void Database::mark_best(int64_t record_id) {
   txn.commit();
 }
 
-std::optional<Record> Database::best(const std::string& workload_key,
-                                     const std::string& device_key) const {
-  std::lock_guard lock(impl_->mu);
+namespace {
+// Database::best's answer, on a connection the caller holds.
+std::optional<Record> find_best(sqlite3* db, const std::string& path, const std::string& workload_key,
+                                const std::string& device_key) {
   // One statement, so the choice and the row come from one snapshot even
   // while another process writes.
-  Statement s(impl_->db, impl_->path,
+  Statement s(db, path,
               "SELECT " + std::string(kRecordColumns) +
                   " FROM measurements WHERE id = coalesce("
                   "(SELECT record_id FROM best WHERE workload_key = ?1 AND device_key = ?2), "
@@ -537,7 +549,14 @@ std::optional<Record> Database::best(const std::string& workload_key,
   s.bind(1, workload_key);
   s.bind(2, device_key);
   if (!s.step()) return std::nullopt;
-  return read_record(s, impl_->path);
+  return read_record(s, path);
+}
+}  // namespace
+
+std::optional<Record> Database::best(const std::string& workload_key,
+                                     const std::string& device_key) const {
+  std::lock_guard lock(impl_->mu);
+  return find_best(impl_->db, impl_->path, workload_key, device_key);
 }
 
 std::vector<Record> Database::history(const std::string& workload_key,
@@ -737,6 +756,119 @@ std::vector<std::string> Database::workload_keys(const std::string& device_key) 
   std::vector<std::string> keys;
   while (s.step()) keys.push_back(s.text(0));
   return keys;
+}
+
+std::vector<Record> Database::records(const std::string& device_key, const std::set<std::string>& workload_keys,
+                                      std::vector<bool>* marked_best) const {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, impl_->path,
+              "SELECT " + std::string(kRecordColumns) +
+                  ", id IN (SELECT record_id FROM best) FROM measurements "
+                  "WHERE (?1 = '' OR device_key = ?1) ORDER BY id");
+  s.bind(1, device_key);
+  std::vector<Record> records;
+  if (marked_best) marked_best->clear();
+  while (s.step()) {
+    Record r = read_record(s, impl_->path);
+    if (!workload_keys.empty() && !workload_keys.count(r.workload_key)) continue;
+    records.push_back(std::move(r));
+    if (marked_best) marked_best->push_back(s.int64(19) != 0);
+  }
+  return records;
+}
+
+MergeCounts Database::merge(const ImportBatch& batch,
+                            const std::function<bool(const Record& existing, const Record& imported)>& keep_existing) {
+  const std::string& path = impl_->path;
+  const std::vector<Record>& records = batch.records;
+  if (batch.marked_best.size() != records.size()) {
+    throw Error("tuning database " + path + ": merge: " + std::to_string(batch.marked_best.size()) +
+                " best marks for " + std::to_string(records.size()) + " records");
+  }
+  for (size_t i = 0; i < records.size(); ++i) {
+    check_insertable(records[i], i, path);
+    if (batch.marked_best[i] && !records[i].result.ok()) {
+      throw Error("tuning database " + path + ": cannot mark record " + std::to_string(i) + " of the batch (" +
+                  records[i].workload_key + ", config " + std::to_string(records[i].config_index) +
+                  ") as best: it is not a successful measurement (error: " +
+                  std::string(error_name(records[i].result.error)) + ")");
+    }
+  }
+  std::lock_guard lock(impl_->mu);
+  Transaction txn(impl_->db, path, Transaction::kWrite);
+  using Pair = std::pair<std::string, std::string>;  // (workload, device)
+  // The bests before this merge, of the pairs it may mark.
+  std::map<Pair, std::optional<Record>> bests;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (!batch.marked_best[i]) continue;
+    Pair key{records[i].workload_key, records[i].device_key};
+    if (!bests.count(key)) bests[key] = find_best(impl_->db, path, key.first, key.second);
+  }
+  Statement present(impl_->db, path,
+                    "SELECT id FROM measurements WHERE workload_key = ?1 AND device_key = ?2 "
+                    "AND template_name = ?3 AND template_version = ?4 AND config_index = ?5 AND kind = ?6 "
+                    "AND timestamp = ?7 AND worker = ?8 AND costs = ?9 AND (?10 = 0 OR job = ?11) "
+                    "ORDER BY id LIMIT 1");
+  Statement insert(impl_->db, path, kInsertRecord);
+  MergeCounts counts;
+  std::vector<int64_t> ids;
+  ids.reserve(records.size());
+  for (const Record& r : records) {
+    present.bind(1, r.workload_key);
+    present.bind(2, r.device_key);
+    present.bind(3, r.template_name);
+    present.bind(4, int64_t{r.template_version});
+    present.bind(5, static_cast<int64_t>(r.config_index));
+    present.bind(6, r.kind);
+    present.bind(7, r.result.timestamp);
+    present.bind(8, r.result.worker);
+    present.bind(9, costs_text(r.result));
+    present.bind(10, int64_t{batch.match_job ? 1 : 0});
+    present.bind(11, r.job);
+    const bool found = present.step();
+    const int64_t found_id = found ? present.int64(0) : 0;
+    present.reset();
+    if (found) {
+      ids.push_back(found_id);
+      ++counts.duplicates;
+      continue;
+    }
+    bind_record(insert, r);
+    insert.run();
+    ids.push_back(sqlite3_last_insert_rowid(impl_->db));
+    ++counts.inserted;
+  }
+  Statement store_device(impl_->db, path,
+                         "INSERT OR IGNORE INTO devices (device_key, description, updated_at) VALUES (?1, ?2, ?3)");
+  for (const auto& [key, description] : batch.devices) {
+    store_device.bind(1, key);
+    store_device.bind(2, description);
+    store_device.bind(3, static_cast<int64_t>(std::time(nullptr)));
+    store_device.run();
+  }
+  Statement mark(impl_->db, path,
+                 "INSERT OR REPLACE INTO best (workload_key, device_key, record_id, marked_at) "
+                 "VALUES (?1, ?2, ?3, ?4)");
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (!batch.marked_best[i]) continue;
+    std::optional<Record>& current = bests[{records[i].workload_key, records[i].device_key}];
+    const bool already = current && current->id == ids[i];
+    if (current && !already && keep_existing(*current, records[i])) {
+      ++counts.kept_existing;
+      continue;
+    }
+    mark.bind(1, records[i].workload_key);
+    mark.bind(2, records[i].device_key);
+    mark.bind(3, ids[i]);
+    mark.bind(4, static_cast<int64_t>(std::time(nullptr)));
+    mark.run();
+    if (already) continue;  // it was the best already; now it is marked so
+    current = records[i];
+    current->id = ids[i];
+    ++counts.marked;
+  }
+  txn.commit();
+  return counts;
 }
 
 }  // namespace ktune

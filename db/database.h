@@ -6,9 +6,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -57,6 +60,28 @@ struct JobTaskCounts {
   int64_t final = 0;   // re-measurements of the top candidates
   int64_t errors = 0;  // failed search records
   double best_cost = std::numeric_limits<double>::infinity();  // seconds, over all its ok records
+};
+
+// Records measured elsewhere (another machine's log, a best pack), for
+// Database::merge.
+struct ImportBatch {
+  std::vector<Record> records;  // ids are ignored
+  // One per record: restore it as its (workload, device)'s best.
+  std::vector<bool> marked_best;
+  // Device key -> description (as set_device takes it), stored only where the
+  // database has none for that key.
+  std::map<std::string, std::string> devices;
+  // Whether a record present with another job counts as present (a best
+  // pack does not carry the job its records were measured for).
+  bool match_job = true;
+};
+
+// What Database::merge did.
+struct MergeCounts {
+  int64_t inserted = 0;
+  int64_t duplicates = 0;     // already present: not inserted again
+  int64_t marked = 0;         // restored best marks
+  int64_t kept_existing = 0;  // marks not restored: keep_existing said so
 };
 
 class Database {
@@ -121,6 +146,28 @@ class Database {
   // Workload keys with at least one record on a device key, in the order
   // they were first measured.
   std::vector<std::string> workload_keys(const std::string& device_key) const;
+
+  // Every record on a device key (empty: every device key), of the given
+  // workloads (empty: all), in insertion order; with marked_best, whether
+  // each is its (workload, device)'s marked best. One snapshot.
+  std::vector<Record> records(const std::string& device_key, const std::set<std::string>& workload_keys,
+                              std::vector<bool>* marked_best = nullptr) const;
+
+  // Merges records from elsewhere in one transaction (all or nothing):
+  // inserts each record not already present — present means a record with
+  // the same workload, device, template, version, config index, kind,
+  // timestamp, worker, costs and (if batch.match_job) job, in the database
+  // or earlier in the batch — and stores the devices the database has no
+  // description of. Then, for each record marked best (it must be a
+  // successful measurement, else ktune::Error), in order: if its
+  // (workload, device) has a best — as best() answered before this call, or
+  // a mark restored earlier in the batch — and keep_existing(that best, the
+  // record) is true, that best stays; otherwise the record (the new row, or
+  // the one present) is marked best. keep_existing runs inside the
+  // transaction and must not call this database. Throws ktune::Error (and
+  // changes nothing) if a record cannot be stored faithfully.
+  MergeCounts merge(const ImportBatch& batch,
+                    const std::function<bool(const Record& existing, const Record& imported)>& keep_existing);
 
  private:
   struct Impl;

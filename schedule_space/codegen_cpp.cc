@@ -254,7 +254,7 @@ struct BufferInfo {
 
 class CppEmitter {
  public:
-  explicit CppEmitter(const ir::Program& p) : program_(p) {}
+  CppEmitter(const ir::Program& p, CppEmitOptions options) : program_(p), options_(std::move(options)) {}
 
   std::string emit();
 
@@ -287,6 +287,7 @@ class CppEmitter {
   void declare_var(const std::string& v);
 
   const ir::Program& program_;
+  CppEmitOptions options_;
   std::ostringstream body_;
   int indent_ = 1;
   std::map<const BufferNode*, BufferInfo> buffers_;
@@ -671,7 +672,9 @@ void CppEmitter::for_loop(const Stmt& s) {
   declare_var(v);
   bool parallel = false;
   if (s->loop_kind == LoopKind::kParallel && !in_parallel_ && program_.threads > 1) {
-    line("#pragma omp parallel for num_threads(" + std::to_string(program_.threads) +
+    line("#pragma omp parallel for num_threads(" +
+         (options_.threads_hook.empty() ? std::to_string(program_.threads)
+                                        : options_.threads_hook + "(" + std::to_string(program_.threads) + ")") +
          ") schedule(static)");
     parallel = true;
   } else if (s->loop_kind == LoopKind::kUnrolled) {
@@ -905,16 +908,18 @@ std::string CppEmitter::emit() {
      << "#pragma GCC diagnostic ignored \"-Wpsabi\"\n"
      << "#endif\n";
   os << "\n" << helpers(widths_) << "\n";
+  if (!options_.threads_hook.empty()) os << "extern \"C\" int " << options_.threads_hook << "(int tuned);\n\n";
   if (p.prepare) os << prepare_fn << "\n";
   os << run_fn << "\n";
-  os << "extern \"C\" int ktune_abi_version(void) { return " << kKernelAbiVersion << "; }\n";
-  os << "extern \"C\" int64_t ktune_workspace_floats(void) { return " << int_literal(workspace_floats)
+  const std::string& prefix = options_.symbol_prefix;
+  os << "extern \"C\" int " << prefix << "abi_version(void) { return " << kKernelAbiVersion << "; }\n";
+  os << "extern \"C\" int64_t " << prefix << "workspace_floats(void) { return " << int_literal(workspace_floats)
      << "; }\n";
-  os << "extern \"C\" void ktune_prepare(const float* const* inputs, float* workspace) {\n"
+  os << "extern \"C\" void " << prefix << "prepare(const float* const* inputs, float* workspace) {\n"
      << "  (void)inputs; (void)workspace;\n";
   if (p.prepare) os << "  kt_prepare(" << call_args(false) << ");\n";
   os << "}\n";
-  os << "extern \"C\" void ktune_run(const float* const* inputs, float* output, float* workspace) {\n"
+  os << "extern \"C\" void " << prefix << "run(const float* const* inputs, float* output, float* workspace) {\n"
      << "  (void)inputs; (void)workspace;\n"
      << "  kt_run(" << call_args(true) << ");\n"
      << "}\n";
@@ -923,6 +928,10 @@ std::string CppEmitter::emit() {
 
 }  // namespace
 
-std::string emit_cpp(const ir::Program& program) { return CppEmitter(program).emit(); }
+std::string emit_cpp(const ir::Program& program) { return CppEmitter(program, CppEmitOptions{}).emit(); }
+
+std::string emit_cpp(const ir::Program& program, const CppEmitOptions& options) {
+  return CppEmitter(program, options).emit();
+}
 
 }  // namespace ktune

@@ -36,4 +36,14 @@ inline constexpr int kKernelAbiVersion = 1;
 // Throws ktune::Error if the program cannot be emitted.
 std::string emit_cpp(const ir::Program& program);
 
+// For a library holding many kernels (`ktune export --format cpp`): the four
+// ABI functions are named <symbol_prefix>abi_version etc. instead of
+// ktune_abi_version, and, if threads_hook is set, parallel loops ask
+// `extern "C" int <threads_hook>(int tuned)` for their thread count.
+struct CppEmitOptions {
+  std::string symbol_prefix = "ktune_";
+  std::string threads_hook;
+};
+std::string emit_cpp(const ir::Program& program, const CppEmitOptions& options);
+
 }  // namespace ktune

@@ -1,5 +1,10 @@
 #include "workers/convert.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+
 #include <google/protobuf/util/json_util.h>
 
 #include "schedule_space/error.h"
@@ -118,5 +123,39 @@ void from_json(const std::string& json, google::protobuf::Message* m, const std:
   auto status = google::protobuf::util::JsonStringToMessage(json, m, options);
   if (!status.ok()) throw Error(what + ": " + std::string(status.message()));
 }
+
+namespace {
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown-host";
+  return buf;
+}
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(std::min(line.size(), colon + 2));
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+v1::DeviceInfo device_info(const Target& t) {
+  v1::DeviceInfo d;
+  *d.mutable_target() = to_proto(t);
+  d.set_host(host_name());
+  d.set_description(t.kind == TargetKind::kCpu ? t.describe() : "");
+  d.set_cpu_model_name(cpu_model_name());
+  d.set_tool_version("ktune " KTUNE_VERSION);
+  return d;
+}
+
+std::string device_description_json(const Target& t) { return to_json(device_info(t)); }
 
 }  // namespace ktune::wire

@@ -28,4 +28,11 @@ MeasureResult from_proto(const v1::MeasureResult& r);
 std::string to_json(const google::protobuf::Message& m);
 void from_json(const std::string& json, google::protobuf::Message* m, const std::string& what);
 
+// This machine's description of a target, as a worker registers it: the
+// target, host name, Target::describe(), /proc/cpuinfo's model name and the
+// tool version.
+v1::DeviceInfo device_info(const Target& t);
+// device_info(t) as one line of JSON: what Database::set_device stores.
+std::string device_description_json(const Target& t);
+
 }  // namespace ktune::wire
