@@ -18,6 +18,7 @@
 #include "measure/local_measurer.h"
 #include "schedule_space/error.h"
 #include "tuner/task_scheduler.h"
+#include "workers/convert.h"
 
 namespace ktune::cli {
 
@@ -145,6 +146,9 @@ int tune_model(const ModelTuneArgs& args) {
   }
   Target target = detect_cpu_target(args.threads);
   std::unique_ptr<Database> db = Database::open(args.db_path);
+  // The device's description travels with its records (`ktune export`).
+  const std::string device = wire::device_description_json(target);
+  if (db->device(target.device_key()) != device) db->set_device(target.device_key(), device);
   LocalMeasurerOptions measurer_options;
   measurer_options.cache_dir = args.cache_dir;
   LocalMeasurer measurer(measurer_options);

@@ -124,8 +124,6 @@ void from_json(const std::string& json, google::protobuf::Message* m, const std:
   if (!status.ok()) throw Error(what + ": " + std::string(status.message()));
 }
 
-namespace {
-
 std::string host_name() {
   char buf[256] = {0};
   if (gethostname(buf, sizeof buf - 1) != 0) return "unknown-host";
@@ -143,8 +141,6 @@ std::string cpu_model_name() {
   }
   return "";
 }
-
-}  // namespace
 
 v1::DeviceInfo device_info(const Target& t) {
   v1::DeviceInfo d;

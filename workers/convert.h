@@ -31,6 +31,10 @@ void from_json(const std::string& json, google::protobuf::Message* m, const std:
 // This machine's description of a target, as a worker registers it: the
 // target, host name, Target::describe(), /proc/cpuinfo's model name and the
 // tool version.
+// This host's name, and /proc/cpuinfo's "model name" ("" if unknown).
+std::string host_name();
+std::string cpu_model_name();
+// The description of this machine as target t (what a worker registers with).
 v1::DeviceInfo device_info(const Target& t);
 // device_info(t) as one line of JSON: what Database::set_device stores.
 std::string device_description_json(const Target& t);

@@ -26,24 +26,6 @@ namespace {
 
 constexpr double kRpcTimeoutS = 10;
 
-std::string host_name() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown-host";
-  return buf;
-}
-
-std::string cpu_model_name() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      auto colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(std::min(line.size(), colon + 2));
-    }
-  }
-  return "";
-}
-
 void log(const std::string& name, const std::string& text) {
   std::cerr << "ktune worker " << name << ": " << text << std::endl;
 }
@@ -151,7 +133,7 @@ class Worker {
   Worker(const WorkerOptions& options, const std::atomic<bool>& stop)
       : options_(options),
         stop_(stop),
-        name_(options.name.empty() ? host_name() + "-" + std::to_string(getpid()) : options.name),
+        name_(options.name.empty() ? wire::host_name() + "-" + std::to_string(getpid()) : options.name),
         stub_(v1::Farm::NewStub(make_channel(options.daemon, options.tls))),
         measurer_(options, name_) {}
 
@@ -216,12 +198,7 @@ class Worker {
     req.set_protocol_version(v1::PROTOCOL_VERSION);
     req.set_worker_name(name_);
     req.set_parallel(options_.parallel);
-    v1::DeviceInfo* d = req.mutable_device();
-    *d->mutable_target() = wire::to_proto(options_.target);
-    d->set_host(host_name());
-    d->set_description(options_.target.kind == TargetKind::kCpu ? options_.target.describe() : "");
-    d->set_cpu_model_name(cpu_model_name());
-    d->set_tool_version("ktune " KTUNE_VERSION);
+    *req.mutable_device() = wire::device_info(options_.target);
     v1::RegisterReply reply;
     grpc::ClientContext ctx;
     prepare_context(ctx, options_.token, kRpcTimeoutS);
