@@ -25,6 +25,7 @@ CommandRun add_best_command(CLI::App& app);
 CommandRun add_bench_command(CLI::App& app);
 CommandRun add_report_command(CLI::App& app);
 CommandRun add_tasks_command(CLI::App& app);
+CommandRun add_devices_command(CLI::App& app);
 CommandRun add_export_command(CLI::App& app);  // cli/export_command.cc
 CommandRun add_import_command(CLI::App& app);  // cli/import_command.cc
 // daemon, worker, submit, jobs, job, cancel, workers (cli/farm_commands.cc).

@@ -14,6 +14,9 @@ const Template& choose_template(const Workload& w, const std::string& template_n
                   " but the operator is " + std::string(op_name(w.op())));
     }
     if (auto why = t.unsupported(w)) throw Error("template " + template_name + ": " + *why);
+    if (t.target_kind() != TargetKind::kCpu) {
+      throw Error("template " + template_name + " is for CUDA GPUs; this command tunes on the CPU");
+    }
     return t;
   }
   std::vector<const Template*> candidates = templates_for(w, TargetKind::kCpu);

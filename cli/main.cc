@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
       {"bench", add_bench_command(app)},
       {"report", add_report_command(app)},
       {"tasks", add_tasks_command(app)},
+      {"devices", add_devices_command(app)},
       {"export", add_export_command(app)},
       {"import", add_import_command(app)},
   };

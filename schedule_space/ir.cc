@@ -398,6 +398,7 @@ const char* scope_name(Scope s) {
     case Scope::kGlobal: return "global";
     case Scope::kStack: return "stack";
     case Scope::kRegister: return "register";
+    case Scope::kShared: return "shared";
   }
   return "?";
 }

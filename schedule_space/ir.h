@@ -29,6 +29,7 @@ enum class Scope {
   kGlobal,    // parameters and workspace
   kStack,     // a local array (cache-level scratch)
   kRegister,  // a small local array meant to live in (vector) registers
+  kShared,    // GPU: one copy per thread block (__shared__)
 };
 
 struct BufferNode {

@@ -169,12 +169,17 @@ std::string cpu_model_slug(const std::string& model_name) {
 
 std::string Target::device_key() const {
   if (!key.empty()) return key;
-  if (kind != TargetKind::kCpu) throw Error("device_key: CUDA targets are not supported yet");
+  if (kind == TargetKind::kCuda) return "cuda/" + cuda.name + "/" + cuda.arch();
   return "cpu/" + cpu.model + "/" + cpu.isa + "/" + std::to_string(cpu.threads) + "t";
 }
 
 std::string Target::describe() const {
-  if (kind != TargetKind::kCpu) throw Error("describe: CUDA targets are not supported yet");
+  if (kind == TargetKind::kCuda) {
+    return "cuda:" + std::to_string(cuda.ordinal) + " " + cuda.name + ", " + cuda.arch() + ", " +
+           std::to_string(cuda.sm_count) + " SMs, " + std::to_string(cuda.max_threads_per_block) +
+           " threads/block, " + bytes_text(cuda.shared_bytes_per_block) + " shared/block, " +
+           std::to_string(cuda.registers_per_block) + " registers/block";
+  }
   std::string text = "cpu " + cpu.model + ", " + cpu.isa + " (" +
                      std::to_string(cpu.vector_lanes) + " fp32 lanes), " +
                      std::to_string(cpu.threads) + (cpu.threads == 1 ? " thread" : " threads") +
@@ -206,6 +211,21 @@ int online_cores() {
   }
   const long online = sysconf(_SC_NPROCESSORS_ONLN);
   return online > 0 ? static_cast<int>(online) : 1;
+}
+
+Target cuda_target_for_arch(const std::string& arch) {
+  Target t;
+  t.kind = TargetKind::kCuda;
+  if (arch == "sm_80") {
+    t.cuda.name = "nvidia-a100";
+    t.cuda.cc_major = 8, t.cuda.cc_minor = 0, t.cuda.sm_count = 108;
+  } else if (arch == "sm_90") {
+    t.cuda.name = "nvidia-h100";
+    t.cuda.cc_major = 9, t.cuda.cc_minor = 0, t.cuda.sm_count = 132;
+  } else {
+    throw Error("unknown CUDA arch '" + arch + "': accepted are sm_80, sm_90");
+  }
+  return t;
 }
 
 }  // namespace ktune

@@ -24,13 +24,29 @@ struct CpuTarget {
   std::vector<std::string> flags = {"-O3", "-march=native", "-ffp-contract=fast"};
 };
 
+// An NVIDIA GPU, as the CUDA driver describes it (discovered with
+// cuda/cuda_driver.h, or given for compile-only use such as tests).
+struct CudaTarget {
+  std::string name = "generic";     // slug of the device name, e.g. "nvidia-h100-80gb-hbm3"
+  int ordinal = 0;                  // cuda:N
+  int cc_major = 8, cc_minor = 0;   // compute capability
+  int sm_count = 1;
+  int max_threads_per_block = 1024;
+  int64_t shared_bytes_per_block = 48 * 1024;  // static __shared__ limit
+  int registers_per_block = 65536;
+  int max_registers_per_thread = 255;
+  int warp_size = 32;
+  std::string arch() const { return "sm_" + std::to_string(cc_major) + std::to_string(cc_minor); }
+};
+
 struct Target {
   TargetKind kind = TargetKind::kCpu;
   CpuTarget cpu;
+  CudaTarget cuda;  // kind == kCuda
   // A device key given by the user (`ktune worker --key`); empty: derived.
   std::string key;
 
-  // key if set, else "cpu/<model>/<isa>/<threads>t".
+  // key if set, else "cpu/<model>/<isa>/<threads>t" or "cuda/<name>/sm_XY".
   std::string device_key() const;
   // Human-readable one-line description (model, ISA, threads, caches, compiler).
   std::string describe() const;
@@ -39,6 +55,11 @@ struct Target {
 // Reads /proc/cpuinfo, sysfs caches and the CPU's features. threads <= 0
 // means all online cores.
 Target detect_cpu_target(int threads = 0);
+
+// A compile-only CUDA target for a compute capability ("sm_80", "sm_90"):
+// typical limits of that generation (A100 / H100), no device needed.
+// Throws ktune::Error for an arch it does not know.
+Target cuda_target_for_arch(const std::string& arch);
 
 // Number of online CPU cores.
 int online_cores();

@@ -183,7 +183,7 @@ TEST(OnnxBackendDataTest, SupportedConvGemmAndMatmulCasesMatchTheirExpectedOutpu
     const Config config = seeds.empty() ? space.get(0) : seeds.front();
     ASSERT_FALSE(tmpl.check(node.workload, target, space, config)) << name;
     const ir::Program program = tmpl.instantiate(node.workload, target, space, config);
-    for (const fs::path set : {dir / "test_data_set_0"}) {
+    for (const fs::path& set : {dir / "test_data_set_0"}) {
       std::vector<std::vector<float>> inputs;
       for (int i = 0; fs::exists(set / ("input_" + std::to_string(i) + ".pb")); ++i) {
         inputs.push_back(read_tensor(set / ("input_" + std::to_string(i) + ".pb")));

@@ -13,4 +13,9 @@ const Template& conv2d_cpu_template();
 const Template& conv2d_1x1_cpu_template();
 const Template& depthwise_conv2d_cpu_template();
 
+// GPU (CUDA) templates.
+const Template& matmul_cuda_template();
+const Template& dense_cuda_template();
+const Template& batch_matmul_cuda_template();
+
 }  // namespace ktune

@@ -1,0 +1,39 @@
+// CUDA C code generator: a loop-nest Program with GPU-bound loops -> one
+// __global__ kernel and its launch configuration.
+//
+// Loops of kind kBlockX/Y/Z and kThreadX/Y/Z are not loops: their variable
+// is blockIdx.* / threadIdx.* and their extent is the grid / block size (each
+// GPU-bound kind may appear once, and must enclose all other code). Buffers
+// of Scope::kShared become __shared__ arrays (one per block), kRegister and
+// kStack local arrays (per thread); barrier() is __syncthreads(). Unrolled
+// loops get `#pragma unroll`, serial loops stay loops. Integers are 64-bit
+// where an index can exceed 2^31, 32-bit otherwise. The kernel is
+//
+//   extern "C" __global__ void <name>(const float* __restrict__ in0, ...,
+//                                     float* __restrict__ out)
+//
+// with the inputs in Program::params order (workspace is not supported on
+// the GPU yet) and needs no headers, so NVRTC compiles it as is.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "schedule_space/ir.h"
+
+namespace ktune {
+
+struct CudaKernel {
+  std::string name;    // the __global__ function
+  std::string source;  // CUDA C, no #include
+  std::array<int64_t, 3> grid{1, 1, 1};
+  std::array<int64_t, 3> block{1, 1, 1};
+  int64_t shared_bytes = 0;  // static __shared__ bytes
+  int64_t threads_per_block() const { return block[0] * block[1] * block[2]; }
+};
+
+// Throws ktune::Error if the program cannot run on a GPU as described above.
+CudaKernel emit_cuda(const ir::Program& program);
+
+}  // namespace ktune

@@ -1,0 +1,230 @@
+// The CUDA backend without a GPU: device discovery reports none cleanly;
+// every GPU template's configs are checked against device limits; CUDA C is
+// generated for a sample of random valid configs and compiled with NVRTC
+// for sm_80 and sm_90 (skipped, saying why, where NVRTC is absent).
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "cuda/cuda_driver.h"
+#include "cuda/nvrtc.h"
+#include "schedule_space/codegen_cuda.h"
+#include "schedule_space/error.h"
+#include "schedule_space/template.h"
+
+namespace ktune {
+namespace {
+
+const std::vector<std::string> kWorkloads = {
+    "matmul(m=256,n=256,k=256)", "matmul(m=1000,n=64,k=96)", "dense(batch=1,in=512,out=1000,bias=1)",
+    "dense(batch=32,in=256,out=128,bias=0)", "batch_matmul(b=8,m=64,n=64,k=32)"};
+
+std::vector<Config> random_valid(const Template& t, const Workload& w, const Target& target, const ConfigSpace& space,
+                                 int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<Config> out;
+  for (int attempts = 0; attempts < 20000 && static_cast<int>(out.size()) < n; ++attempts) {
+    Config c = space.random(rng);
+    if (!t.check(w, target, space, c)) out.push_back(c);
+  }
+  return out;
+}
+
+TEST(CudaTest, DiscoveryWithoutAGpuReportsNoDeviceAndWhy) {
+  std::string why;
+  std::vector<Target> devices = discover_cuda_devices(&why);
+  if (devices.empty()) {
+    EXPECT_FALSE(why.empty());
+    try {
+      cuda_target("cuda:0");
+      FAIL() << "cuda:0 found with no device";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("no CUDA device"), std::string::npos) << e.what();
+    }
+  } else {
+    for (const Target& t : devices) EXPECT_EQ(t.device_key().rfind("cuda/", 0), 0u) << t.device_key();
+  }
+  EXPECT_EQ(detail::gpu_name_slug("NVIDIA H100 80GB HBM3"), "nvidia-h100-80gb-hbm3");
+  EXPECT_EQ(cuda_target_for_arch("sm_90").device_key(), "cuda/nvidia-h100/sm_90");
+  EXPECT_THROW(cuda_target_for_arch("sm_12"), Error);
+}
+
+TEST(CudaTest, EveryWorkloadHasAGpuTemplateWithValidSeeds) {
+  const Target h100 = cuda_target_for_arch("sm_90");
+  for (const std::string& spec : kWorkloads) {
+    const Workload w = Workload::parse(spec);
+    std::vector<const Template*> ts = templates_for(w, TargetKind::kCuda);
+    ASSERT_FALSE(ts.empty()) << spec;
+    const ConfigSpace space = ts[0]->space(w, h100);
+    EXPECT_GT(space.size(), 10u) << spec;
+    std::vector<Config> seeds = ts[0]->seed_configs(w, h100, space);
+    ASSERT_FALSE(seeds.empty()) << spec << " " << space.size();
+    for (const Config& c : seeds) EXPECT_FALSE(ts[0]->check(w, h100, space, c)) << spec;
+  }
+}
+
+TEST(CudaTest, ConfigsOverTheDeviceLimitsAreRejectedBeforeCompiling) {
+  const Workload w = Workload::parse("matmul(m=1024,n=1024,k=1024)");
+  const Template& t = *templates_for(w, TargetKind::kCuda).front();
+  Target small = cuda_target_for_arch("sm_80");
+  small.cuda.max_threads_per_block = 128;
+  small.cuda.shared_bytes_per_block = 4096;
+  const ConfigSpace space = t.space(w, small);
+  std::mt19937_64 rng(3);
+  int too_many_threads = 0, too_much_shared = 0, too_many_registers = 0, valid = 0;
+  for (int i = 0; i < 3000; ++i) {
+    Config c = space.random(rng);
+    std::optional<std::string> why = t.check(w, small, space, c);
+    if (!why) {
+      ++valid;
+      const CudaKernel k = emit_cuda(t.instantiate(w, small, space, c));
+      EXPECT_LE(k.threads_per_block(), 128);
+      EXPECT_LE(k.shared_bytes, 4096);
+      continue;
+    }
+    too_many_threads += why->find("threads per block, the device allows 128") != std::string::npos;
+    too_much_shared += why->find("bytes of shared memory, the device allows 4096") != std::string::npos;
+    too_many_registers += why->find("registers per") != std::string::npos;
+    EXPECT_THROW(t.instantiate(w, small, space, c), Error);
+  }
+  EXPECT_GT(valid, 0);
+  EXPECT_GT(too_many_threads, 0);
+  EXPECT_GT(too_much_shared, 0);
+  EXPECT_GT(too_many_registers, 0);
+}
+
+TEST(CudaTest, TheLaunchConfigurationFollowsTheConfig) {
+  const Workload w = Workload::parse("batch_matmul(b=8,m=64,n=64,k=32)");
+  const Template& t = *templates_for(w, TargetKind::kCuda).front();
+  const Target h100 = cuda_target_for_arch("sm_90");
+  const ConfigSpace space = t.space(w, h100);
+  const Config c = t.seed_configs(w, h100, space).front();
+  const CudaKernel k = emit_cuda(t.instantiate(w, h100, space, c));
+  const std::string text = space.describe(c);
+  EXPECT_EQ(k.grid[2], 8);  // the batch
+  EXPECT_EQ(64 % (k.grid[0] * k.block[0]), 0) << text;  // n = grid x threads x per-thread columns
+  EXPECT_EQ(64 % (k.grid[1] * k.block[1]), 0) << text;
+  EXPECT_NE(k.source.find("__syncthreads();"), std::string::npos);
+  EXPECT_NE(k.source.find("__shared__"), std::string::npos);
+  EXPECT_NE(k.source.find("extern \"C\" __global__"), std::string::npos);
+  EXPECT_GT(k.shared_bytes, 0);
+}
+
+TEST(CudaTest, RandomValidConfigsOfEveryGpuTemplateCompileWithNvrtcForSm80AndSm90) {
+  std::string why;
+  const Nvrtc* nvrtc = Nvrtc::get(&why);
+  if (!nvrtc) GTEST_SKIP() << why;
+  int compiled = 0;
+  for (const std::string arch : {"sm_80", "sm_90"}) {
+    const Target target = cuda_target_for_arch(arch);
+    for (const std::string& spec : kWorkloads) {
+      const Workload w = Workload::parse(spec);
+      for (const Template* t : templates_for(w, TargetKind::kCuda)) {
+        const ConfigSpace space = t->space(w, target);
+        std::vector<Config> configs = random_valid(*t, w, target, space, 3, 11);
+        std::vector<Config> seeds = t->seed_configs(w, target, space);
+        configs.insert(configs.end(), seeds.begin(), seeds.end());
+        ASSERT_FALSE(configs.empty()) << spec;
+        for (const Config& c : configs) {
+          const CudaKernel k = emit_cuda(t->instantiate(w, target, space, c));
+          const NvrtcResult r = nvrtc->compile(k.source, arch);
+          EXPECT_TRUE(r.ok) << spec << " " << space.describe(c) << " on " << arch << ":\n" << r.log << "\n" << k.source;
+          EXPECT_FALSE(r.cubin.empty());
+          compiled += r.ok;
+        }
+      }
+    }
+  }
+  std::cout << "compiled " << compiled << " kernels with NVRTC " << nvrtc->version() << " (" << nvrtc->path() << ")\n";
+}
+
+TEST(CudaTest, NvrtcReportsACompileErrorWithItsLog) {
+  std::string why;
+  const Nvrtc* nvrtc = Nvrtc::get(&why);
+  if (!nvrtc) GTEST_SKIP() << why;
+  const NvrtcResult r = nvrtc->compile("extern \"C\" __global__ void k(float* x) { x[0] = undefined_name; }", "sm_90");
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.log.find("undefined_name"), std::string::npos) << r.log;
+}
+
+}  // namespace
+}  // namespace ktune
+
+#include "tests/gpu_emulator.h"
+
+namespace ktune {
+namespace {
+
+// The GPU templates' programs, run on the emulator, against the reference.
+TEST(CudaTest, RandomValidConfigsComputeTheRightAnswerOnTheGpuEmulator) {
+  const Target target = cuda_target_for_arch("sm_90");
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (const std::string spec : {"matmul(m=32,n=48,k=24)", "dense(batch=3,in=40,out=24,bias=1)",
+                                 "batch_matmul(b=2,m=16,n=32,k=8)", "dense(batch=1,in=64,out=20,bias=0)"}) {
+    const Workload w = Workload::parse(spec);
+    for (const Template* t : templates_for(w, TargetKind::kCuda)) {
+      Target roomy = target;
+      roomy.cuda.max_threads_per_block = 1024;
+      const ConfigSpace space = t->space(w, roomy);
+      std::vector<Config> configs = random_valid(*t, w, roomy, space, 6, 21);
+      for (const Config& c : t->seed_configs(w, roomy, space)) configs.push_back(c);
+      ASSERT_FALSE(configs.empty()) << spec;
+      std::vector<std::vector<float>> inputs;
+      for (const TensorSpec& ts : w.inputs()) {
+        std::vector<float> v(static_cast<size_t>(ts.elements()));
+        for (float& x : v) x = u(rng);
+        inputs.push_back(v);
+      }
+      std::vector<const float*> pointers;
+      for (const auto& v : inputs) pointers.push_back(v.data());
+      std::vector<float> want(static_cast<size_t>(w.output().elements()));
+      reference(w, pointers, want.data());
+      for (const Config& c : configs) {
+        std::vector<std::vector<float>> params = inputs;
+        params.emplace_back(want.size(), NAN);
+        try {
+          testing::GpuEmulator::run(t->instantiate(w, roomy, space, c), params);
+        } catch (const std::exception& e) {
+          ADD_FAILURE() << spec << " " << space.describe(c) << ": " << e.what();
+          continue;
+        }
+        double worst = 0;
+        for (size_t i = 0; i < want.size(); ++i) {
+          worst = std::max(worst, std::abs(static_cast<double>(params.back()[i]) - want[i]) / (1 + std::abs(want[i])));
+        }
+        EXPECT_LT(worst, 1e-4) << spec << " " << space.describe(c);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ktune
+
+namespace ktune {
+namespace {
+
+// The emulator itself catches what lockstep execution would hide.
+TEST(CudaTest, TheEmulatorCatchesAMissingBarrier) {
+  using namespace ir;
+  auto swap = [](bool with_barrier) {
+    Buffer in = make_buffer("in", {2}), out = make_buffer("out", {2}), s = make_buffer("S", {2}, Scope::kShared);
+    const Expr t = var("t");
+    Stmt body = seq({store(s, {t}, load(in, {t})), with_barrier ? barrier() : nullptr,
+                     store(out, {t}, load(s, {int_imm(1) - t}))});
+    Program p;
+    p.name = "swap";
+    p.params = {in, out};
+    p.body = for_loop("t", 2, LoopKind::kThreadX, allocate(s, body));
+    return p;
+  };
+  std::vector<std::vector<float>> params = {{1, 2}, {0, 0}};
+  testing::GpuEmulator::run(swap(true), params);
+  EXPECT_EQ(params[1], (std::vector<float>{2, 1}));
+  EXPECT_THROW(testing::GpuEmulator::run(swap(false), params), std::runtime_error);
+  EXPECT_EQ(emit_cuda(swap(true)).block[0], 2);
+}
+
+}  // namespace
+}  // namespace ktune
