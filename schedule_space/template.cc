@@ -19,6 +19,8 @@ const std::vector<const Template*>& all_templates() {
       &matmul_cuda_template(),
       &dense_cuda_template(),
       &batch_matmul_cuda_template(),
+      &conv2d_cuda_template(),
+      &depthwise_conv2d_cuda_template(),
   };
   return registry;
 }

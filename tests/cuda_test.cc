@@ -17,7 +17,11 @@ namespace {
 
 const std::vector<std::string> kWorkloads = {
     "matmul(m=256,n=256,k=256)", "matmul(m=1000,n=64,k=96)", "dense(batch=1,in=512,out=1000,bias=1)",
-    "dense(batch=32,in=256,out=128,bias=0)", "batch_matmul(b=8,m=64,n=64,k=32)"};
+    "dense(batch=32,in=256,out=128,bias=0)", "batch_matmul(b=8,m=64,n=64,k=32)",
+    "conv2d(n=1,c=64,h=56,w=56,k=64,r=3,s=3,stride=1,pad=1)", "conv2d(n=1,c=3,h=224,w=224,k=64,r=7,s=7,stride=2,pad=3)",
+    "conv2d(n=1,c=256,h=14,w=14,k=512,r=1,s=1,stride=2,pad=0)",
+    "depthwise_conv2d(n=1,c=144,h=56,w=56,r=3,s=3,stride=1,pad=1)",
+    "depthwise_conv2d(n=1,c=32,h=112,w=112,r=3,s=3,stride=2,pad=1)"};
 
 std::vector<Config> random_valid(const Template& t, const Workload& w, const Target& target, const ConfigSpace& space,
                                  int n, uint64_t seed) {
@@ -160,8 +164,12 @@ TEST(CudaTest, RandomValidConfigsComputeTheRightAnswerOnTheGpuEmulator) {
   const Target target = cuda_target_for_arch("sm_90");
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> u(-1, 1);
-  for (const std::string spec : {"matmul(m=32,n=48,k=24)", "dense(batch=3,in=40,out=24,bias=1)",
-                                 "batch_matmul(b=2,m=16,n=32,k=8)", "dense(batch=1,in=64,out=20,bias=0)"}) {
+  for (const std::string spec :
+       {"matmul(m=32,n=48,k=24)", "dense(batch=3,in=40,out=24,bias=1)", "batch_matmul(b=2,m=16,n=32,k=8)",
+        "dense(batch=1,in=64,out=20,bias=0)", "conv2d(n=2,c=6,h=9,w=10,k=8,r=3,s=3,stride=1,pad=1)",
+        "conv2d(n=1,c=4,h=11,w=11,k=16,r=3,s=3,stride=2,pad=0x1x1x0,dilation=1)",
+        "conv2d(n=1,c=8,h=8,w=8,k=16,r=1,s=1,stride=1,pad=0)", "depthwise_conv2d(n=1,c=16,h=10,w=12,r=3,s=3,stride=1,pad=1)",
+        "depthwise_conv2d(n=2,c=8,h=9,w=9,r=3,s=3,stride=2,pad=1,multiplier=2)"}) {
     const Workload w = Workload::parse(spec);
     for (const Template* t : templates_for(w, TargetKind::kCuda)) {
       Target roomy = target;

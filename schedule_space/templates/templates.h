@@ -17,5 +17,7 @@ const Template& depthwise_conv2d_cpu_template();
 const Template& matmul_cuda_template();
 const Template& dense_cuda_template();
 const Template& batch_matmul_cuda_template();
+const Template& conv2d_cuda_template();
+const Template& depthwise_conv2d_cuda_template();
 
 }  // namespace ktune

@@ -1,0 +1,239 @@
+// GPU direct convolution templates (CUDA): conv2d and depthwise_conv2d, NCHW.
+//
+// A thread block computes BK output channels x BP output rows x BQ output
+// columns of one image (blockIdx.z = image x channel block, y = row block,
+// x = column block); its TK x TP x TQ threads each a register tile of RK
+// channels x RQ columns of one row:
+//   tile_k = [grid_k, TK, RK], tile_p = [grid_p, TP], tile_q = [grid_q, TQ, RQ].
+// conv2d walks the input channels in chunks (tile_c = [chunks, CI]): for each
+// chunk the threads stage the input patch the block reads (CI channels, its
+// rows and columns with the halo, zeros for padding) and the weights of its
+// BK channels in shared memory, synchronize, accumulate, synchronize.
+// depthwise stages its channels' patch and weights once. Knobs also choose
+// whether a thread's columns are contiguous or interleaved with its
+// neighbours' (layout) and whether the kernel window loops are unrolled.
+// check() keeps configs within the device's limits.
+#include "schedule_space/error.h"
+#include "schedule_space/templates/templates.h"
+
+namespace ktune {
+
+namespace {
+
+using namespace ir;
+
+struct Params {
+  int64_t gk, tk, rk, gp, tp, gq, tq, rq, co, ci;
+  bool interleave, unroll;
+  int64_t bk() const { return tk * rk; }
+  int64_t bq() const { return tq * rq; }
+  int64_t threads() const { return tk * tp * tq; }
+  int64_t registers() const { return rk * rq + rk + rq + 24; }
+};
+
+std::vector<int64_t> factors(const ConfigSpace& space, const Config& c, const char* name) {
+  const size_t i = space.knob_index(name);
+  return static_cast<const SplitKnob&>(space.knob(i)).factors(c.choices[i]);
+}
+
+class ConvCudaTemplate : public Template {
+ public:
+  ConvCudaTemplate(std::string name, bool depthwise) : name_(std::move(name)), depthwise_(depthwise) {}
+  std::string name() const override { return name_; }
+  int version() const override { return 1; }
+  OpKind op() const override { return depthwise_ ? OpKind::kDepthwiseConv2d : OpKind::kConv2d; }
+  TargetKind target_kind() const override { return TargetKind::kCuda; }
+
+  ConfigSpace space(const Workload& w, const Target&) const override {
+    if (auto why = unsupported(w)) throw Error(*why);
+    const Conv2dShape& s = w.conv2d();
+    auto policy = [](int64_t extent, int64_t max_inner) {
+      SplitPolicy p;
+      p.power_of_two = (extent & (extent - 1)) == 0;
+      p.max_innermost = max_inner;
+      return p;
+    };
+    ConfigSpace sp;
+    sp.add_split("tile_k", s.k, 3, policy(s.k, 8));
+    sp.add_split("tile_p", s.out_h(), 2, policy(s.out_h(), 32));
+    sp.add_split("tile_q", s.out_w(), 3, policy(s.out_w(), 4));
+    sp.add_split("tile_c", depthwise_ ? 1 : s.c, 2, policy(depthwise_ ? 1 : s.c, 16));
+    sp.add_choice("layout", {0, 1});
+    sp.add_choice("unroll", {0, 1});
+    return sp;
+  }
+
+  Params params(const ConfigSpace& space, const Config& c) const {
+    const auto k = factors(space, c, "tile_k"), p = factors(space, c, "tile_p"), q = factors(space, c, "tile_q"),
+               ch = factors(space, c, "tile_c");
+    return Params{k[0], k[1], k[2], p[0], p[1], q[0], q[1], q[2], ch[0], ch[1],
+                  space.value(c, "layout") == 1, space.value(c, "unroll") == 1};
+  }
+
+  // Input rows and columns one block reads, and the channels of its patch.
+  static int64_t patch_rows(const Conv2dShape& s, const Params& p) { return (p.tp - 1) * s.stride_h + (s.r - 1) * s.dilation_h + 1; }
+  static int64_t patch_cols(const Conv2dShape& s, const Params& p) { return (p.bq() - 1) * s.stride_w + (s.s - 1) * s.dilation_w + 1; }
+  int64_t patch_channels(const Conv2dShape& s, const Params& p) const { return depthwise_ ? p.bk() / s.multiplier : p.ci; }
+  int64_t shared_bytes(const Conv2dShape& s, const Params& p) const {
+    const int64_t input = patch_channels(s, p) * patch_rows(s, p) * patch_cols(s, p);
+    const int64_t weights = p.bk() * (depthwise_ ? 1 : p.ci) * s.r * s.s;
+    return (input + weights) * 4;
+  }
+
+  std::optional<std::string> check(const Workload& w, const Target& t, const ConfigSpace& space,
+                                   const Config& c) const override {
+    if (auto why = unsupported(w)) return why;
+    if (t.kind != TargetKind::kCuda) return name_ + " needs a CUDA target";
+    const Conv2dShape& s = w.conv2d();
+    const Params p = params(space, c);
+    const CudaTarget& d = t.cuda;
+    if (p.threads() > d.max_threads_per_block) {
+      return std::to_string(p.threads()) + " threads per block, the device allows " + std::to_string(d.max_threads_per_block);
+    }
+    if (p.threads() < d.warp_size / 2) return std::to_string(p.threads()) + " threads per block: under half a warp";
+    if (p.tk > 64) return "more than 64 threads along the channels";
+    if (depthwise_ && p.bk() % s.multiplier != 0) return "a channel block must hold whole channel groups";
+    if (shared_bytes(s, p) > d.shared_bytes_per_block) {
+      return std::to_string(shared_bytes(s, p)) + " bytes of shared memory, the device allows " +
+             std::to_string(d.shared_bytes_per_block);
+    }
+    if (p.registers() > d.max_registers_per_thread) {
+      return "about " + std::to_string(p.registers()) + " registers per thread, the device allows " +
+             std::to_string(d.max_registers_per_thread);
+    }
+    if (p.registers() * p.threads() > d.registers_per_block) {
+      return "about " + std::to_string(p.registers() * p.threads()) + " registers per block, the device allows " +
+             std::to_string(d.registers_per_block);
+    }
+    if (s.n * p.gk > 65535 || p.gp > 65535) return "grid too large";
+    return std::nullopt;
+  }
+
+  std::vector<Config> seed_configs(const Workload& w, const Target& t, const ConfigSpace& space) const override {
+    // About 8 channels x 4 rows x 8 columns of threads, 2 x 2 register tiles, 8-channel chunks.
+    auto pick = [&](const char* knob, std::vector<double> want) {
+      const size_t i = space.knob_index(knob);
+      const auto& k = static_cast<const SplitKnob&>(space.knob(i));
+      int64_t best = 0;
+      double best_d = 1e30;
+      for (int64_t j = 0; j < k.size(); ++j) {
+        const auto& f = k.factors(j);
+        double d = 0;
+        for (size_t l = 1; l < f.size() && l - 1 < want.size(); ++l) d += std::abs(std::log2(f[l] / want[l - 1]));
+        if (d < best_d) best_d = d, best = j;
+      }
+      return best;
+    };
+    std::vector<Config> out;
+    for (int64_t layout : {1, 0}) {
+      std::vector<int64_t> choices(space.num_knobs(), 0);
+      choices[space.knob_index("tile_k")] = pick("tile_k", {8, 2});
+      choices[space.knob_index("tile_p")] = pick("tile_p", {4});
+      choices[space.knob_index("tile_q")] = pick("tile_q", {8, 2});
+      choices[space.knob_index("tile_c")] = pick("tile_c", {8});
+      choices[space.knob_index("layout")] = layout;
+      choices[space.knob_index("unroll")] = 1;
+      Config c = space.get(space.index_of(choices));
+      if (!check(w, t, space, c)) out.push_back(c);
+    }
+    return out;
+  }
+
+  Program instantiate(const Workload& w, const Target& t, const ConfigSpace& space, const Config& c) const override {
+    if (auto why = check(w, t, space, c)) throw Error(name_ + ": invalid config: " + *why);
+    const Conv2dShape& s = w.conv2d();
+    const Params p = params(space, c);
+    const int64_t BK = p.bk(), BP = p.tp, BQ = p.bq(), NT = p.threads();
+    const int64_t IH = patch_rows(s, p), IW = patch_cols(s, p), PC = patch_channels(s, p);
+    const int64_t WC = depthwise_ ? 1 : p.ci;  // weight channels per output channel in a chunk
+    Buffer data = make_buffer("data", {s.n, s.c, s.h, s.w});
+    Buffer weight = make_buffer("weight", {s.k, depthwise_ ? 1 : s.c, s.r, s.s});
+    Buffer out = make_buffer("out", {s.n, s.k, s.out_h(), s.out_w()});
+    Buffer is = make_buffer("Is", {PC, IH, IW}, Scope::kShared);
+    Buffer ws = make_buffer("Ws", {BK, WC, s.r, s.s}, Scope::kShared);
+    Buffer acc = make_buffer("acc", {p.rk, p.rq}, Scope::kRegister);
+    const Expr bz = var("bz"), by = var("by"), bx = var("bx"), tz = var("tz"), ty = var("ty"), tx = var("tx");
+    const Expr n = floordiv(bz, int_imm(p.gk)), kb = floormod(bz, int_imm(p.gk));
+    const Expr tid = (tz * int_imm(p.tp) + ty) * int_imm(p.tq) + tx;
+    const Expr ik = var("ik"), iq = var("iq"), co = var("co"), ci = var("ci"), r = var("r"), q = var("q");
+    auto kloc = [&](Expr i) { return i * int_imm(p.tk) + tz; };
+    auto qloc = [&](Expr i) { return p.interleave ? i * int_imm(p.tq) + tx : tx * int_imm(p.rq) + i; };
+    const Expr row0 = by * int_imm(BP * s.stride_h) - int_imm(s.pad_top);
+    const Expr col0 = bx * int_imm(BQ * s.stride_w) - int_imm(s.pad_left);
+    const Expr chan0 = depthwise_ ? kb * int_imm(PC) : co * int_imm(p.ci);
+
+    // Cooperative loads: element e = l * NT + tid of a tile, decomposed row-major.
+    auto cooperative = [&](const std::string& v, Buffer tile, const std::function<Stmt(const std::vector<Expr>&)>& put) {
+      const int64_t total = tile->elements(), steps = (total + NT - 1) / NT;
+      const Expr e = var(v) * int_imm(NT) + tid;
+      std::vector<Expr> idx(tile->shape.size());
+      int64_t inner = 1;
+      for (size_t d = tile->shape.size(); d-- > 0;) {
+        idx[d] = floormod(floordiv(e, int_imm(inner)), int_imm(tile->shape[d]));
+        inner *= tile->shape[d];
+      }
+      Stmt st = put(idx);
+      if (total % NT != 0) st = if_then_else(lt(e, int_imm(total)), st);
+      return for_loop(v, steps, steps <= 8 ? LoopKind::kUnrolled : LoopKind::kSerial, st);
+    };
+    Stmt load_in = cooperative("li", is, [&](const std::vector<Expr>& i) {
+      const Expr gr = row0 + i[1], gc = col0 + i[2];
+      const Expr inside = logical_and(logical_and(le(int_imm(0), gr), lt(gr, int_imm(s.h))),
+                                      logical_and(le(int_imm(0), gc), lt(gc, int_imm(s.w))));
+      return store(is, i, select(inside, load(data, {n, chan0 + i[0], gr, gc}), float_imm(0.0f)));
+    });
+    Stmt load_w = cooperative("lw", ws, [&](const std::vector<Expr>& i) {
+      const Expr wc = depthwise_ ? int_imm(0) : co * int_imm(p.ci) + i[1];
+      return store(ws, i, load(weight, {kb * int_imm(BK) + i[0], wc, i[2], i[3]}));
+    });
+    const LoopKind window = p.unroll ? LoopKind::kUnrolled : LoopKind::kSerial;
+    const Expr in_c = depthwise_ ? floordiv(kloc(ik), int_imm(s.multiplier)) : ci;
+    const Expr in_r = ty * int_imm(s.stride_h) + r * int_imm(s.dilation_h);
+    const Expr in_q = qloc(iq) * int_imm(s.stride_w) + q * int_imm(s.dilation_w);
+    Stmt fma = for_loop("ik", p.rk, LoopKind::kUnrolled,
+                        for_loop("iq", p.rq, LoopKind::kUnrolled,
+                                 accumulate(acc, {ik, iq},
+                                            load(is, {in_c, in_r, in_q}) *
+                                                load(ws, {kloc(ik), depthwise_ ? int_imm(0) : ci, r, q}))));
+    Stmt window_loops = for_loop("r", s.r, window, for_loop("q", s.s, window, fma));
+    Stmt compute = depthwise_ ? window_loops : for_loop("ci", p.ci, LoopKind::kSerial, window_loops);
+    Stmt chunk = seq({load_in, load_w, barrier(), compute, barrier()});
+    Stmt reduce = depthwise_ ? chunk : for_loop("co", p.co, LoopKind::kSerial, chunk);
+    Stmt init = for_loop("ik", p.rk, LoopKind::kUnrolled,
+                         for_loop("iq", p.rq, LoopKind::kUnrolled, store(acc, {ik, iq}, float_imm(0.0f))));
+    Stmt write = for_loop("ik", p.rk, LoopKind::kUnrolled,
+                          for_loop("iq", p.rq, LoopKind::kUnrolled,
+                                   store(out, {n, kb * int_imm(BK) + kloc(ik), by * int_imm(BP) + ty, bx * int_imm(BQ) + qloc(iq)},
+                                         load(acc, {ik, iq}))));
+    Stmt body = allocate(is, allocate(ws, allocate(acc, seq({init, reduce, write}))));
+    body = for_loop("tx", p.tq, LoopKind::kThreadX, body);
+    body = for_loop("ty", p.tp, LoopKind::kThreadY, body);
+    body = for_loop("tz", p.tk, LoopKind::kThreadZ, body);
+    body = for_loop("bx", p.gq, LoopKind::kBlockX, body);
+    body = for_loop("by", p.gp, LoopKind::kBlockY, body);
+    body = for_loop("bz", s.n * p.gk, LoopKind::kBlockZ, body);
+    Program prog;
+    prog.name = name_;
+    prog.params = {data, weight, out};
+    prog.body = body;
+    (void)t;
+    return prog;
+  }
+
+ private:
+  std::string name_;
+  bool depthwise_;
+};
+
+}  // namespace
+
+const Template& conv2d_cuda_template() {
+  static const ConvCudaTemplate t("conv2d_cuda_direct", false);
+  return t;
+}
+const Template& depthwise_conv2d_cuda_template() {
+  static const ConvCudaTemplate t("depthwise_conv2d_cuda_direct", true);
+  return t;
+}
+
+}  // namespace ktune
