@@ -6,7 +6,7 @@
 
 namespace ktune::cli {
 
-const Template& choose_template(const Workload& w, const std::string& template_name) {
+const Template& choose_template(const Workload& w, const std::string& template_name, TargetKind kind) {
   if (!template_name.empty()) {
     const Template& t = find_template(template_name);
     if (t.op() != w.op()) {
@@ -14,12 +14,13 @@ const Template& choose_template(const Workload& w, const std::string& template_n
                   " but the operator is " + std::string(op_name(w.op())));
     }
     if (auto why = t.unsupported(w)) throw Error("template " + template_name + ": " + *why);
-    if (t.target_kind() != TargetKind::kCpu) {
-      throw Error("template " + template_name + " is for CUDA GPUs; this command tunes on the CPU");
+    if (t.target_kind() != kind) {
+      throw Error("template " + template_name + " is for " + (t.target_kind() == TargetKind::kCuda ? "CUDA GPUs" : "CPUs") +
+                  ", not for this target");
     }
     return t;
   }
-  std::vector<const Template*> candidates = templates_for(w, TargetKind::kCpu);
+  std::vector<const Template*> candidates = templates_for(w, kind);
   if (candidates.empty()) {
     throw Error("no CPU template for " + std::string(op_name(w.op())));
   }

@@ -16,7 +16,8 @@ namespace ktune::cli {
 
 // The named template (checked against the workload's operator), or the
 // operator's default CPU template. Throws ktune::Error.
-const Template& choose_template(const Workload& w, const std::string& template_name);
+const Template& choose_template(const Workload& w, const std::string& template_name,
+                                TargetKind kind = TargetKind::kCpu);
 
 // "--format" values accepted by commands that print results.
 inline const char* kFormatHelp = "output format: text or json";

@@ -7,6 +7,8 @@
 #include "cli/common.h"
 #include "cli/model_tune.h"
 #include "cli/progress.h"
+#include "cuda/cuda_driver.h"
+#include "measure/cuda_measurer.h"
 #include "measure/local_measurer.h"
 #include "schedule_space/error.h"
 #include "tuner/tuner.h"
@@ -28,6 +30,7 @@ struct TuneArgs {
   std::string compiler;
   std::vector<std::string> flags;
   std::vector<std::string> configs;
+  std::string device = "cpu";  // --target
   TuneOptions options;
   ModelTuneArgs model;  // the model's own flags
 };
@@ -90,6 +93,7 @@ int run_tune(const TuneArgs& args) {
     if (!args.configs.empty() || !args.template_name.empty()) {
       throw Error("--config and --template are for one --op, not a model");
     }
+    if (args.device != "cpu") throw Error("--target " + args.device + ": model tuning runs on the CPU for now");
     ModelTuneArgs m = args.model;
     m.db_path = args.db_path;
     m.tuner = args.tuner;
@@ -106,7 +110,11 @@ int run_tune(const TuneArgs& args) {
   if (!args.configs.empty() && workloads.size() != 1) {
     throw Error("--config names configs of one operator's space; give exactly one --op with it");
   }
-  Target target = detect_cpu_target(args.threads);
+  const bool gpu = args.device != "cpu";
+  if (gpu && args.device.rfind("cuda:", 0) != 0) {
+    throw Error("--target '" + args.device + "': accepted targets are cpu and cuda:N");
+  }
+  Target target = gpu ? cuda_target(args.device) : detect_cpu_target(args.threads);
   if (!args.compiler.empty()) target.cpu.compiler = args.compiler;
   if (!args.flags.empty()) target.cpu.flags = args.flags;
   std::unique_ptr<Database> db = Database::open(args.db_path);
@@ -114,15 +122,22 @@ int run_tune(const TuneArgs& args) {
   const std::string device = wire::device_description_json(target);
   if (db->device(target.device_key()) != device) db->set_device(target.device_key(), device);
 
-  LocalMeasurerOptions measurer_options;
-  measurer_options.cache_dir = args.cache_dir;
-  LocalMeasurer measurer(measurer_options);
+  std::unique_ptr<Measurer> measurer;
+  if (gpu) {
+    CudaMeasurerOptions o;
+    o.cache_dir = args.cache_dir;
+    measurer = std::make_unique<CudaMeasurer>(o);
+  } else {
+    LocalMeasurerOptions o;
+    o.cache_dir = args.cache_dir;
+    measurer = std::make_unique<LocalMeasurer>(o);
+  }
 
   nlohmann::json json_out = nlohmann::json::array();
   bool all_ok = true;
   for (const Workload& w : workloads) {
     TuneSummary summary = tune_workload(w, target, args.template_name, args.tuner, args.seed,
-                                        measurer, db.get(), args.options, args.format == "text",
+                                        *measurer, db.get(), args.options, args.format == "text",
                                         args.configs);
     all_ok = all_ok && summary.best.has_value();
     if (args.format == "json") {
@@ -189,13 +204,16 @@ TuneSummary tune_workload(const Workload& w, const Target& target, const std::st
                           Database* db, const TuneOptions& options, bool announce,
                           const std::vector<std::string>& configs) {
   if (!template_name.empty() || !configs.empty()) {
-    return tune_with_template(w, target, choose_template(w, template_name), tuner_name, seed,
+    return tune_with_template(w, target, choose_template(w, template_name, target.kind), tuner_name, seed,
                               measurer, db, options, announce, configs);
   }
   // Every template that takes the workload (a 1x1 conv2d: the GEMM path and
   // the direct one) gets an even share of the trials; the fastest wins.
-  const std::vector<const Template*> templates = templates_for(w, TargetKind::kCpu);
-  if (templates.empty()) throw Error("no CPU template for " + std::string(op_name(w.op())));
+  const std::vector<const Template*> templates = templates_for(w, target.kind);
+  if (templates.empty()) {
+    throw Error(std::string("no ") + (target.kind == TargetKind::kCpu ? "CPU" : "CUDA") + " template for " +
+                std::string(op_name(w.op())));
+  }
   std::optional<TuneSummary> best;
   int trials = 0, errors = 0, skipped = 0;
   for (size_t i = 0; i < templates.size(); ++i) {
@@ -231,6 +249,7 @@ CommandRun add_tune_command(CLI::App& app) {
   cmd->add_option("--template", args->template_name,
                   "schedule template (default: every template that takes the operator, trials shared evenly)");
   cmd->add_option("--threads", args->threads, "threads for generated kernels (default: all cores)");
+  cmd->add_option("--target", args->device, "where to tune: cpu, or cuda:N (a local NVIDIA GPU)")->capture_default_str();
   cmd->add_option("--seed", args->seed, "random seed")->capture_default_str();
   cmd->add_option("--config", args->configs,
                   "measure exactly this config (as `ktune space` prints it, e.g. 'tile_m=[4,128] mr=6 ...') "

@@ -117,7 +117,7 @@ std::vector<MeasureResult> LocalMeasurer::measure(const std::vector<MeasureInput
   std::sort(built.begin(), built.end());
   for (size_t i : built) {
     MeasureResult& r = results[i];
-    MeasureResult run = runner_.run({inputs[i].workload.key(), artifacts[i], options});
+    MeasureResult run = runner_.run({inputs[i].workload.key(), artifacts[i], options, {}});
     r.costs = std::move(run.costs);
     r.error = run.error;
     r.error_message = std::move(run.error_message);

@@ -190,6 +190,9 @@ MeasureResult RunnerProcess::run(const RunRequest& request) {
       // bounds, over the runner's own memory: the next candidate gets a
       // fresh runner.
       if (result.error == MeasureError::kWrongAnswer) stop();
+      // A CUDA error can leave the context unusable for good ("sticky"):
+      // after a failed GPU candidate the next one gets a fresh runner too.
+      if (request.cuda.enabled && result.error != MeasureError::kNone) stop();
       result.run_seconds = std::chrono::duration<double>(Clock::now() - start_time).count();
       return result;
     }

@@ -13,6 +13,8 @@
 // affected. Not thread-safe: one RunnerProcess per thread.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <sys/types.h>
@@ -21,10 +23,21 @@
 
 namespace ktune {
 
+// A GPU candidate: the artifact is a cubin, launched with this
+// configuration on device cuda:N through the driver API.
+struct CudaLaunch {
+  bool enabled = false;
+  std::string kernel;
+  std::array<int64_t, 3> grid{1, 1, 1};
+  std::array<int64_t, 3> block{1, 1, 1};
+  int device = 0;
+};
+
 struct RunRequest {
   std::string workload_key;
   std::string artifact_path;
   MeasureOptions options;
+  CudaLaunch cuda;  // enabled: a GPU kernel, not a shared object
 };
 
 class RunnerProcess {

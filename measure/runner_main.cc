@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "measure/kernel_library.h"
+#include "cuda/cuda_run.h"
 #include "measure/runner_protocol.h"
 #include "measure/verify.h"
 #include "schedule_space/error.h"
@@ -188,6 +189,7 @@ class Runner {
     WorkloadData& data = workloads_.get(request.workload_key);
     if (o.check) data.reference();
     started();
+    if (request.cuda.enabled) return measure_cuda(request, data);
 
     KernelLibrary kernel(request.artifact_path);
     FloatBuffer output(data.output_elements);
@@ -229,6 +231,50 @@ class Runner {
   }
 
  private:
+  // A GPU candidate: loaded and run through the driver API; timed with CUDA
+  // events, calls batched as on the CPU. Any CUDA error is a runtime error
+  // (and the parent then replaces this process).
+  Measurement measure_cuda(const RunRequest& request, WorkloadData& data) {
+    Measurement m;
+    const MeasureOptions& o = request.options;
+    try {
+      std::vector<std::vector<float>> inputs;
+      for (const auto& b : data.inputs) inputs.emplace_back(b->data(), b->data() + b->size());
+      CudaLaunchSpec spec{request.artifact_path, request.cuda.kernel, request.cuda.grid, request.cuda.block,
+                          request.cuda.device};
+      CudaKernelRun kernel(spec, inputs, static_cast<size_t>(data.output_elements));
+      kernel.run_once();
+      if (o.check) {
+        const std::vector<float> out = kernel.output();
+        if (auto wrong = compare_with_reference(data.workload, out.data(), data.reference().data(),
+                                                data.reference().size())) {
+          m.result.error = MeasureError::kWrongAnswer;
+          m.result.error_message = *wrong;
+          return m;
+        }
+      }
+      auto time_calls = [&](int calls) { return kernel.time_calls(calls); };
+      const double min_repeat_s = o.min_repeat_ms / 1000;
+      const double warmup_s = time_calls(1);
+      m.number = o.number > 0 ? o.number : choose_number(warmup_s, min_repeat_s, time_calls);
+      for (int r = 0; r < o.repeat; ++r) {
+        const double per_call = time_calls(m.number) / m.number;
+        m.result.costs.push_back(per_call);
+        if (r == 0 && o.best_so_far_s > 0 && per_call > o.best_so_far_s * o.cut_short_factor) {
+          m.result.error_message = "cut short: " + format_number(per_call) + " s per call > " +
+                                   format_number(o.cut_short_factor) + " x the best so far (" +
+                                   format_number(o.best_so_far_s) + " s)";
+          break;
+        }
+      }
+    } catch (const CudaError& e) {
+      m = Measurement{};
+      m.result.error = MeasureError::kRuntimeError;
+      m.result.error_message = std::string("CUDA: ") + e.what();
+    }
+    return m;
+  }
+
   // Calls per repeat so that a repeat lasts at least min_repeat_s. The first
   // call pays for cold caches and the OpenMP thread pool's start, so unless
   // it alone fills a repeat, calibrate on batches of warm calls.

@@ -3,7 +3,9 @@
 // One JSON object per line. The parent writes a request on the child's stdin:
 //   {"protocol":1, "workload":"matmul(m=8,n=8,k=8)", "artifact":"/cache/ab12.so",
 //    "number":0, "repeat":3, "min_repeat_ms":20, "flush_cache":false, "check":true,
-//    "best_so_far_s":0, "cut_short_factor":10}
+//    "best_so_far_s":0, "cut_short_factor":10, "cuda":null}
+// For a GPU candidate "artifact" is a cubin and "cuda" is
+//   {"kernel":"ktune_matmul_cuda_tiled", "grid":[8,8,1], "block":[16,16,1], "device":0}.
 // The child answers on its stdout with two lines. First, once the workload's
 // inputs and reference output are ready (computing the reference can take
 // long for a big workload, and it is not the candidate's time):
@@ -28,7 +30,7 @@
 
 namespace ktune::detail {
 
-inline constexpr int kRunnerProtocolVersion = 1;
+inline constexpr int kRunnerProtocolVersion = 2;  // 2: "cuda" (GPU candidates)
 
 inline nlohmann::json request_to_json(const RunRequest& r) {
   const MeasureOptions& o = r.options;
@@ -41,7 +43,12 @@ inline nlohmann::json request_to_json(const RunRequest& r) {
           {"flush_cache", o.flush_cache},
           {"check", o.check},
           {"best_so_far_s", o.best_so_far_s},
-          {"cut_short_factor", o.cut_short_factor}};
+          {"cut_short_factor", o.cut_short_factor},
+          {"cuda", r.cuda.enabled ? nlohmann::json{{"kernel", r.cuda.kernel},
+                                                   {"grid", r.cuda.grid},
+                                                   {"block", r.cuda.block},
+                                                   {"device", r.cuda.device}}
+                                  : nlohmann::json()}};
 }
 
 inline void check_protocol(const nlohmann::json& j, const char* what) {
@@ -67,6 +74,14 @@ inline RunRequest request_from_json(const nlohmann::json& j) {
   o.check = j.at("check").get<bool>();
   o.best_so_far_s = j.at("best_so_far_s").get<double>();
   o.cut_short_factor = j.at("cut_short_factor").get<double>();
+  if (j.contains("cuda") && !j.at("cuda").is_null()) {
+    const nlohmann::json& c = j.at("cuda");
+    r.cuda.enabled = true;
+    r.cuda.kernel = c.at("kernel").get<std::string>();
+    r.cuda.grid = c.at("grid").get<std::array<int64_t, 3>>();
+    r.cuda.block = c.at("block").get<std::array<int64_t, 3>>();
+    r.cuda.device = c.at("device").get<int>();
+  }
   return r;
 }
 

@@ -236,3 +236,84 @@ TEST(CudaTest, TheEmulatorCatchesAMissingBarrier) {
 
 }  // namespace
 }  // namespace ktune
+
+#include "measure/cuda_measurer.h"
+#include "measure/runner_protocol.h"
+#include "tests/ktune_command.h"
+#include "tests/scratch_dir.h"
+
+namespace ktune {
+namespace {
+
+TEST(CudaTest, GpuRunRequestsRoundTripTheRunnerProtocol) {
+  RunRequest r{"matmul(m=8,n=8,k=8)", "/cache/k.cubin", {}, {}};
+  r.cuda.enabled = true;
+  r.cuda.kernel = "ktune_matmul_cuda_tiled";
+  r.cuda.grid = {4, 2, 1};
+  r.cuda.block = {16, 8, 1};
+  r.cuda.device = 1;
+  const RunRequest back = detail::request_from_json(detail::request_to_json(r));
+  EXPECT_TRUE(back.cuda.enabled);
+  EXPECT_EQ(back.cuda.kernel, r.cuda.kernel);
+  EXPECT_EQ(back.cuda.grid, r.cuda.grid);
+  EXPECT_EQ(back.cuda.block, r.cuda.block);
+  EXPECT_EQ(back.cuda.device, 1);
+  RunRequest cpu{"matmul(m=8,n=8,k=8)", "/cache/k.so", {}, {}};
+  EXPECT_FALSE(detail::request_from_json(detail::request_to_json(cpu)).cuda.enabled);
+}
+
+// On a GPU machine: real measurements, checked against the reference. On
+// any other: every candidate is a clear runtime error and the measurer
+// (and its runner) keep working.
+TEST(CudaTest, TheCudaMeasurerMeasuresOnAGpuOrSaysWhyNot) {
+  testing::ScratchDir dir("ktune-cuda-measurer");
+  std::string why;
+  std::vector<Target> gpus = discover_cuda_devices(&why);
+  const Target target = gpus.empty() ? cuda_target_for_arch("sm_90") : gpus.front();
+  const Workload w = Workload::parse("matmul(m=128,n=128,k=64)");
+  const Template& t = *templates_for(w, TargetKind::kCuda).front();
+  const ConfigSpace space = t.space(w, target);
+  std::vector<MeasureInput> inputs;
+  for (const Config& c : t.seed_configs(w, target, space)) inputs.push_back({w, target, &t, c});
+  ASSERT_FALSE(inputs.empty());
+  CudaMeasurerOptions o;
+  o.cache_dir = (dir / "cache").string();
+  o.runner_path = std::string(KTUNE_BIN_DIR) + "/ktune-runner";
+  CudaMeasurer m(o);
+  MeasureOptions mo;
+  mo.repeat = 2;
+  for (int round = 0; round < 2; ++round) {
+    std::vector<MeasureResult> results = m.measure(inputs, mo);
+    ASSERT_EQ(results.size(), inputs.size());
+    for (const MeasureResult& r : results) {
+      if (gpus.empty()) {
+        if (r.error == MeasureError::kCompileError) {
+          EXPECT_NE(r.error_message.find("NVRTC"), std::string::npos) << r.error_message;  // no toolkit either
+          continue;
+        }
+        EXPECT_EQ(r.error, MeasureError::kRuntimeError) << r.error_message;
+        EXPECT_NE(r.error_message.find("no CUDA driver"), std::string::npos) << r.error_message;
+      } else {
+        EXPECT_TRUE(r.ok()) << error_name(r.error) << ": " << r.error_message;
+        EXPECT_GT(r.mean_cost(), 0);
+      }
+    }
+  }
+}
+
+TEST(CudaTest, TuneOnACudaTargetWithoutAGpuIsAClearError) {
+  std::string why;
+  if (!discover_cuda_devices(&why).empty()) GTEST_SKIP() << "this machine has a CUDA device";
+  testing::ScratchDir dir("ktune-cuda-cli");
+  testing::CommandOutput out = testing::run_ktune(dir.path(), {"tune", "--op", "matmul(m=64,n=64,k=64)", "--target",
+                                                               "cuda:0", "--db", (dir / "t.db").string()});
+  EXPECT_EQ(out.exit_code, 2);
+  EXPECT_NE(out.err.find("no CUDA device"), std::string::npos) << out.err;
+  testing::CommandOutput bad = testing::run_ktune(dir.path(), {"tune", "--op", "matmul(m=64,n=64,k=64)", "--target",
+                                                               "tpu", "--db", (dir / "t.db").string()});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("accepted targets are cpu and cuda:N"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace ktune

@@ -74,7 +74,7 @@ class MeasureTest : public ::testing::Test {
   }
 
   RunRequest request(const std::string& artifact) {
-    RunRequest r{kWorkload, artifact, {}};
+    RunRequest r{kWorkload, artifact, {}, {}};
     r.options.repeat = 3;
     r.options.min_repeat_ms = 1;
     r.options.run_timeout_s = 10;
