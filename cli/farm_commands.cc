@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/progress.h"
+#include "cuda/cuda_driver.h"
 #include "proto/ktune.grpc.pb.h"
 #include "schedule_space/error.h"
 #include "service/jobs.h"
@@ -140,14 +141,11 @@ struct WorkerArgs {
 };
 
 int run_worker_command(WorkerArgs& args) {
-  if (args.device != "cpu") {
-    if (args.device.rfind("cuda", 0) == 0) {
-      throw Error("--device " + args.device + ": CUDA workers are not supported by this build yet");
-    }
-    throw Error("--device '" + args.device + "': accepted devices are cpu (cuda:N later)");
+  if (args.device != "cpu" && args.device.rfind("cuda:", 0) != 0) {
+    throw Error("--device '" + args.device + "': accepted devices are cpu and cuda:N");
   }
   args.options.token = token_or_env(args.options.token);
-  args.options.target = detect_cpu_target(args.threads);
+  args.options.target = args.device == "cpu" ? detect_cpu_target(args.threads) : cuda_target(args.device);
   if (!args.compiler.empty()) args.options.target.cpu.compiler = args.compiler;
   args.options.target.key = args.key;
   sigset_t signals = block_stop_signals();
@@ -320,7 +318,7 @@ std::vector<std::pair<std::string, CommandRun>> add_farm_commands(CLI::App& app)
   worker->add_option("--tls-ca", w->options.tls.ca_file, "PEM CA certificate to verify the daemon (enables TLS)");
   worker->add_option("--tls-cert", w->options.tls.cert_file, "PEM client certificate (mutual TLS)");
   worker->add_option("--tls-key", w->options.tls.key_file, "PEM client key (mutual TLS)");
-  worker->add_option("--device", w->device, "device to measure on: cpu")->capture_default_str();
+  worker->add_option("--device", w->device, "device to measure on: cpu or cuda:N")->capture_default_str();
   worker->add_option("--key", w->key, "device key to register as (default: derived from the hardware)");
   worker->add_option("--threads", w->threads, "threads for generated kernels (default: all cores)");
   worker->add_option("--parallel", w->options.parallel, "items leased and built in parallel at a time")

@@ -35,7 +35,8 @@ std::string new_job_id() {
 
 // The templates a job tunes for a workload: the named one, or every CPU
 // template that takes it (trials shared evenly, as `ktune tune` does).
-std::vector<const Template*> job_templates(const Workload& w, const std::string& template_name) {
+std::vector<const Template*> job_templates(const Workload& w, const std::string& template_name,
+                                          TargetKind kind = TargetKind::kCpu) {
   if (!template_name.empty()) {
     const Template& t = find_template(template_name);
     if (t.op() != w.op()) {
@@ -45,8 +46,8 @@ std::vector<const Template*> job_templates(const Workload& w, const std::string&
     if (auto why = t.unsupported(w)) throw Error("template " + template_name + ": " + *why);
     return {&t};
   }
-  std::vector<const Template*> ts = templates_for(w, TargetKind::kCpu);
-  if (ts.empty()) throw Error("no CPU template for " + std::string(op_name(w.op())));
+  std::vector<const Template*> ts = templates_for(w, kind);
+  if (ts.empty()) throw Error("no template for " + std::string(op_name(w.op())) + " on this kind of device");
   return ts;
 }
 
@@ -201,7 +202,7 @@ void JobManager::run_job(Run& run) {
         std::lock_guard lock(run.mu);
         run.current = w.key();
       }
-      const std::vector<const Template*> templates = job_templates(w, spec.template_name());
+      const std::vector<const Template*> templates = job_templates(w, spec.template_name(), target.kind);
       for (size_t i = 0; i < templates.size() && !stop(); ++i) {
         const Template& tmpl = *templates[i];
         TuneOptions options;

@@ -246,3 +246,36 @@ TEST(WireTest, TargetAndResultsRoundTrip) {
 
 }  // namespace
 }  // namespace ktune
+
+namespace ktune {
+namespace {
+
+// GPU workers: their device travels whole, and the farm keys them by it.
+TEST(WireTest, CudaTargetsRoundTripAndRegisterUnderTheirDeviceKey) {
+  Target gpu = cuda_target_for_arch("sm_90");
+  gpu.cuda.ordinal = 3;
+  gpu.cuda.shared_bytes_per_block = 49152;
+  const Target back = wire::from_proto(wire::to_proto(gpu));
+  EXPECT_EQ(back.kind, TargetKind::kCuda);
+  EXPECT_EQ(back.device_key(), "cuda/nvidia-h100/sm_90");
+  EXPECT_EQ(back.cuda.ordinal, 3);
+  EXPECT_EQ(back.cuda.sm_count, 132);
+  EXPECT_EQ(back.cuda.shared_bytes_per_block, 49152);
+  v1::Target broken = wire::to_proto(gpu);
+  broken.mutable_cuda()->set_max_threads_per_block(0);
+  EXPECT_THROW(wire::from_proto(broken), Error);
+
+  DeviceFarm farm;
+  v1::RegisterRequest r;
+  r.set_protocol_version(v1::PROTOCOL_VERSION);
+  r.set_worker_name("gpu0");
+  *r.mutable_device()->mutable_target() = wire::to_proto(gpu);
+  const std::string id = farm.register_worker(r).worker_id();
+  EXPECT_EQ(farm.live_workers("cuda/nvidia-h100/sm_90"), 1);
+  std::vector<v1::MeasureItem> items(1);
+  farm.submit("job", "cpu/x/avx2/1t", items, {[](const MeasureResult&) {}});
+  EXPECT_TRUE(farm.lease(id, 1, std::chrono::milliseconds(0)).empty());  // a CPU job's item: not for the GPU
+}
+
+}  // namespace
+}  // namespace ktune

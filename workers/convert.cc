@@ -25,11 +25,48 @@ v1::Target to_proto(const Target& t) {
   c->set_l3_bytes(t.cpu.l3_bytes);
   c->set_compiler(t.cpu.compiler);
   for (const std::string& f : t.cpu.flags) c->add_flags(f);
+  if (t.kind == TargetKind::kCuda) {
+    v1::CudaTarget* g = p.mutable_cuda();
+    g->set_name(t.cuda.name);
+    g->set_ordinal(t.cuda.ordinal);
+    g->set_cc_major(t.cuda.cc_major);
+    g->set_cc_minor(t.cuda.cc_minor);
+    g->set_sm_count(t.cuda.sm_count);
+    g->set_max_threads_per_block(t.cuda.max_threads_per_block);
+    g->set_shared_bytes_per_block(t.cuda.shared_bytes_per_block);
+    g->set_registers_per_block(t.cuda.registers_per_block);
+    g->set_max_registers_per_thread(t.cuda.max_registers_per_thread);
+    g->set_warp_size(t.cuda.warp_size);
+  }
   return p;
 }
 
 Target from_proto(const v1::Target& p) {
-  if (p.kind() != "cpu") throw Error("target kind '" + p.kind() + "' is not supported (accepted: cpu)");
+  if (p.kind() == "cuda") {
+    const v1::CudaTarget& g = p.cuda();
+    auto bad = [](const std::string& field) { return Error("CUDA target: " + field + " must be positive"); };
+    if (g.cc_major() <= 0) throw bad("cc_major");
+    if (g.max_threads_per_block() <= 0) throw bad("max_threads_per_block");
+    if (g.shared_bytes_per_block() <= 0) throw bad("shared_bytes_per_block");
+    if (g.registers_per_block() <= 0 || g.max_registers_per_thread() <= 0) throw bad("registers");
+    if (g.warp_size() <= 0 || g.sm_count() <= 0) throw bad("warp_size and sm_count");
+    if (g.name().empty()) throw Error("CUDA target: name is empty");
+    Target t;
+    t.kind = TargetKind::kCuda;
+    t.cuda.name = g.name();
+    t.cuda.ordinal = g.ordinal();
+    t.cuda.cc_major = g.cc_major();
+    t.cuda.cc_minor = g.cc_minor();
+    t.cuda.sm_count = g.sm_count();
+    t.cuda.max_threads_per_block = g.max_threads_per_block();
+    t.cuda.shared_bytes_per_block = g.shared_bytes_per_block();
+    t.cuda.registers_per_block = g.registers_per_block();
+    t.cuda.max_registers_per_thread = g.max_registers_per_thread();
+    t.cuda.warp_size = g.warp_size();
+    if (!p.device_key().empty() && p.device_key() != t.device_key()) t.key = p.device_key();
+    return t;
+  }
+  if (p.kind() != "cpu") throw Error("target kind '" + p.kind() + "' is not supported (accepted: cpu, cuda)");
   const v1::CpuTarget& c = p.cpu();
   auto bad = [](const std::string& field) { return Error("target: " + field + " must be positive"); };
   if (c.vector_lanes() <= 0) throw bad("vector_lanes");

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "proto/ktune.grpc.pb.h"
+#include "measure/cuda_measurer.h"
 #include "schedule_space/error.h"
 #include "schedule_space/template.h"
 #include "schedule_space/workload.h"
@@ -51,7 +52,14 @@ MeasureResult failed(MeasureError e, const std::string& message) {
 class ItemMeasurer {
  public:
   ItemMeasurer(const WorkerOptions& options, const std::string& name) : options_(options), name_(name) {
-    if (!options.noop) {
+    if (options.noop) return;
+    if (options.target.kind == TargetKind::kCuda) {
+      CudaMeasurerOptions m;
+      m.cache_dir = options.measurer.cache_dir;
+      m.runner_path = options.measurer.runner_path;
+      m.worker_name = name;
+      local_ = std::make_unique<CudaMeasurer>(m);
+    } else {
       LocalMeasurerOptions m = options.measurer;
       m.worker_name = name;
       local_ = std::make_unique<LocalMeasurer>(m);
@@ -124,7 +132,7 @@ class ItemMeasurer {
 
   const WorkerOptions& options_;
   std::string name_;
-  std::unique_ptr<LocalMeasurer> local_;
+  std::unique_ptr<Measurer> local_;  // LocalMeasurer, or CudaMeasurer for a GPU worker
   std::map<std::string, std::shared_ptr<const ConfigSpace>> spaces_;
 };
 

@@ -21,7 +21,7 @@ struct WorkerOptions {
   std::string token;
   ClientTls tls;
   std::string name;     // empty: host name and pid
-  Target target;        // the device (its key may be set by --key)
+  Target target;        // the device, CPU or CUDA (its key may be set by --key)
   int parallel = 1;     // items leased (and built in parallel) at a time
   // Answer every item at once with a fixed 1 ms result, measuring nothing:
   // the farm benchmark's way to time the daemon alone.
