@@ -12,6 +12,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/gpu_bench.h"
 #include "measure/baselines.h"
 #include "measure/bench.h"
 #include "measure/builder.h"
@@ -36,6 +37,7 @@ struct BenchArgs {
   std::string template_name;
   std::string cache_dir;
   bool remeasure_peak = false;
+  std::string target = "cpu";  // or cuda:N
   BenchOptions bench;
   double min_sample_ms = 20;
 };
@@ -435,6 +437,24 @@ class BenchCommand {
 int run_bench_command(const BenchArgs& args) {
   check_format(args.format);
   if (!args.set.empty()) bench_set(args.set);  // a bad name fails before any work
+  if (args.target != "cpu") {
+    if (args.target.rfind("cuda:", 0) != 0) throw Error("--target '" + args.target + "': accepted are cpu and cuda:N");
+    GpuBenchArgs g;
+    g.workloads = args.ops;
+    if (!args.set.empty()) {
+      for (const std::string& w : bench_set(args.set)) g.workloads.push_back(w);
+    }
+    if (g.workloads.empty()) throw Error("give --op or --set");
+    g.device = args.target;
+    g.db_path = args.db_path;
+    g.format = args.format;
+    g.trials = args.trials;
+    g.tuner = args.tuner;
+    g.cache_dir = args.cache_dir;
+    g.rounds = args.bench.rounds;
+    g.min_sample_s = args.min_sample_ms / 1000;
+    return run_gpu_bench(g);
+  }
   return BenchCommand(args).run();
 }
 
@@ -448,6 +468,7 @@ CommandRun add_bench_command(CLI::App& app) {
   cmd->add_option("--set", args->set, "a benchmark set: resnet18, matmul or depthwise");
   cmd->add_option("--db", args->db_path, "SQLite tuning log")->capture_default_str();
   cmd->add_option("--threads", args->threads, "threads for every side (default: all cores)");
+  cmd->add_option("--target", args->target, "cpu (vs OpenBLAS/oneDNN) or cuda:N (vs cuBLAS/cuDNN)")->capture_default_str();
   cmd->add_option("--trials", args->trials,
                   "tune a workload without a tuned record first, with this many trials (0: don't)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);

@@ -313,6 +313,13 @@ TEST(CudaTest, TuneOnACudaTargetWithoutAGpuIsAClearError) {
                                                                "tpu", "--db", (dir / "t.db").string()});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("accepted targets are cpu and cuda:N"), std::string::npos) << bad.err;
+  testing::CommandOutput bench = testing::run_ktune(dir.path(), {"bench", "--op", "matmul(m=64,n=64,k=64)", "--target",
+                                                                 "cuda:0", "--db", (dir / "t.db").string()});
+  EXPECT_EQ(bench.exit_code, 2);
+  EXPECT_NE(bench.err.find("no CUDA device"), std::string::npos) << bench.err;
+  testing::CommandOutput worker = testing::run_ktune(dir.path(), {"worker", "--daemon", "127.0.0.1:1", "--device", "cuda:0"});
+  EXPECT_EQ(worker.exit_code, 2);
+  EXPECT_NE(worker.err.find("no CUDA device"), std::string::npos) << worker.err;
 }
 
 }  // namespace
