@@ -324,3 +324,61 @@ TEST(CudaTest, TuneOnACudaTargetWithoutAGpuIsAClearError) {
 
 }  // namespace
 }  // namespace ktune
+
+namespace ktune {
+namespace {
+
+// A test-only GPU template whose kernel writes far out of bounds when its
+// one knob says so: a CUDA fault, which must cost only its runner process.
+class FaultingCudaTemplate : public Template {
+ public:
+  std::string name() const override { return "test_faulting_cuda"; }
+  int version() const override { return 1; }
+  OpKind op() const override { return OpKind::kMatmul; }
+  TargetKind target_kind() const override { return TargetKind::kCuda; }
+  ConfigSpace space(const Workload&, const Target&) const override {
+    ConfigSpace s;
+    s.add_choice("fault", {0, 1});
+    return s;
+  }
+  std::optional<std::string> check(const Workload&, const Target&, const ConfigSpace&, const Config&) const override {
+    return std::nullopt;
+  }
+  ir::Program instantiate(const Workload& w, const Target&, const ConfigSpace& space, const Config& c) const override {
+    using namespace ir;
+    const MatmulShape& s = w.matmul();
+    Buffer a = make_buffer("A", {s.m, s.k}), b = make_buffer("B", {s.k, s.n}), out = make_buffer("C", {s.m, s.n});
+    const Expr i = var("i"), j = var("j"), k = var("k");
+    Stmt body = seq({store(out, {i, j}, float_imm(0.0f)),
+                     for_loop("k", s.k, LoopKind::kSerial, accumulate(out, {i, j}, load(a, {i, k}) * load(b, {k, j})))});
+    if (space.value(c, "fault") == 1) body = store(out, {i * int_imm(int64_t{1} << 30), j}, float_imm(1.0f));
+    Program p;
+    p.name = "faulting";
+    p.params = {a, b, out};
+    p.body = for_loop("i", s.m, LoopKind::kBlockX, for_loop("j", s.n, LoopKind::kThreadX, body));
+    return p;
+  }
+};
+
+TEST(CudaTest, AFaultingGpuKernelCostsOnlyItsRunnerAndTheNextCandidateIsMeasured) {
+  std::string why;
+  std::vector<Target> gpus = discover_cuda_devices(&why);
+  if (gpus.empty()) GTEST_SKIP() << "needs a CUDA device: " << why;
+  testing::ScratchDir dir("ktune-cuda-fault");
+  const FaultingCudaTemplate t;
+  const Workload w = Workload::parse("matmul(m=64,n=64,k=32)");
+  const ConfigSpace space = t.space(w, gpus[0]);
+  CudaMeasurerOptions o;
+  o.cache_dir = (dir / "cache").string();
+  o.runner_path = std::string(KTUNE_BIN_DIR) + "/ktune-runner";
+  CudaMeasurer m(o);
+  std::vector<MeasureInput> inputs = {{w, gpus[0], &t, space.get(1)}, {w, gpus[0], &t, space.get(0)}};
+  std::vector<MeasureResult> r = m.measure(inputs, MeasureOptions{});
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].error, MeasureError::kRuntimeError) << r[0].error_message;
+  EXPECT_NE(r[0].error_message.find("CUDA"), std::string::npos) << r[0].error_message;
+  EXPECT_TRUE(r[1].ok()) << error_name(r[1].error) << ": " << r[1].error_message;
+}
+
+}  // namespace
+}  // namespace ktune
