@@ -11,6 +11,7 @@
 
 #include "cuda/nvrtc.h"
 #include "measure/builder.h"
+#include "measure/subprocess.h"
 #include "schedule_space/codegen_cuda.h"
 #include "schedule_space/error.h"
 
@@ -37,7 +38,8 @@ MeasureResult failure(MeasureError e, const std::string& message, const std::str
 
 CudaMeasurer::CudaMeasurer(CudaMeasurerOptions options)
     : options_(std::move(options)),
-      runner_(options_.runner_path.empty() ? RunnerProcess::default_runner_path() : options_.runner_path) {
+      runner_path_(options_.runner_path.empty() ? RunnerProcess::default_runner_path() : options_.runner_path),
+      runner_(runner_path_) {
   if (options_.cache_dir.empty()) options_.cache_dir = default_cache_dir();
 }
 
@@ -77,14 +79,28 @@ std::vector<MeasureResult> CudaMeasurer::measure(const std::vector<MeasureInput>
         results.push_back(failure(MeasureError::kCompileError, no_nvrtc, worker));
         continue;
       }
-      NvrtcResult built = nvrtc->compile(kernel.source, arch);
-      if (!built.ok) {
-        results.push_back(failure(MeasureError::kCompileError, built.log, worker));
+      // NVRTC runs in a child process (ktune-runner --nvrtc), which the
+      // compile timeout can kill.
+      const std::filesystem::path source = cubin.string() + ".cu";
+      std::ofstream(source, std::ios::binary) << kernel.source;
+      detail::CommandResult built;
+      try {
+        built = detail::run_command({runner_path_, "--nvrtc", source.string(), arch, cubin.string()},
+                                    options.compile_timeout_s);
+      } catch (const Error& e) {
+        results.push_back(failure(MeasureError::kCompileError, e.what(), worker));
         continue;
       }
-      const std::filesystem::path tmp = cubin.string() + ".tmp" + std::to_string(::getpid());
-      std::ofstream(tmp, std::ios::binary) << built.cubin;
-      std::filesystem::rename(tmp, cubin, ec);
+      std::filesystem::remove(source, ec);
+      if (built.timed_out) {
+        results.push_back(failure(MeasureError::kCompileTimeout,
+                                  "NVRTC took longer than " + std::to_string(options.compile_timeout_s) + " s", worker));
+        continue;
+      }
+      if (!built.succeeded()) {
+        results.push_back(failure(MeasureError::kCompileError, built.output, worker));
+        continue;
+      }
     }
     const double build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - build_start).count();
     RunRequest request{in.workload.key(), cubin.string(), options, {}};

@@ -1,8 +1,9 @@
 // CudaMeasurer: measures GPU candidates on this machine's cuda:N.
 //
 // For each input: template check (invalid -> kInvalidConfig), instantiate,
-// emit CUDA C (codegen_cuda.h), compile with NVRTC for the device's arch
-// (cached by source in <cache>/cuda/), then run in the sandboxed
+// emit CUDA C (codegen_cuda.h), compile with NVRTC for the device's arch in
+// a child process that the compile timeout can kill (cached by source in
+// <cache>/cuda/), then run in the sandboxed
 // ktune-runner process, which loads the cubin with the driver API, checks
 // the output against the reference and times it with CUDA events. A kernel
 // that faults costs only its runner process.
@@ -28,6 +29,7 @@ class CudaMeasurer : public Measurer {
 
  private:
   CudaMeasurerOptions options_;
+  std::string runner_path_;  // also compiles: ktune-runner --nvrtc
   RunnerProcess runner_;
 };
 

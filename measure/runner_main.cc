@@ -18,6 +18,7 @@
 #include <list>
 #include <memory>
 #include <optional>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <sys/mman.h>
@@ -28,6 +29,7 @@
 
 #include "measure/kernel_library.h"
 #include "cuda/cuda_run.h"
+#include "cuda/nvrtc.h"
 #include "measure/runner_protocol.h"
 #include "measure/verify.h"
 #include "schedule_space/error.h"
@@ -349,4 +351,46 @@ int runner_main() {
 }  // namespace
 }  // namespace ktune
 
-int main() { return ktune::runner_main(); }
+// `ktune-runner --nvrtc SOURCE ARCH CUBIN`: compiles a CUDA kernel with
+// NVRTC in this separate process, so that the parent can time it out
+// (NVRTC itself cannot be interrupted). Exit 0 with the cubin written, or 1
+// with the compiler's log on stdout.
+int nvrtc_main(const char* source_path, const char* arch, const char* cubin_path) {
+  std::string why;
+  const ktune::Nvrtc* nvrtc = ktune::Nvrtc::get(&why);
+  if (!nvrtc) {
+    std::cout << why << std::endl;
+    return 1;
+  }
+  std::ifstream in(source_path, std::ios::binary);
+  if (!in) {
+    std::cout << "cannot read " << source_path << std::endl;
+    return 1;
+  }
+  std::stringstream source;
+  source << in.rdbuf();
+  const ktune::NvrtcResult r = nvrtc->compile(source.str(), arch);
+  if (!r.ok) {
+    std::cout << r.log << std::endl;
+    return 1;
+  }
+  const std::string tmp = std::string(cubin_path) + ".tmp" + std::to_string(getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << r.cubin;
+    if (!out) {
+      std::cout << "cannot write " << tmp << std::endl;
+      return 1;
+    }
+  }
+  if (std::rename(tmp.c_str(), cubin_path) != 0) {
+    std::cout << "cannot write " << cubin_path << std::endl;
+    return 1;
+  }
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc == 5 && std::string(argv[1]) == "--nvrtc") return nvrtc_main(argv[2], argv[3], argv[4]);
+  return ktune::runner_main();
+}

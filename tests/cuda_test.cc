@@ -382,3 +382,38 @@ TEST(CudaTest, AFaultingGpuKernelCostsOnlyItsRunnerAndTheNextCandidateIsMeasured
 
 }  // namespace
 }  // namespace ktune
+
+namespace ktune {
+namespace {
+
+// NVRTC runs in a child process, so a compile can be timed out.
+TEST(CudaTest, GpuKernelsCompileInAChildProcessThatTheCompileTimeoutKills) {
+  std::string why;
+  if (!Nvrtc::get(&why)) GTEST_SKIP() << why;
+  testing::ScratchDir dir("ktune-cuda-compile");
+  const Target target = cuda_target_for_arch("sm_90");
+  const Workload w = Workload::parse("matmul(m=128,n=128,k=64)");
+  const Template& t = *templates_for(w, TargetKind::kCuda).front();
+  const ConfigSpace space = t.space(w, target);
+  CudaMeasurerOptions o;
+  o.cache_dir = (dir / "cache").string();
+  o.runner_path = std::string(KTUNE_BIN_DIR) + "/ktune-runner";
+  CudaMeasurer m(o);
+  MeasureOptions hurried;
+  hurried.compile_timeout_s = 0.001;
+  std::vector<MeasureResult> r = m.measure({{w, target, &t, t.seed_configs(w, target, space).front()}}, hurried);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].error, MeasureError::kCompileTimeout) << r[0].error_message;
+  // With time to compile, the cubin lands in the cache (the run then needs a GPU).
+  r = m.measure({{w, target, &t, t.seed_configs(w, target, space).front()}}, MeasureOptions{});
+  EXPECT_NE(r[0].error, MeasureError::kCompileTimeout);
+  EXPECT_NE(r[0].error, MeasureError::kCompileError) << r[0].error_message;
+  int cubins = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir / "cache" / "cuda")) {
+    cubins += e.path().extension() == ".cubin";
+  }
+  EXPECT_EQ(cubins, 1);
+}
+
+}  // namespace
+}  // namespace ktune
