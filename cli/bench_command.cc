@@ -463,7 +463,7 @@ int run_bench_command(const BenchArgs& args) {
 CommandRun add_bench_command(CLI::App& app) {
   auto args = std::make_shared<BenchArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "bench", "time the best tuned kernel against OpenBLAS / oneDNN, side by side in one process");
+      "bench", "time the best tuned kernel against OpenBLAS / oneDNN (cuBLAS / cuDNN with --target cuda:N), side by side");
   cmd->add_option("--op", args->ops, "operator spec (repeatable)");
   cmd->add_option("--set", args->set, "a benchmark set: resnet18, matmul or depthwise");
   cmd->add_option("--db", args->db_path, "SQLite tuning log")->capture_default_str();

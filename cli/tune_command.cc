@@ -233,7 +233,7 @@ TuneSummary tune_workload(const Workload& w, const Target& target, const std::st
 
 CommandRun add_tune_command(CLI::App& app) {
   auto args = std::make_shared<TuneArgs>();
-  CLI::App* cmd = app.add_subcommand("tune", "tune operators on this machine and store every measurement");
+  CLI::App* cmd = app.add_subcommand("tune", "tune operators or a whole ONNX model on this machine (CPU or cuda:N) and store every measurement");
   cmd->add_option("model", args->model.model, "ONNX model: tune all its tunable operators within --trials");
   cmd->add_option("--op", args->ops, "operator spec, e.g. 'matmul(m=512,n=512,k=512)' (repeatable)");
   cmd->add_option("--input-shape", args->model.input_shapes,
