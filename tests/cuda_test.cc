@@ -417,3 +417,58 @@ TEST(CudaTest, GpuKernelsCompileInAChildProcessThatTheCompileTimeoutKills) {
 
 }  // namespace
 }  // namespace ktune
+
+#include "tests/cuda_on_cpu.h"
+
+namespace ktune {
+namespace {
+
+// The generated CUDA C itself, compiled as C++ against a small shim and run
+// with a real thread per CUDA thread and real barriers: the text the code
+// generator writes computes what the IR says.
+TEST(CudaTest, TheGeneratedCudaSourceComputesTheRightAnswerRunAsThreadsOnTheCpu) {
+  testing::ScratchDir dir("ktune-cuda-on-cpu");
+  const Target target = cuda_target_for_arch("sm_90");
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (const std::string spec : {"matmul(m=32,n=32,k=16)", "dense(batch=2,in=24,out=16,bias=1)",
+                                 "batch_matmul(b=2,m=8,n=16,k=8)",
+                                 "conv2d(n=1,c=4,h=9,w=9,k=8,r=3,s=3,stride=2,pad=1x0x1x1,dilation=1)",
+                                 "depthwise_conv2d(n=1,c=8,h=8,w=8,r=3,s=3,stride=1,pad=1,multiplier=2)"}) {
+    const Workload w = Workload::parse(spec);
+    const Template& t = *templates_for(w, TargetKind::kCuda).front();
+    const ConfigSpace space = t.space(w, target);
+    std::vector<Config> configs = random_valid(t, w, target, space, 2, 4);
+    for (const Config& c : t.seed_configs(w, target, space)) configs.push_back(c);
+    std::vector<std::vector<float>> inputs;
+    for (const TensorSpec& ts : w.inputs()) {
+      std::vector<float> v(static_cast<size_t>(ts.elements()));
+      for (float& x : v) x = u(rng);
+      inputs.push_back(v);
+    }
+    std::vector<const float*> pointers;
+    for (const auto& v : inputs) pointers.push_back(v.data());
+    std::vector<float> want(static_cast<size_t>(w.output().elements()));
+    reference(w, pointers, want.data());
+    for (const Config& c : configs) {
+      const ir::Program program = t.instantiate(w, target, space, c);
+      if (emit_cuda(program).threads_per_block() > 256) continue;  // keep the thread count civil
+      std::vector<std::vector<float>> params = inputs;
+      params.emplace_back(want.size(), NAN);
+      try {
+        testing::run_cuda_on_cpu(emit_cuda(program), program.params.size(), params, dir.path());
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << spec << " " << space.describe(c) << ": " << e.what();
+        continue;
+      }
+      double worst = 0;
+      for (size_t i = 0; i < want.size(); ++i) {
+        worst = std::max(worst, std::abs(static_cast<double>(params.back()[i]) - want[i]) / (1 + std::abs(want[i])));
+      }
+      EXPECT_LT(worst, 1e-4) << spec << " " << space.describe(c);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ktune
