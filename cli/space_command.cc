@@ -5,6 +5,8 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cuda/cuda_driver.h"
+#include "schedule_space/codegen_cuda.h"
 #include "schedule_space/codegen_cpp.h"
 #include "schedule_space/error.h"
 
@@ -16,6 +18,7 @@ struct SpaceArgs {
   std::string op;
   std::string template_name;
   int threads = 0;
+  std::string target = "cpu";
   std::string format = "text";
   std::optional<uint64_t> config_index;
   bool show_code = false;
@@ -24,8 +27,18 @@ struct SpaceArgs {
 int run_space(const SpaceArgs& args) {
   check_format(args.format);
   Workload w = Workload::parse(args.op);
-  Target target = detect_cpu_target(args.threads);
-  const Template& tmpl = choose_template(w, args.template_name);
+  // A GPU's space needs no GPU: cuda:N asks the device, sm_80 / sm_90 use typical limits.
+  Target target = args.target == "cpu"                 ? detect_cpu_target(args.threads)
+                  : args.target.rfind("cuda:", 0) == 0 ? cuda_target(args.target)
+                                                       : cuda_target_for_arch(args.target);
+  const Template& tmpl = choose_template(w, args.template_name, target.kind);
+  auto code = [&](const ir::Program& program) {
+    if (target.kind != TargetKind::kCuda) return emit_cpp(program);
+    const CudaKernel k = emit_cuda(program);
+    return "// launch: grid (" + std::to_string(k.grid[0]) + ", " + std::to_string(k.grid[1]) + ", " +
+           std::to_string(k.grid[2]) + "), block (" + std::to_string(k.block[0]) + ", " + std::to_string(k.block[1]) +
+           ", " + std::to_string(k.block[2]) + "), " + std::to_string(k.shared_bytes) + " bytes shared\n" + k.source;
+  };
   ConfigSpace space = tmpl.space(w, target);
 
   std::optional<Config> config;
@@ -60,7 +73,7 @@ int run_space(const SpaceArgs& args) {
                      {"valid", !invalid_reason.has_value()},
                      {"invalid_reason", invalid_reason.value_or("")}};
       if (args.show_code && !invalid_reason) {
-        j["config"]["code"] = emit_cpp(tmpl.instantiate(w, target, space, *config));
+        j["config"]["code"] = code(tmpl.instantiate(w, target, space, *config));
       }
     }
     std::cout << j.dump(2) << "\n";
@@ -83,7 +96,7 @@ int run_space(const SpaceArgs& args) {
     } else {
       ir::Program program = tmpl.instantiate(w, target, space, *config);
       std::cout << ir::to_string(program);
-      if (args.show_code) std::cout << emit_cpp(program);
+      if (args.show_code) std::cout << code(program);
     }
   }
   return kExitOk;
@@ -98,6 +111,8 @@ CommandRun add_space_command(CLI::App& app) {
       ->required();
   cmd->add_option("--template", args->template_name, "schedule template (default: the operator's first)");
   cmd->add_option("--threads", args->threads, "threads for generated kernels (default: all cores)");
+  cmd->add_option("--target", args->target, "cpu, cuda:N, or a GPU arch without a GPU: sm_80, sm_90")
+      ->capture_default_str();
   cmd->add_option("--config", args->config_index, "also show this config (index): its loop nest");
   cmd->add_flag("--code", args->show_code, "with --config: print the generated C++ too");
   cmd->add_option("--format", args->format, kFormatHelp)->capture_default_str();
