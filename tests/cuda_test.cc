@@ -317,6 +317,11 @@ TEST(CudaTest, TuneOnACudaTargetWithoutAGpuIsAClearError) {
                                                                  "cuda:0", "--db", (dir / "t.db").string()});
   EXPECT_EQ(bench.exit_code, 2);
   EXPECT_NE(bench.err.find("no CUDA device"), std::string::npos) << bench.err;
+  testing::CommandOutput space = testing::run_ktune(
+      dir.path(), {"space", "--op", "matmul(m=64,n=64,k=64)", "--target", "sm_90", "--config", "7", "--code"});
+  EXPECT_EQ(space.exit_code, 0) << space.err;
+  EXPECT_NE(space.out.find("cuda/nvidia-h100/sm_90"), std::string::npos) << space.out;
+  EXPECT_NE(space.out.find("// launch: grid"), std::string::npos) << space.out;
   testing::CommandOutput worker = testing::run_ktune(dir.path(), {"worker", "--daemon", "127.0.0.1:1", "--device", "cuda:0"});
   EXPECT_EQ(worker.exit_code, 2);
   EXPECT_NE(worker.err.find("no CUDA device"), std::string::npos) << worker.err;
