@@ -15,6 +15,8 @@
 #include "cli/common.h"
 #include "cli/model.h"
 #include "cli/progress.h"
+#include "cuda/cuda_driver.h"
+#include "measure/cuda_measurer.h"
 #include "measure/local_measurer.h"
 #include "schedule_space/error.h"
 #include "tuner/task_scheduler.h"
@@ -144,14 +146,26 @@ int tune_model(const ModelTuneArgs& args) {
     for (const NotTunable& n : model.not_tunable) nt += (nt.empty() ? "" : ", ") + n.what + " x" + std::to_string(n.count);
     throw Error(args.model + " has no operator ktune can tune (it has: " + nt + ")");
   }
-  Target target = detect_cpu_target(args.threads);
+  const bool gpu = args.device != "cpu";
+  if (gpu && args.device.rfind("cuda:", 0) != 0) {
+    throw Error("--target '" + args.device + "': accepted targets are cpu and cuda:N");
+  }
+  Target target = gpu ? cuda_target(args.device) : detect_cpu_target(args.threads);
   std::unique_ptr<Database> db = Database::open(args.db_path);
   // The device's description travels with its records (`ktune export`).
   const std::string device = wire::device_description_json(target);
   if (db->device(target.device_key()) != device) db->set_device(target.device_key(), device);
-  LocalMeasurerOptions measurer_options;
-  measurer_options.cache_dir = args.cache_dir;
-  LocalMeasurer measurer(measurer_options);
+  std::unique_ptr<Measurer> measurer_owner;
+  if (gpu) {
+    CudaMeasurerOptions o;
+    o.cache_dir = args.cache_dir;
+    measurer_owner = std::make_unique<CudaMeasurer>(o);
+  } else {
+    LocalMeasurerOptions o;
+    o.cache_dir = args.cache_dir;
+    measurer_owner = std::make_unique<LocalMeasurer>(o);
+  }
+  Measurer& measurer = *measurer_owner;
   const std::string device_key = target.device_key();
   // Records of this model's runs carry this job name: a re-run of the same
   // command counts them against its budget and goes on.
@@ -163,7 +177,7 @@ int tune_model(const ModelTuneArgs& args) {
     ModelEntry e;
     e.workload = mt.workload;
     e.weight = mt.weight;
-    for (const Template* t : templates_for(mt.workload, TargetKind::kCpu)) e.tasks.push_back(Task::make(mt.workload, target, *t));
+    for (const Template* t : templates_for(mt.workload, target.kind)) e.tasks.push_back(Task::make(mt.workload, target, *t));
     if (e.tasks.empty()) throw Error("no CPU template for " + mt.workload.key());
     e.tuners.resize(e.tasks.size());
     const Task& first = e.tasks.front();
@@ -264,7 +278,7 @@ int tune_model(const ModelTuneArgs& args) {
     }
     e.best_s = best_cost(*db, e, device_key);
   }
-  if (args.baseline) {
+  if (args.baseline && !gpu) {  // GPU vendor timings: `ktune bench --target cuda:N`
     for (ModelEntry& e : entries) {
       if (auto b = vendor_baseline(e.workload, target.cpu.threads)) {
         e.baseline_s = b->first;

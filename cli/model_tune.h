@@ -15,6 +15,7 @@ struct ModelTuneArgs {
   std::string db_path = "ktune.db";
   std::string tuner = "xgb";
   int threads = 0;
+  std::string device = "cpu";  // --target: cpu or cuda:N
   uint64_t seed = 1;
   std::string format = "text";
   std::string cache_dir;

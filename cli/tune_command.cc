@@ -93,11 +93,11 @@ int run_tune(const TuneArgs& args) {
     if (!args.configs.empty() || !args.template_name.empty()) {
       throw Error("--config and --template are for one --op, not a model");
     }
-    if (args.device != "cpu") throw Error("--target " + args.device + ": model tuning runs on the CPU for now");
     ModelTuneArgs m = args.model;
     m.db_path = args.db_path;
     m.tuner = args.tuner;
     m.threads = args.threads;
+    m.device = args.device;
     m.seed = args.seed;
     m.format = args.format;
     m.cache_dir = args.cache_dir;

@@ -171,6 +171,13 @@ TEST_F(ModelCliTest, AnInterruptedRunResumesWithoutMeasuringAnythingTwice) {
   for (const auto& [config, n] : after) EXPECT_EQ(n, 1) << config;
 }
 
+TEST_F(ModelCliTest, AModelOnACudaTargetNeedsADevice) {
+  testing::CommandOutput out = ktune({"tune", path("small.onnx"), "--target", "cuda:7", "--db", path("t.db")});
+  EXPECT_EQ(out.exit_code, 2);
+  EXPECT_TRUE(out.err.find("no CUDA device") != std::string::npos || out.err.find("no device cuda:7") != std::string::npos)
+      << out.err;
+}
+
 TEST_F(ModelCliTest, ModelAndOpTogetherOrNeitherAreRefused) {
   testing::CommandOutput both = ktune({"tune", path("small.onnx"), "--op", "matmul(m=8,n=8,k=8)"});
   EXPECT_EQ(both.exit_code, 2);
