@@ -438,14 +438,13 @@ int run_bench_command(const BenchArgs& args) {
   check_format(args.format);
   if (!args.set.empty()) bench_set(args.set);  // a bad name fails before any work
   if (args.target != "cpu") {
-    if (args.target.rfind("cuda:", 0) != 0) throw Error("--target '" + args.target + "': accepted are cpu and cuda:N");
     GpuBenchArgs g;
     g.workloads = args.ops;
     if (!args.set.empty()) {
       for (const std::string& w : bench_set(args.set)) g.workloads.push_back(w);
     }
     if (g.workloads.empty()) throw Error("give --op or --set");
-    g.device = args.target;
+    g.target = target_from_flag("--target", args.target, args.threads);
     g.db_path = args.db_path;
     g.format = args.format;
     g.trials = args.trials;

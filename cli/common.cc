@@ -1,30 +1,44 @@
 #include "cli/common.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 
+#include "cuda/cuda_driver.h"
+#include "measure/cuda_measurer.h"
+#include "measure/local_measurer.h"
 #include "schedule_space/error.h"
+#include "workers/convert.h"
 
 namespace ktune::cli {
 
 const Template& choose_template(const Workload& w, const std::string& template_name, TargetKind kind) {
-  if (!template_name.empty()) {
-    const Template& t = find_template(template_name);
-    if (t.op() != w.op()) {
-      throw Error("template " + template_name + " is for " + std::string(op_name(t.op())) +
-                  " but the operator is " + std::string(op_name(w.op())));
-    }
-    if (auto why = t.unsupported(w)) throw Error("template " + template_name + ": " + *why);
-    if (t.target_kind() != kind) {
-      throw Error("template " + template_name + " is for " + (t.target_kind() == TargetKind::kCuda ? "CUDA GPUs" : "CPUs") +
-                  ", not for this target");
-    }
-    return t;
-  }
-  std::vector<const Template*> candidates = templates_for(w, kind);
-  if (candidates.empty()) {
-    throw Error("no CPU template for " + std::string(op_name(w.op())));
-  }
-  return *candidates.front();
+  return *templates_to_tune(w, template_name, kind).front();
+}
+
+Target target_from_flag(const std::string& flag, const std::string& value, int threads) {
+  if (value == "cpu") return detect_cpu_target(threads);
+  if (value.rfind("cuda:", 0) == 0) return cuda_target(value);
+  throw Error(flag + " '" + value + "': accepted targets are cpu and cuda:N");
+}
+
+std::unique_ptr<Measurer> make_measurer(const Target& target, const std::string& cache_dir) {
+  LocalMeasurerOptions o;
+  o.cache_dir = cache_dir;
+  return ktune::make_measurer(target, o);
+}
+
+void remember_device(Database& db, const Target& target) {
+  const std::string device = wire::device_description_json(target);
+  if (db.device(target.device_key()) != device) db.set_device(target.device_key(), device);
+}
+
+void write_text_file(const std::string& path, const std::string& text, const std::string& what) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (out) out << text;
+  if (out) out.close();
+  if (!out) throw Error("cannot write " + what + " to " + path + ": " + std::strerror(errno));
 }
 
 void check_format(const std::string& format) {

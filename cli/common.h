@@ -2,6 +2,7 @@
 // target, and printing records.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -34,6 +35,20 @@ TuneSummary tune_workload(const Workload& w, const Target& target, const std::st
                           const std::string& tuner_name, uint64_t seed, Measurer& measurer,
                           Database* db, const TuneOptions& options, bool announce,
                           const std::vector<std::string>& configs = {});
+
+// A --target / --device value: "cpu" (threads: 0 = all cores) or "cuda:N".
+// Throws ktune::Error naming the flag and what is accepted, or saying that
+// there is no such GPU.
+Target target_from_flag(const std::string& flag, const std::string& value, int threads);
+// The measurer for a target: LocalMeasurer on the CPU, CudaMeasurer on a GPU.
+std::unique_ptr<Measurer> make_measurer(const Target& target, const std::string& cache_dir);
+// Stores target's description in db unless it is there already: `ktune
+// export` ships it with the records.
+void remember_device(Database& db, const Target& target);
+
+// Writes text to path, replacing it; throws ktune::Error "cannot write
+// <what> to <path>: <reason>".
+void write_text_file(const std::string& path, const std::string& text, const std::string& what);
 
 nlohmann::json record_json(const Record& r);
 // "85.31 GFLOP/s, 3.147 ms".

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "cli/workload_selection.h"
 #include "db/jsonl.h"
 #include "export/cpp_export.h"
@@ -29,20 +30,13 @@ struct ExportArgs {
   std::string out;
 };
 
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (out) out << text;
-  if (out) out.close();
-  if (!out) throw Error("cannot write " + path + ": " + std::strerror(errno));
-}
-
 // To --out, or to stdout without it.
 void emit(const ExportArgs& args, const std::string& text, const std::string& what) {
   if (args.out.empty()) {
     std::cout << text << std::flush;
     return;
   }
-  write_file(args.out, text);
+  write_text_file(args.out, text, "the export");
   std::cout << "wrote " << args.out << " (" << what << ")\n";
 }
 

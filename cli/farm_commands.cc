@@ -13,7 +13,6 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/progress.h"
-#include "cuda/cuda_driver.h"
 #include "proto/ktune.grpc.pb.h"
 #include "schedule_space/error.h"
 #include "service/jobs.h"
@@ -141,11 +140,8 @@ struct WorkerArgs {
 };
 
 int run_worker_command(WorkerArgs& args) {
-  if (args.device != "cpu" && args.device.rfind("cuda:", 0) != 0) {
-    throw Error("--device '" + args.device + "': accepted devices are cpu and cuda:N");
-  }
   args.options.token = token_or_env(args.options.token);
-  args.options.target = args.device == "cpu" ? detect_cpu_target(args.threads) : cuda_target(args.device);
+  args.options.target = target_from_flag("--device", args.device, args.threads);
   if (!args.compiler.empty()) args.options.target.cpu.compiler = args.compiler;
   args.options.target.key = args.key;
   sigset_t signals = block_stop_signals();

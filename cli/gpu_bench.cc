@@ -9,7 +9,6 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cuda/cuda_baselines.h"
-#include "cuda/cuda_driver.h"
 #include "cuda/cuda_run.h"
 #include "cuda/nvrtc.h"
 #include "measure/cuda_measurer.h"
@@ -38,7 +37,7 @@ std::string ms(double s) {
 
 int run_gpu_bench(const GpuBenchArgs& args) {
   check_format(args.format);
-  const Target target = cuda_target(args.device);  // throws: no device
+  const Target& target = args.target;
   std::string no_nvrtc;
   const Nvrtc* nvrtc = Nvrtc::get(&no_nvrtc);
   if (!nvrtc) throw Error("cannot compile GPU kernels: " + no_nvrtc);
@@ -86,12 +85,9 @@ int run_gpu_bench(const GpuBenchArgs& args) {
       if (auto wrong = compare_with_reference(w, got.data(), want.data(), want.size())) {
         row.note = "ktune kernel wrong: " + *wrong;
       } else {
-        int n = 1;
-        while (run.time_calls(n) < args.min_sample_s && n < (1 << 24)) n *= 2;
-        std::vector<double> samples;
-        for (int r = 0; r < args.rounds; ++r) samples.push_back(run.time_calls(n) / n);
-        std::sort(samples.begin(), samples.end());
-        row.tuned_s = samples[samples.size() / 2];
+        GpuTiming tuned;
+        tuned.seconds = time_batches([&](int n) { return run.time_calls(n); }, args.rounds, args.min_sample_s);
+        row.tuned_s = tuned.median();
       }
       std::filesystem::remove(cubin);
     } else {

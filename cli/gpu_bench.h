@@ -5,11 +5,13 @@
 #include <string>
 #include <vector>
 
+#include "schedule_space/target.h"
+
 namespace ktune::cli {
 
 struct GpuBenchArgs {
   std::vector<std::string> workloads;  // specs
-  std::string device;                  // cuda:N
+  Target target;                       // a CUDA device
   std::string db_path;
   std::string format = "text";
   int trials = 0;  // tune a workload without a record first

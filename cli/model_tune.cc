@@ -15,12 +15,8 @@
 #include "cli/common.h"
 #include "cli/model.h"
 #include "cli/progress.h"
-#include "cuda/cuda_driver.h"
-#include "measure/cuda_measurer.h"
-#include "measure/local_measurer.h"
 #include "schedule_space/error.h"
 #include "tuner/task_scheduler.h"
-#include "workers/convert.h"
 
 namespace ktune::cli {
 
@@ -146,25 +142,11 @@ int tune_model(const ModelTuneArgs& args) {
     for (const NotTunable& n : model.not_tunable) nt += (nt.empty() ? "" : ", ") + n.what + " x" + std::to_string(n.count);
     throw Error(args.model + " has no operator ktune can tune (it has: " + nt + ")");
   }
-  const bool gpu = args.device != "cpu";
-  if (gpu && args.device.rfind("cuda:", 0) != 0) {
-    throw Error("--target '" + args.device + "': accepted targets are cpu and cuda:N");
-  }
-  Target target = gpu ? cuda_target(args.device) : detect_cpu_target(args.threads);
+  const Target target = target_from_flag("--target", args.device, args.threads);
+  const bool gpu = target.kind == TargetKind::kCuda;
   std::unique_ptr<Database> db = Database::open(args.db_path);
-  // The device's description travels with its records (`ktune export`).
-  const std::string device = wire::device_description_json(target);
-  if (db->device(target.device_key()) != device) db->set_device(target.device_key(), device);
-  std::unique_ptr<Measurer> measurer_owner;
-  if (gpu) {
-    CudaMeasurerOptions o;
-    o.cache_dir = args.cache_dir;
-    measurer_owner = std::make_unique<CudaMeasurer>(o);
-  } else {
-    LocalMeasurerOptions o;
-    o.cache_dir = args.cache_dir;
-    measurer_owner = std::make_unique<LocalMeasurer>(o);
-  }
+  remember_device(*db, target);
+  const std::unique_ptr<Measurer> measurer_owner = make_measurer(target, args.cache_dir);
   Measurer& measurer = *measurer_owner;
   const std::string device_key = target.device_key();
   // Records of this model's runs carry this job name: a re-run of the same
@@ -259,7 +241,7 @@ int tune_model(const ModelTuneArgs& args) {
     int n = 0;
     for (size_t p = 0; p < parts; ++p) {
       const size_t t = static_cast<size_t>(next_template[a->task]++) % e.tasks.size();
-      const int share = a->trials / static_cast<int>(parts) + (static_cast<int>(p) < a->trials % static_cast<int>(parts) ? 1 : 0);
+      const int share = even_share(a->trials, parts, p);
       n += run(a->task, t, share, true, nullptr, &progress);
     }
     sched.record(a->task, n, e.best_s);

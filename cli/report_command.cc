@@ -9,6 +9,7 @@
 #include <set>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "cli/model.h"
 #include "report/html_report.h"
 #include "schedule_space/target.h"
@@ -68,13 +69,6 @@ size_t task_count(const Database& db, const ReportInput& input) {
   return keys.size();
 }
 
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (out) out << text;
-  if (out) out.close();
-  if (!out) throw Error("cannot write the report to " + path + ": " + std::strerror(errno));
-}
-
 int run_report(const ReportArgs& args) {
   // Database::open would create a missing file: a typo must not become an
   // empty database and a confusing "nothing to report".
@@ -92,7 +86,7 @@ int run_report(const ReportArgs& args) {
   }
   std::unique_ptr<Database> db = Database::open(args.db_path);
   const std::string html = render_html_report(*db, input);
-  write_file(args.out_path, html);
+  write_text_file(args.out_path, html, "the report");
   std::cout << "wrote " << args.out_path << " (" << task_count(*db, input) << " tasks)\n";
   return kExitOk;
 }

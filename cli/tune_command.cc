@@ -7,12 +7,8 @@
 #include "cli/common.h"
 #include "cli/model_tune.h"
 #include "cli/progress.h"
-#include "cuda/cuda_driver.h"
-#include "measure/cuda_measurer.h"
-#include "measure/local_measurer.h"
 #include "schedule_space/error.h"
 #include "tuner/tuner.h"
-#include "workers/convert.h"
 
 namespace ktune::cli {
 
@@ -110,28 +106,12 @@ int run_tune(const TuneArgs& args) {
   if (!args.configs.empty() && workloads.size() != 1) {
     throw Error("--config names configs of one operator's space; give exactly one --op with it");
   }
-  const bool gpu = args.device != "cpu";
-  if (gpu && args.device.rfind("cuda:", 0) != 0) {
-    throw Error("--target '" + args.device + "': accepted targets are cpu and cuda:N");
-  }
-  Target target = gpu ? cuda_target(args.device) : detect_cpu_target(args.threads);
+  Target target = target_from_flag("--target", args.device, args.threads);
   if (!args.compiler.empty()) target.cpu.compiler = args.compiler;
   if (!args.flags.empty()) target.cpu.flags = args.flags;
   std::unique_ptr<Database> db = Database::open(args.db_path);
-  // The device's description travels with its records (`ktune export`).
-  const std::string device = wire::device_description_json(target);
-  if (db->device(target.device_key()) != device) db->set_device(target.device_key(), device);
-
-  std::unique_ptr<Measurer> measurer;
-  if (gpu) {
-    CudaMeasurerOptions o;
-    o.cache_dir = args.cache_dir;
-    measurer = std::make_unique<CudaMeasurer>(o);
-  } else {
-    LocalMeasurerOptions o;
-    o.cache_dir = args.cache_dir;
-    measurer = std::make_unique<LocalMeasurer>(o);
-  }
+  remember_device(*db, target);
+  std::unique_ptr<Measurer> measurer = make_measurer(target, args.cache_dir);
 
   nlohmann::json json_out = nlohmann::json::array();
   bool all_ok = true;
@@ -209,17 +189,12 @@ TuneSummary tune_workload(const Workload& w, const Target& target, const std::st
   }
   // Every template that takes the workload (a 1x1 conv2d: the GEMM path and
   // the direct one) gets an even share of the trials; the fastest wins.
-  const std::vector<const Template*> templates = templates_for(w, target.kind);
-  if (templates.empty()) {
-    throw Error(std::string("no ") + (target.kind == TargetKind::kCpu ? "CPU" : "CUDA") + " template for " +
-                std::string(op_name(w.op())));
-  }
+  const std::vector<const Template*> templates = templates_to_tune(w, "", target.kind);
   std::optional<TuneSummary> best;
   int trials = 0, errors = 0, skipped = 0;
   for (size_t i = 0; i < templates.size(); ++i) {
     TuneOptions share = options;
-    share.trials = options.trials / static_cast<int>(templates.size()) +
-                   (static_cast<int>(i) < options.trials % static_cast<int>(templates.size()) ? 1 : 0);
+    share.trials = even_share(options.trials, templates.size(), i);
     TuneSummary s = tune_with_template(w, target, *templates[i], tuner_name, seed, measurer, db,
                                        share, announce, {});
     trials += s.trials, errors += s.errors, skipped += s.skipped_already_measured;

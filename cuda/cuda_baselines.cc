@@ -136,7 +136,7 @@ struct DeviceData {
   float* ptr(CUdeviceptr p) const { return reinterpret_cast<float*>(static_cast<uintptr_t>(p)); }
 };
 
-// Median-of-rounds timing of call() with CUDA events, calls batched to last min_sample_s.
+// Timing of call() with CUDA events (time_batches), after one untimed call.
 void time_rounds(const Driver& d, const std::function<void()>& call, int rounds, double min_sample_s, GpuTiming& t) {
   cuda_detail::CUevent start = nullptr, stop = nullptr;
   d.check(d.event_create(&start, 0), "cuEventCreate");
@@ -152,14 +152,20 @@ void time_rounds(const Driver& d, const std::function<void()>& call, int rounds,
   };
   call();
   d.check(d.ctx_synchronize(), "cuCtxSynchronize");
-  int n = 1;
-  while (batch(n) < min_sample_s && n < (1 << 24)) n *= 2;
-  for (int r = 0; r < rounds; ++r) t.seconds.push_back(batch(n) / n);
+  t.seconds = time_batches(batch, rounds, min_sample_s);
   d.event_destroy(start);
   d.event_destroy(stop);
 }
 
 }  // namespace
+
+std::vector<double> time_batches(const std::function<double(int)>& batch_seconds, int rounds, double min_sample_s) {
+  int n = 1;
+  while (batch_seconds(n) < min_sample_s && n < (1 << 24)) n *= 2;
+  std::vector<double> per_call;
+  for (int r = 0; r < rounds; ++r) per_call.push_back(batch_seconds(n) / n);
+  return per_call;
+}
 
 double GpuTiming::median() const {
   if (seconds.empty()) return 0;

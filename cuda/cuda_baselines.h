@@ -4,6 +4,7 @@
 // run time and optional.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,10 @@ struct GpuTiming {
   std::vector<float> output;  // of the last call, Workload::output() layout
   double median() const;
 };
+
+// Per-call seconds of `rounds` samples, each a batch of calls that lasts at
+// least min_sample_s; batch_seconds(n) is the seconds n calls take.
+std::vector<double> time_batches(const std::function<double(int)>& batch_seconds, int rounds, double min_sample_s);
 
 // Throws CudaError on a CUDA failure.
 GpuTiming time_vendor(const Workload& w, int device, const std::vector<std::vector<float>>& inputs, int rounds,

@@ -118,4 +118,13 @@ std::vector<MeasureResult> CudaMeasurer::measure(const std::vector<MeasureInput>
   return results;
 }
 
+std::unique_ptr<Measurer> make_measurer(const Target& target, const LocalMeasurerOptions& options) {
+  if (target.kind != TargetKind::kCuda) return std::make_unique<LocalMeasurer>(options);
+  CudaMeasurerOptions o;
+  o.cache_dir = options.cache_dir;
+  o.runner_path = options.runner_path;
+  o.worker_name = options.worker_name;
+  return std::make_unique<CudaMeasurer>(o);
+}
+
 }  // namespace ktune

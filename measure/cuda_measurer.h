@@ -9,7 +9,10 @@
 // that faults costs only its runner process.
 #pragma once
 
+#include <memory>
 #include <string>
+
+#include "measure/local_measurer.h"
 
 #include "measure/measure.h"
 #include "measure/runner.h"
@@ -32,5 +35,9 @@ class CudaMeasurer : public Measurer {
   std::string runner_path_;  // also compiles: ktune-runner --nvrtc
   RunnerProcess runner_;
 };
+
+// The measurer for a target: a LocalMeasurer on the CPU, a CudaMeasurer (with
+// options' cache, runner and worker name) on a GPU.
+std::unique_ptr<Measurer> make_measurer(const Target& target, const LocalMeasurerOptions& options);
 
 }  // namespace ktune

@@ -214,21 +214,9 @@ class Runner {
       for (int i = 0; i < calls; ++i) kernel.run(inputs, output.data());
       return seconds_since(start);
     };
-    const double min_repeat_s = o.min_repeat_ms / 1000;
-    double warmup_s = time_calls(1);
-    m.number = o.number > 0 ? o.number : choose_number(warmup_s, min_repeat_s, time_calls);
-
-    for (int r = 0; r < o.repeat; ++r) {
+    time_repeats(o, time_calls, [&] {
       if (o.flush_cache) flusher_.flush();
-      double per_call = time_calls(m.number) / m.number;
-      m.result.costs.push_back(per_call);
-      if (r == 0 && o.best_so_far_s > 0 && per_call > o.best_so_far_s * o.cut_short_factor) {
-        m.result.error_message = "cut short: " + format_number(per_call) + " s per call > " +
-                                 format_number(o.cut_short_factor) + " x the best so far (" +
-                                 format_number(o.best_so_far_s) + " s)";
-        break;
-      }
-    }
+    }, m);
     return m;
   }
 
@@ -255,26 +243,36 @@ class Runner {
           return m;
         }
       }
-      auto time_calls = [&](int calls) { return kernel.time_calls(calls); };
-      const double min_repeat_s = o.min_repeat_ms / 1000;
-      const double warmup_s = time_calls(1);
-      m.number = o.number > 0 ? o.number : choose_number(warmup_s, min_repeat_s, time_calls);
-      for (int r = 0; r < o.repeat; ++r) {
-        const double per_call = time_calls(m.number) / m.number;
-        m.result.costs.push_back(per_call);
-        if (r == 0 && o.best_so_far_s > 0 && per_call > o.best_so_far_s * o.cut_short_factor) {
-          m.result.error_message = "cut short: " + format_number(per_call) + " s per call > " +
-                                   format_number(o.cut_short_factor) + " x the best so far (" +
-                                   format_number(o.best_so_far_s) + " s)";
-          break;
-        }
-      }
+      time_repeats(o, [&](int calls) { return kernel.time_calls(calls); }, [] {}, m);
     } catch (const CudaError& e) {
       m = Measurement{};
       m.result.error = MeasureError::kRuntimeError;
       m.result.error_message = std::string("CUDA: ") + e.what();
     }
     return m;
+  }
+
+  // The timing both kinds of candidate share: calls per repeat from a warm-up
+  // (unless given), then o.repeat repeats of that many calls (before_repeat
+  // first, e.g. a cache flush), cut short after the first when hopeless.
+  // time_calls(n) is the seconds n calls take.
+  template <typename TimeCalls, typename BeforeRepeat>
+  static void time_repeats(const MeasureOptions& o, TimeCalls&& time_calls, BeforeRepeat&& before_repeat,
+                           Measurement& m) {
+    const double min_repeat_s = o.min_repeat_ms / 1000;
+    const double warmup_s = time_calls(1);
+    m.number = o.number > 0 ? o.number : choose_number(warmup_s, min_repeat_s, time_calls);
+    for (int r = 0; r < o.repeat; ++r) {
+      before_repeat();
+      const double per_call = time_calls(m.number) / m.number;
+      m.result.costs.push_back(per_call);
+      if (r == 0 && o.best_so_far_s > 0 && per_call > o.best_so_far_s * o.cut_short_factor) {
+        m.result.error_message = "cut short: " + format_number(per_call) + " s per call > " +
+                                 format_number(o.cut_short_factor) + " x the best so far (" +
+                                 format_number(o.best_so_far_s) + " s)";
+        break;
+      }
+    }
   }
 
   // Calls per repeat so that a repeat lasts at least min_repeat_s. The first

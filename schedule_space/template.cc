@@ -55,4 +55,28 @@ const Template& find_template(const std::string& name) {
   throw Error("unknown template '" + name + "'; known templates: " + known);
 }
 
+std::vector<const Template*> templates_to_tune(const Workload& w, const std::string& template_name,
+                                               std::optional<TargetKind> kind) {
+  if (!template_name.empty()) {
+    const Template& t = find_template(template_name);
+    if (t.op() != w.op()) {
+      throw Error("template " + template_name + " is for " + std::string(op_name(t.op())) + " but the operator is " +
+                  std::string(op_name(w.op())));
+    }
+    if (auto why = t.unsupported(w)) throw Error("template " + template_name + ": " + *why);
+    if (kind && t.target_kind() != *kind) {
+      throw Error("template " + template_name + " is for " +
+                  (t.target_kind() == TargetKind::kCuda ? "CUDA GPUs" : "CPUs") + ", not for this target");
+    }
+    return {&t};
+  }
+  const TargetKind k = kind.value_or(TargetKind::kCpu);
+  std::vector<const Template*> found = templates_for(w, k);
+  if (found.empty()) {
+    throw Error(std::string("no ") + (k == TargetKind::kCpu ? "CPU" : "CUDA") + " template for " +
+                std::string(op_name(w.op())));
+  }
+  return found;
+}
+
 }  // namespace ktune

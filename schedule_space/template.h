@@ -74,5 +74,11 @@ std::vector<const Template*> templates_for(OpKind op, TargetKind kind);
 std::vector<const Template*> templates_for(const Workload& w, TargetKind kind);
 // Throws ktune::Error listing the known names if there is none called name.
 const Template& find_template(const std::string& name);
+// The templates to tune w with: the one named (checked: its operator, that it
+// takes w, and its target kind when kind is given), or, with no name, every
+// template of kind (the CPU when not given) that takes w, as templates_for
+// orders them. Throws ktune::Error naming the problem.
+std::vector<const Template*> templates_to_tune(const Workload& w, const std::string& template_name,
+                                               std::optional<TargetKind> kind);
 
 }  // namespace ktune

@@ -33,28 +33,6 @@ std::string new_job_id() {
   return std::string("job-") + buf + "-" + suffix;
 }
 
-// The templates a job tunes for a workload: the named one, or every CPU
-// template that takes it (trials shared evenly, as `ktune tune` does).
-std::vector<const Template*> job_templates(const Workload& w, const std::string& template_name,
-                                          TargetKind kind = TargetKind::kCpu) {
-  if (!template_name.empty()) {
-    const Template& t = find_template(template_name);
-    if (t.op() != w.op()) {
-      throw Error("template " + template_name + " is for " + std::string(op_name(t.op())) + ", not " +
-                  std::string(op_name(w.op())));
-    }
-    if (auto why = t.unsupported(w)) throw Error("template " + template_name + ": " + *why);
-    return {&t};
-  }
-  std::vector<const Template*> ts = templates_for(w, kind);
-  if (ts.empty()) throw Error("no template for " + std::string(op_name(w.op())) + " on this kind of device");
-  return ts;
-}
-
-int share(int trials, size_t n, size_t i) {
-  return trials / static_cast<int>(n) + (static_cast<int>(i) < trials % static_cast<int>(n) ? 1 : 0);
-}
-
 bool ended(const std::string& state) { return state == "done" || state == "cancelled" || state == "failed"; }
 
 v1::JobSpec parse_spec(const JobRow& row) {
@@ -85,7 +63,7 @@ void JobManager::validate(const v1::JobSpec& spec) {
   if (spec.ops_size() > kMaxOps) bad(std::to_string(spec.ops_size()) + " operators; at most " + std::to_string(kMaxOps));
   for (const std::string& op : spec.ops()) {
     try {
-      job_templates(Workload::parse(op), spec.template_name());
+      templates_to_tune(Workload::parse(op), spec.template_name(), std::nullopt);
     } catch (const Error& e) {
       bad("operator '" + op + "': " + e.what());
     }
@@ -202,11 +180,11 @@ void JobManager::run_job(Run& run) {
         std::lock_guard lock(run.mu);
         run.current = w.key();
       }
-      const std::vector<const Template*> templates = job_templates(w, spec.template_name(), target.kind);
+      const std::vector<const Template*> templates = templates_to_tune(w, spec.template_name(), target.kind);
       for (size_t i = 0; i < templates.size() && !stop(); ++i) {
         const Template& tmpl = *templates[i];
         TuneOptions options;
-        const int budget = share(spec.trials(), templates.size(), i);
+        const int budget = even_share(spec.trials(), templates.size(), i);
         const JobTaskCounts done = db_.job_counts(run.id, w.key(), tmpl.name());
         options.final_top = spec.final_top() < 0 ? 3 : spec.final_top();
         options.trials = std::max<int>(0, budget - static_cast<int>(done.search));

@@ -11,6 +11,7 @@
 #include "schedule_space/codegen_cuda.h"
 #include "schedule_space/error.h"
 #include "schedule_space/template.h"
+#include "tests/kernel_check.h"
 
 namespace ktune {
 namespace {
@@ -32,6 +33,23 @@ std::vector<Config> random_valid(const Template& t, const Workload& w, const Tar
     if (!t.check(w, target, space, c)) out.push_back(c);
   }
   return out;
+}
+
+// Runs run(params) on random inputs of w (then a NaN-filled output) and
+// expects the output to match the reference; label names the case.
+void expect_reference(const Workload& w, uint64_t seed, const std::string& label,
+                      const std::function<void(std::vector<std::vector<float>>&)>& run) {
+  const std::vector<std::vector<float>> inputs = testing::random_inputs(w, seed);
+  const std::vector<float> want = testing::reference_output(w, inputs);
+  std::vector<std::vector<float>> params = inputs;
+  params.emplace_back(want.size(), NAN);
+  try {
+    run(params);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << label << ": " << e.what();
+    return;
+  }
+  EXPECT_LT(testing::max_relative_error(params.back(), want), 1e-4) << label;
 }
 
 TEST(CudaTest, DiscoveryWithoutAGpuReportsNoDeviceAndWhy) {
@@ -162,8 +180,6 @@ namespace {
 // The GPU templates' programs, run on the emulator, against the reference.
 TEST(CudaTest, RandomValidConfigsComputeTheRightAnswerOnTheGpuEmulator) {
   const Target target = cuda_target_for_arch("sm_90");
-  std::mt19937 rng(5);
-  std::uniform_real_distribution<float> u(-1, 1);
   for (const std::string spec :
        {"matmul(m=32,n=48,k=24)", "dense(batch=3,in=40,out=24,bias=1)", "batch_matmul(b=2,m=16,n=32,k=8)",
         "dense(batch=1,in=64,out=20,bias=0)", "conv2d(n=2,c=6,h=9,w=10,k=8,r=3,s=3,stride=1,pad=1)",
@@ -172,36 +188,14 @@ TEST(CudaTest, RandomValidConfigsComputeTheRightAnswerOnTheGpuEmulator) {
         "depthwise_conv2d(n=2,c=8,h=9,w=9,r=3,s=3,stride=2,pad=1,multiplier=2)"}) {
     const Workload w = Workload::parse(spec);
     for (const Template* t : templates_for(w, TargetKind::kCuda)) {
-      Target roomy = target;
-      roomy.cuda.max_threads_per_block = 1024;
-      const ConfigSpace space = t->space(w, roomy);
-      std::vector<Config> configs = random_valid(*t, w, roomy, space, 6, 21);
-      for (const Config& c : t->seed_configs(w, roomy, space)) configs.push_back(c);
+      const ConfigSpace space = t->space(w, target);
+      std::vector<Config> configs = random_valid(*t, w, target, space, 6, 21);
+      for (const Config& c : t->seed_configs(w, target, space)) configs.push_back(c);
       ASSERT_FALSE(configs.empty()) << spec;
-      std::vector<std::vector<float>> inputs;
-      for (const TensorSpec& ts : w.inputs()) {
-        std::vector<float> v(static_cast<size_t>(ts.elements()));
-        for (float& x : v) x = u(rng);
-        inputs.push_back(v);
-      }
-      std::vector<const float*> pointers;
-      for (const auto& v : inputs) pointers.push_back(v.data());
-      std::vector<float> want(static_cast<size_t>(w.output().elements()));
-      reference(w, pointers, want.data());
       for (const Config& c : configs) {
-        std::vector<std::vector<float>> params = inputs;
-        params.emplace_back(want.size(), NAN);
-        try {
-          testing::GpuEmulator::run(t->instantiate(w, roomy, space, c), params);
-        } catch (const std::exception& e) {
-          ADD_FAILURE() << spec << " " << space.describe(c) << ": " << e.what();
-          continue;
-        }
-        double worst = 0;
-        for (size_t i = 0; i < want.size(); ++i) {
-          worst = std::max(worst, std::abs(static_cast<double>(params.back()[i]) - want[i]) / (1 + std::abs(want[i])));
-        }
-        EXPECT_LT(worst, 1e-4) << spec << " " << space.describe(c);
+        expect_reference(w, 5, spec + " " + space.describe(c), [&](std::vector<std::vector<float>>& params) {
+          testing::GpuEmulator::run(t->instantiate(w, target, space, c), params);
+        });
       }
     }
   }
@@ -434,8 +428,6 @@ namespace {
 TEST(CudaTest, TheGeneratedCudaSourceComputesTheRightAnswerRunAsThreadsOnTheCpu) {
   testing::ScratchDir dir("ktune-cuda-on-cpu");
   const Target target = cuda_target_for_arch("sm_90");
-  std::mt19937 rng(9);
-  std::uniform_real_distribution<float> u(-1, 1);
   for (const std::string spec : {"matmul(m=32,n=32,k=16)", "dense(batch=2,in=24,out=16,bias=1)",
                                  "batch_matmul(b=2,m=8,n=16,k=8)",
                                  "conv2d(n=1,c=4,h=9,w=9,k=8,r=3,s=3,stride=2,pad=1x0x1x1,dilation=1)",
@@ -445,32 +437,12 @@ TEST(CudaTest, TheGeneratedCudaSourceComputesTheRightAnswerRunAsThreadsOnTheCpu)
     const ConfigSpace space = t.space(w, target);
     std::vector<Config> configs = random_valid(t, w, target, space, 2, 4);
     for (const Config& c : t.seed_configs(w, target, space)) configs.push_back(c);
-    std::vector<std::vector<float>> inputs;
-    for (const TensorSpec& ts : w.inputs()) {
-      std::vector<float> v(static_cast<size_t>(ts.elements()));
-      for (float& x : v) x = u(rng);
-      inputs.push_back(v);
-    }
-    std::vector<const float*> pointers;
-    for (const auto& v : inputs) pointers.push_back(v.data());
-    std::vector<float> want(static_cast<size_t>(w.output().elements()));
-    reference(w, pointers, want.data());
     for (const Config& c : configs) {
       const ir::Program program = t.instantiate(w, target, space, c);
       if (emit_cuda(program).threads_per_block() > 256) continue;  // keep the thread count civil
-      std::vector<std::vector<float>> params = inputs;
-      params.emplace_back(want.size(), NAN);
-      try {
+      expect_reference(w, 9, spec + " " + space.describe(c), [&](std::vector<std::vector<float>>& params) {
         testing::run_cuda_on_cpu(emit_cuda(program), program.params.size(), params, dir.path());
-      } catch (const std::exception& e) {
-        ADD_FAILURE() << spec << " " << space.describe(c) << ": " << e.what();
-        continue;
-      }
-      double worst = 0;
-      for (size_t i = 0; i < want.size(); ++i) {
-        worst = std::max(worst, std::abs(static_cast<double>(params.back()[i]) - want[i]) / (1 + std::abs(want[i])));
-      }
-      EXPECT_LT(worst, 1e-4) << spec << " " << space.describe(c);
+      });
     }
   }
 }

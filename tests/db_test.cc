@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 
 #include "schedule_space/error.h"
+#include "tests/sample_record.h"
 
 namespace ktune {
 namespace {
@@ -30,24 +31,8 @@ using ::testing::HasSubstr;
 
 Record make_record(const std::string& workload, uint64_t config_index, std::vector<double> costs,
                    MeasureError error = MeasureError::kNone) {
-  Record r;
-  r.workload_key = workload;
-  r.device_key = "cpu/test/avx2/2t";
-  r.template_name = "matmul.cpu.tiled";
-  r.template_version = 2;
-  r.config_index = config_index;
-  r.config_text = "tile_m=[4,8] order=mnk #" + std::to_string(config_index);
-  r.result.costs = std::move(costs);
-  r.result.error = error;
-  if (error != MeasureError::kNone) r.result.error_message = "failed: " + std::string(error_name(error));
-  r.result.build_seconds = 0.25;
-  r.result.run_seconds = 0.5;
-  r.result.worker = "local";
-  r.result.timestamp = 1700000000 + static_cast<int64_t>(config_index);
-  r.flops = 2.0 * 64 * 64 * 64;
-  r.tool_version = tool_version();
-  r.build_flags = "c++ -O3 -march=native";
-  return r;
+  return ktune::testing::sample_record(workload, "cpu/test/avx2/2t", "matmul.cpu.tiled", 2, config_index,
+                                       std::move(costs), error);
 }
 
 std::string read_bytes(const fs::path& p) {

@@ -15,6 +15,7 @@
 #include "schedule_space/error.h"
 #include "schedule_space/template.h"
 #include "tests/ktune_command.h"
+#include "tests/sample_record.h"
 #include "tests/scratch_dir.h"
 
 namespace ktune {
@@ -45,24 +46,8 @@ const Template& dense_template() { return *templates_for(OpKind::kDense, TargetK
 
 Record make_record(const std::string& workload, const Template& t, uint64_t config_index, std::vector<double> costs,
                    MeasureError error = MeasureError::kNone) {
-  Record r;
-  r.workload_key = Workload::parse(workload).key();
-  r.device_key = kDevice;
-  r.template_name = t.name();
-  r.template_version = t.version();
-  r.config_index = config_index;
-  r.config_text = "tile_m=[4,8] order=mnk #" + std::to_string(config_index);
-  r.result.costs = std::move(costs);
-  r.result.error = error;
-  if (error != MeasureError::kNone) r.result.error_message = "failed: " + std::string(error_name(error));
-  r.result.build_seconds = 0.25;
-  r.result.run_seconds = 0.5;
-  r.result.worker = "local";
-  r.result.timestamp = 1700000000 + static_cast<int64_t>(config_index);
-  r.flops = 2.0 * 64 * 64 * 64;
-  r.tool_version = tool_version();
-  r.build_flags = "c++ -O3 -march=native";
-  return r;
+  return testing::sample_record(Workload::parse(workload).key(), kDevice, t.name(), t.version(), config_index,
+                                std::move(costs), error);
 }
 
 std::string export_text(const Database& db, const RecordFilter& filter = {}) {

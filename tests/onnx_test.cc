@@ -193,10 +193,7 @@ TEST(OnnxBackendDataTest, SupportedConvGemmAndMatmulCasesMatchTheirExpectedOutpu
         return testing::run_program(program, in);
       });
       ASSERT_EQ(got.size(), want.size()) << name;
-      double worst = 0;
-      for (size_t i = 0; i < got.size(); ++i) {
-        worst = std::max(worst, std::abs(static_cast<double>(got[i]) - want[i]) / (1 + std::abs(want[i])));
-      }
+      const double worst = testing::max_relative_error(got, want);
       EXPECT_LT(worst, 1e-4) << name << " (" << node.workload.key() << ")";
       passed += worst < 1e-4;
     }

@@ -135,6 +135,10 @@ struct TuneSummary {
   bool stopped = false;        // options.stop ended it before its trials
 };
 
+// Part i (0-based) of total trials split into `parts` shares as even as
+// they can be, the first ones one larger (e.g. between a workload's templates).
+int even_share(int total, size_t parts, size_t i);
+
 // Whether this build can use r: its template exists here at the version that
 // measured it (a config index names a config within one version only).
 bool is_current(const Record& r);

@@ -90,6 +90,11 @@ std::vector<uint64_t> top_configs(const std::vector<Record>& records, int n) {
 
 }  // namespace
 
+int even_share(int total, size_t parts, size_t i) {
+  const int n = static_cast<int>(parts);
+  return total / n + (static_cast<int>(i) < total % n ? 1 : 0);
+}
+
 bool is_current(const Record& r) {
   try {
     return find_template(r.template_name).version() == r.template_version;

@@ -53,17 +53,9 @@ class ItemMeasurer {
  public:
   ItemMeasurer(const WorkerOptions& options, const std::string& name) : options_(options), name_(name) {
     if (options.noop) return;
-    if (options.target.kind == TargetKind::kCuda) {
-      CudaMeasurerOptions m;
-      m.cache_dir = options.measurer.cache_dir;
-      m.runner_path = options.measurer.runner_path;
-      m.worker_name = name;
-      local_ = std::make_unique<CudaMeasurer>(m);
-    } else {
-      LocalMeasurerOptions m = options.measurer;
-      m.worker_name = name;
-      local_ = std::make_unique<LocalMeasurer>(m);
-    }
+    LocalMeasurerOptions m = options.measurer;
+    m.worker_name = name;
+    local_ = make_measurer(options.target, m);
   }
 
   std::vector<MeasureResult> measure(const std::vector<v1::MeasureItem>& items) {

@@ -1,6 +1,7 @@
 #include "schedule_space/templates/common.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "schedule_space/error.h"
 
@@ -300,6 +301,39 @@ Stmt fill(const ir::Buffer& dst, const std::string& prefix,
   std::vector<Expr> index;
   for (size_t d = 0; d < dst->shape.size(); ++d) index.push_back(nest.var(prefix + std::to_string(d)));
   return nest.wrap(ir::store(dst, index, value(index)));
+}
+
+int64_t nearest_split_choice(const ConfigSpace& space, const std::string& knob, const std::vector<double>& want) {
+  const auto& k = static_cast<const SplitKnob&>(space.knob(space.knob_index(knob)));
+  int64_t best = 0;
+  double best_d = 1e30;
+  for (int64_t j = 0; j < k.size(); ++j) {
+    const auto& f = k.factors(j);
+    double d = 0;
+    for (size_t l = 1; l < f.size() && l - 1 < want.size(); ++l) d += std::abs(std::log2(f[l] / want[l - 1]));
+    if (d < best_d) best_d = d, best = j;
+  }
+  return best;
+}
+
+ir::Stmt cooperative_copy(const std::string& var, const ir::Buffer& tile, int64_t nthreads, const ir::Expr& tid,
+                          bool first_fastest, const std::function<ir::Stmt(const std::vector<ir::Expr>&)>& put) {
+  using namespace ir;
+  const int64_t total = tile->elements(), steps = ceil_div(total, nthreads);
+  const Expr e = ir::var(var) * int_imm(nthreads) + tid;
+  const size_t rank = tile->shape.size();
+  std::vector<Expr> idx(rank);
+  int64_t inner = 1;  // elements of the dimensions that vary faster
+  for (size_t n = 0; n < rank; ++n) {
+    const size_t d = first_fastest ? n : rank - 1 - n;
+    const Expr above = inner == 1 ? e : floordiv(e, int_imm(inner));
+    // The slowest dimension needs no modulo: e < total where it is stored.
+    idx[d] = n + 1 == rank ? above : floormod(above, int_imm(tile->shape[d]));
+    inner *= tile->shape[d];
+  }
+  Stmt st = put(idx);
+  if (total % nthreads != 0) st = if_then_else(lt(e, int_imm(total)), st);
+  return for_loop(var, steps, steps <= 8 ? LoopKind::kUnrolled : LoopKind::kSerial, st);
 }
 
 }  // namespace ktune::templates

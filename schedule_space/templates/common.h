@@ -204,4 +204,21 @@ ir::Stmt fill(const ir::Buffer& dst, const std::string& prefix,
               const std::function<ir::Expr(const std::vector<ir::Expr>& index)>& value,
               ir::LoopKind outer_kind, const std::vector<size_t>& loop_order);
 
+// The choice of split knob `knob` whose inner factors (every factor after
+// the outermost) are nearest to want, summing |log2(factor / wanted)| over
+// the factors want names; the first such choice on ties.
+int64_t nearest_split_choice(const ConfigSpace& space, const std::string& knob, const std::vector<double>& want);
+
+// ---- GPU ----
+
+// A thread block's cooperative copy into a shared tile: its nthreads threads
+// (tid the thread's index in the block) take elements e = l * nthreads + tid
+// for l = 0, 1, ...; put(indices) stores element e at its indices in tile,
+// counted row-major, or with the first dimension varying fastest when
+// first_fastest (so that consecutive threads walk the dimension that is
+// contiguous in the global operand). Guarded where nthreads does not divide
+// the tile; the l loop is unrolled up to 8 steps.
+ir::Stmt cooperative_copy(const std::string& var, const ir::Buffer& tile, int64_t nthreads, const ir::Expr& tid,
+                          bool first_fastest, const std::function<ir::Stmt(const std::vector<ir::Expr>&)>& put);
+
 }  // namespace ktune::templates

@@ -14,6 +14,7 @@
 // neighbours' (layout) and whether the kernel window loops are unrolled.
 // check() keeps configs within the device's limits.
 #include "schedule_space/error.h"
+#include "schedule_space/templates/common.h"
 #include "schedule_space/templates/templates.h"
 
 namespace ktune {
@@ -111,26 +112,13 @@ class ConvCudaTemplate : public Template {
 
   std::vector<Config> seed_configs(const Workload& w, const Target& t, const ConfigSpace& space) const override {
     // About 8 channels x 4 rows x 8 columns of threads, 2 x 2 register tiles, 8-channel chunks.
-    auto pick = [&](const char* knob, std::vector<double> want) {
-      const size_t i = space.knob_index(knob);
-      const auto& k = static_cast<const SplitKnob&>(space.knob(i));
-      int64_t best = 0;
-      double best_d = 1e30;
-      for (int64_t j = 0; j < k.size(); ++j) {
-        const auto& f = k.factors(j);
-        double d = 0;
-        for (size_t l = 1; l < f.size() && l - 1 < want.size(); ++l) d += std::abs(std::log2(f[l] / want[l - 1]));
-        if (d < best_d) best_d = d, best = j;
-      }
-      return best;
-    };
     std::vector<Config> out;
+    std::vector<int64_t> choices(space.num_knobs(), 0);
+    choices[space.knob_index("tile_k")] = templates::nearest_split_choice(space, "tile_k", {8, 2});
+    choices[space.knob_index("tile_p")] = templates::nearest_split_choice(space, "tile_p", {4});
+    choices[space.knob_index("tile_q")] = templates::nearest_split_choice(space, "tile_q", {8, 2});
+    choices[space.knob_index("tile_c")] = templates::nearest_split_choice(space, "tile_c", {8});
     for (int64_t layout : {1, 0}) {
-      std::vector<int64_t> choices(space.num_knobs(), 0);
-      choices[space.knob_index("tile_k")] = pick("tile_k", {8, 2});
-      choices[space.knob_index("tile_p")] = pick("tile_p", {4});
-      choices[space.knob_index("tile_q")] = pick("tile_q", {8, 2});
-      choices[space.knob_index("tile_c")] = pick("tile_c", {8});
       choices[space.knob_index("layout")] = layout;
       choices[space.knob_index("unroll")] = 1;
       Config c = space.get(space.index_of(choices));
@@ -162,27 +150,13 @@ class ConvCudaTemplate : public Template {
     const Expr col0 = bx * int_imm(BQ * s.stride_w) - int_imm(s.pad_left);
     const Expr chan0 = depthwise_ ? kb * int_imm(PC) : co * int_imm(p.ci);
 
-    // Cooperative loads: element e = l * NT + tid of a tile, decomposed row-major.
-    auto cooperative = [&](const std::string& v, Buffer tile, const std::function<Stmt(const std::vector<Expr>&)>& put) {
-      const int64_t total = tile->elements(), steps = (total + NT - 1) / NT;
-      const Expr e = var(v) * int_imm(NT) + tid;
-      std::vector<Expr> idx(tile->shape.size());
-      int64_t inner = 1;
-      for (size_t d = tile->shape.size(); d-- > 0;) {
-        idx[d] = floormod(floordiv(e, int_imm(inner)), int_imm(tile->shape[d]));
-        inner *= tile->shape[d];
-      }
-      Stmt st = put(idx);
-      if (total % NT != 0) st = if_then_else(lt(e, int_imm(total)), st);
-      return for_loop(v, steps, steps <= 8 ? LoopKind::kUnrolled : LoopKind::kSerial, st);
-    };
-    Stmt load_in = cooperative("li", is, [&](const std::vector<Expr>& i) {
+    Stmt load_in = templates::cooperative_copy("li", is, NT, tid, false, [&](const std::vector<Expr>& i) {
       const Expr gr = row0 + i[1], gc = col0 + i[2];
       const Expr inside = logical_and(logical_and(le(int_imm(0), gr), lt(gr, int_imm(s.h))),
                                       logical_and(le(int_imm(0), gc), lt(gc, int_imm(s.w))));
       return store(is, i, select(inside, load(data, {n, chan0 + i[0], gr, gc}), float_imm(0.0f)));
     });
-    Stmt load_w = cooperative("lw", ws, [&](const std::vector<Expr>& i) {
+    Stmt load_w = templates::cooperative_copy("lw", ws, NT, tid, false, [&](const std::vector<Expr>& i) {
       const Expr wc = depthwise_ ? int_imm(0) : co * int_imm(p.ci) + i[1];
       return store(ws, i, load(weight, {kb * int_imm(BK) + i[0], wc, i[2], i[3]}));
     });

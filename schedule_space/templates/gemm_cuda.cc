@@ -16,6 +16,7 @@
 #include <algorithm>
 
 #include "schedule_space/error.h"
+#include "schedule_space/templates/common.h"
 #include "schedule_space/templates/templates.h"
 
 namespace ktune {
@@ -135,24 +136,11 @@ class GemmCudaTemplate : public Template {
     // 16 x 16 threads with 4 x 4 register tiles and BK 8 where the shape
     // allows, else the valid configs closest to that.
     std::vector<Config> out;
-    const size_t km = space.knob_index("tile_m"), kn = space.knob_index("tile_n"), kk = space.knob_index("tile_k");
-    auto pick = [&](size_t knob, int64_t want_threads, int64_t want_inner) {
-      const auto& s = static_cast<const SplitKnob&>(space.knob(knob));
-      int64_t best = 0;
-      double best_d = 1e30;
-      for (int64_t i = 0; i < s.size(); ++i) {
-        const auto& f = s.factors(i);
-        const double d = std::abs(std::log2(static_cast<double>(f[f.size() - 1]) / want_inner)) +
-                         (f.size() == 3 ? std::abs(std::log2(static_cast<double>(f[1]) / want_threads)) : 0);
-        if (d < best_d) best_d = d, best = i;
-      }
-      return best;
-    };
+    std::vector<int64_t> choices(space.num_knobs(), 0);
+    choices[space.knob_index("tile_m")] = templates::nearest_split_choice(space, "tile_m", {16, 4});
+    choices[space.knob_index("tile_n")] = templates::nearest_split_choice(space, "tile_n", {16, 4});
+    choices[space.knob_index("tile_k")] = templates::nearest_split_choice(space, "tile_k", {8});
     for (int64_t layout : {1, 0}) {
-      std::vector<int64_t> choices(space.num_knobs(), 0);
-      choices[km] = pick(km, 16, 4);
-      choices[kn] = pick(kn, 16, 4);
-      choices[kk] = pick(kk, 0, 8);
       choices[space.knob_index("layout")] = layout;
       choices[space.knob_index("unroll_k")] = 1;
       Config c = space.get(space.index_of(choices));
@@ -185,24 +173,12 @@ class GemmCudaTemplate : public Template {
       if (g.batched) return load(b, {bz, kk, cc});
       return g.dense ? load(b, {cc, kk}) : load(b, {kk, cc});
     };
-    // Cooperative load of a rows x cols shared tile, element e = l * NT + tid.
-    // `fast` is the dimension consecutive threads walk (the global operand's contiguous one).
-    auto cooperative = [&](const std::string& v, Buffer tile, int64_t rows, int64_t cols, bool cols_fast,
-                           const std::function<Expr(Expr, Expr)>& source) {
-      const int64_t total = rows * cols, steps = (total + NT - 1) / NT;
-      const Expr e = var(v) * int_imm(NT) + tid;
-      const Expr r = cols_fast ? floordiv(e, int_imm(cols)) : floormod(e, int_imm(rows));
-      const Expr cc = cols_fast ? floormod(e, int_imm(cols)) : floordiv(e, int_imm(rows));
-      Stmt st = store(tile, {r, cc}, source(r, cc));
-      if (total % NT != 0) st = if_then_else(lt(e, int_imm(total)), st);
-      return for_loop(v, steps, steps <= 8 ? LoopKind::kUnrolled : LoopKind::kSerial, st);
-    };
-    Stmt load_a = cooperative("la", as, BM, BK, true, [&](Expr r, Expr kk) {
-      return global_a(by * int_imm(BM) + r, ko * int_imm(BK) + kk);
+    Stmt load_a = templates::cooperative_copy("la", as, NT, tid, false, [&](const std::vector<Expr>& i) {
+      return store(as, i, global_a(by * int_imm(BM) + i[0], ko * int_imm(BK) + i[1]));
     });
     // B's contiguous dimension is n (matmul) or k (dense: W[n][k]).
-    Stmt load_b = cooperative("lb", bs, BK, BN, !g.dense, [&](Expr kk, Expr cc) {
-      return global_b(ko * int_imm(BK) + kk, bx * int_imm(BN) + cc);
+    Stmt load_b = templates::cooperative_copy("lb", bs, NT, tid, g.dense, [&](const std::vector<Expr>& i) {
+      return store(bs, i, global_b(ko * int_imm(BK) + i[0], bx * int_imm(BN) + i[1]));
     });
     Stmt fma = for_loop("i", p.tm, LoopKind::kUnrolled,
                         for_loop("j", p.tn, LoopKind::kUnrolled,
