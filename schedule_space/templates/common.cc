@@ -316,6 +316,27 @@ int64_t nearest_split_choice(const ConfigSpace& space, const std::string& knob, 
   return best;
 }
 
+std::optional<std::string> check_gpu_block(const CudaTarget& d, int64_t threads, int64_t shared_bytes,
+                                           int64_t registers) {
+  if (threads > d.max_threads_per_block) {
+    return std::to_string(threads) + " threads per block, the device allows " + std::to_string(d.max_threads_per_block);
+  }
+  if (threads < d.warp_size / 2) return std::to_string(threads) + " threads per block: under half a warp";
+  if (shared_bytes > d.shared_bytes_per_block) {
+    return std::to_string(shared_bytes) + " bytes of shared memory, the device allows " +
+           std::to_string(d.shared_bytes_per_block);
+  }
+  if (registers > d.max_registers_per_thread) {
+    return "about " + std::to_string(registers) + " registers per thread, the device allows " +
+           std::to_string(d.max_registers_per_thread);
+  }
+  if (registers * threads > d.registers_per_block) {
+    return "about " + std::to_string(registers * threads) + " registers per block, the device allows " +
+           std::to_string(d.registers_per_block);
+  }
+  return std::nullopt;
+}
+
 ir::Stmt cooperative_copy(const std::string& var, const ir::Buffer& tile, int64_t nthreads, const ir::Expr& tid,
                           bool first_fastest, const std::function<ir::Stmt(const std::vector<ir::Expr>&)>& put) {
   using namespace ir;

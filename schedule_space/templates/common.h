@@ -211,6 +211,12 @@ int64_t nearest_split_choice(const ConfigSpace& space, const std::string& knob, 
 
 // ---- GPU ----
 
+// Why a thread block of `threads` threads using `shared_bytes` of static
+// shared memory and about `registers` registers per thread cannot run on d
+// (or is under half a warp), or nullopt.
+std::optional<std::string> check_gpu_block(const CudaTarget& d, int64_t threads, int64_t shared_bytes,
+                                           int64_t registers);
+
 // A thread block's cooperative copy into a shared tile: its nthreads threads
 // (tid the thread's index in the block) take elements e = l * nthreads + tid
 // for l = 0, 1, ...; put(indices) stores element e at its indices in tile,

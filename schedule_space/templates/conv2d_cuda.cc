@@ -87,25 +87,9 @@ class ConvCudaTemplate : public Template {
     if (t.kind != TargetKind::kCuda) return name_ + " needs a CUDA target";
     const Conv2dShape& s = w.conv2d();
     const Params p = params(space, c);
-    const CudaTarget& d = t.cuda;
-    if (p.threads() > d.max_threads_per_block) {
-      return std::to_string(p.threads()) + " threads per block, the device allows " + std::to_string(d.max_threads_per_block);
-    }
-    if (p.threads() < d.warp_size / 2) return std::to_string(p.threads()) + " threads per block: under half a warp";
     if (p.tk > 64) return "more than 64 threads along the channels";
     if (depthwise_ && p.bk() % s.multiplier != 0) return "a channel block must hold whole channel groups";
-    if (shared_bytes(s, p) > d.shared_bytes_per_block) {
-      return std::to_string(shared_bytes(s, p)) + " bytes of shared memory, the device allows " +
-             std::to_string(d.shared_bytes_per_block);
-    }
-    if (p.registers() > d.max_registers_per_thread) {
-      return "about " + std::to_string(p.registers()) + " registers per thread, the device allows " +
-             std::to_string(d.max_registers_per_thread);
-    }
-    if (p.registers() * p.threads() > d.registers_per_block) {
-      return "about " + std::to_string(p.registers() * p.threads()) + " registers per block, the device allows " +
-             std::to_string(d.registers_per_block);
-    }
+    if (auto why = templates::check_gpu_block(t.cuda, p.threads(), shared_bytes(s, p), p.registers())) return why;
     if (s.n * p.gk > 65535 || p.gp > 65535) return "grid too large";
     return std::nullopt;
   }

@@ -109,24 +109,8 @@ class GemmCudaTemplate : public Template {
     if (auto why = unsupported(w)) return why;
     if (t.kind != TargetKind::kCuda) return name_ + " needs a CUDA target";
     const Params p = params_of(space, c);
-    const CudaTarget& d = t.cuda;
-    if (p.threads() > d.max_threads_per_block) {
-      return std::to_string(p.threads()) + " threads per block, the device allows " + std::to_string(d.max_threads_per_block);
-    }
-    if (p.threads() < d.warp_size / 2) return std::to_string(p.threads()) + " threads per block: under half a warp";
     if (p.ty > 64 || p.tx > 1024) return "thread tile shape out of range";
-    if (p.shared_bytes() > d.shared_bytes_per_block) {
-      return std::to_string(p.shared_bytes()) + " bytes of shared memory, the device allows " +
-             std::to_string(d.shared_bytes_per_block);
-    }
-    if (p.registers() > d.max_registers_per_thread) {
-      return "about " + std::to_string(p.registers()) + " registers per thread, the device allows " +
-             std::to_string(d.max_registers_per_thread);
-    }
-    if (p.registers() * p.threads() > d.registers_per_block) {
-      return "about " + std::to_string(p.registers() * p.threads()) + " registers per block, the device allows " +
-             std::to_string(d.registers_per_block);
-    }
+    if (auto why = templates::check_gpu_block(t.cuda, p.threads(), p.shared_bytes(), p.registers())) return why;
     const Gemm g = gemm_of(w);
     if (p.gm > 65535 || g.batch > 65535) return "grid too large";
     return std::nullopt;
