@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "schedule_space/error.h"
+#include "schedule_space/linear_expr.h"
 
 namespace ktune {
 namespace {
@@ -23,179 +24,15 @@ using ir::LoopKind;
 using ir::Scope;
 using ir::Stmt;
 using ir::StmtKind;
+using ir::Linear;
+using ir::linearize;
+using ir::mentions;
+using ir::non_negative;
+using ir::substitute;
 
 constexpr int64_t kMaxExplicitUnroll = 16;  // larger unrolled loops get #pragma GCC unroll
 constexpr int64_t kMaxVectorWidth = 64;
 constexpr int64_t kWorkspaceAlignFloats = 16;  // 64 bytes
-
-// ---- expression analysis ----
-
-bool mentions(const Expr& e, const std::string& v) {
-  if (!e) return false;
-  switch (e->kind) {
-    case ExprKind::kVar:
-      return e->var_name == v;
-    case ExprKind::kIntImm:
-    case ExprKind::kFloatImm:
-      return false;
-    case ExprKind::kLoad:
-      for (const Expr& i : e->indices) {
-        if (mentions(i, v)) return true;
-      }
-      return false;
-    default:
-      return mentions(e->a, v) || mentions(e->b, v) || mentions(e->c, v);
-  }
-}
-
-// Replaces the variables of `consts` (unrolled loop copies) by their values,
-// folding constants on the way.
-Expr substitute(const Expr& e, const std::map<std::string, int64_t>& consts) {
-  if (!e || consts.empty()) return e;
-  switch (e->kind) {
-    case ExprKind::kVar: {
-      auto it = consts.find(e->var_name);
-      return it == consts.end() ? e : ir::int_imm(it->second);
-    }
-    case ExprKind::kIntImm:
-    case ExprKind::kFloatImm:
-      return e;
-    case ExprKind::kBinary: {
-      Expr a = substitute(e->a, consts), b = substitute(e->b, consts);
-      if (a == e->a && b == e->b) return e;
-      return ir::binary(e->op, a, b);
-    }
-    case ExprKind::kLoad: {
-      std::vector<Expr> idx;
-      bool changed = false;
-      for (const Expr& i : e->indices) {
-        idx.push_back(substitute(i, consts));
-        changed |= idx.back() != i;
-      }
-      return changed ? ir::load(e->buffer, idx) : e;
-    }
-    case ExprKind::kSelect: {
-      Expr a = substitute(e->a, consts), b = substitute(e->b, consts), c = substitute(e->c, consts);
-      if (a == e->a && b == e->b && c == e->c) return e;
-      return ir::select(a, b, c);
-    }
-  }
-  return e;
-}
-
-// An integer expression as sum(coefficient * term) + constant, where a term
-// is a variable or an opaque (non-affine) sub-expression.
-struct Linear {
-  struct Term {
-    std::string key;  // to_string(expr): identifies equal terms
-    Expr expr;
-    int64_t coeff;
-  };
-  std::vector<Term> terms;
-  int64_t constant = 0;
-
-  void add(const Term& t, int64_t scale) {
-    for (Term& u : terms) {
-      if (u.key == t.key) {
-        u.coeff += t.coeff * scale;
-        return;
-      }
-    }
-    terms.push_back({t.key, t.expr, t.coeff * scale});
-  }
-  void add(const Linear& o, int64_t scale) {
-    for (const Term& t : o.terms) add(t, scale);
-    constant += o.constant * scale;
-  }
-  void drop_zeros() {
-    std::vector<Term> kept;
-    for (Term& t : terms) {
-      if (t.coeff != 0) kept.push_back(std::move(t));
-    }
-    terms = std::move(kept);
-  }
-  bool is_constant() const { return terms.empty(); }
-
-  // Coefficient of variable v, or nullopt when v occurs inside an opaque term.
-  std::optional<int64_t> coeff_of(const std::string& v) const {
-    int64_t c = 0;
-    for (const Term& t : terms) {
-      if (t.expr->kind == ExprKind::kVar) {
-        if (t.expr->var_name == v) c = t.coeff;
-      } else if (mentions(t.expr, v)) {
-        return std::nullopt;
-      }
-    }
-    return c;
-  }
-  Linear without(const std::string& v) const {
-    Linear l = *this;
-    l.terms.clear();
-    for (const Term& t : terms) {
-      if (!(t.expr->kind == ExprKind::kVar && t.expr->var_name == v)) l.terms.push_back(t);
-    }
-    return l;
-  }
-  bool divisible_by(int64_t w) const {
-    if (constant % w != 0) return false;
-    for (const Term& t : terms) {
-      if (t.coeff % w != 0) return false;
-    }
-    return true;
-  }
-  Linear divided_by(int64_t w) const {
-    Linear l = *this;
-    for (Term& t : l.terms) t.coeff /= w;
-    l.constant /= w;
-    return l;
-  }
-};
-
-Linear linearize(const Expr& e) {
-  Linear l;
-  if (e->kind == ExprKind::kIntImm) {
-    l.constant = e->int_value;
-    return l;
-  }
-  if (e->kind == ExprKind::kBinary &&
-      (e->op == BinaryOp::kAdd || e->op == BinaryOp::kSub || e->op == BinaryOp::kMul)) {
-    Linear a = linearize(e->a), b = linearize(e->b);
-    if (e->op == BinaryOp::kAdd || e->op == BinaryOp::kSub) {
-      a.add(b, e->op == BinaryOp::kAdd ? 1 : -1);
-      a.drop_zeros();
-      return a;
-    }
-    if (a.is_constant() || b.is_constant()) {
-      Linear r;
-      r.add(a.is_constant() ? b : a, a.is_constant() ? a.constant : b.constant);
-      r.drop_zeros();
-      return r;
-    }
-  }
-  l.terms.push_back({ir::to_string(e), e, 1});
-  return l;
-}
-
-// Loop variables are never negative; this proves it for sums and products
-// of them, so that floor division can be emitted as C's `/`.
-bool non_negative(const Expr& e) {
-  switch (e->kind) {
-    case ExprKind::kIntImm:
-      return e->int_value >= 0;
-    case ExprKind::kVar:
-      return true;
-    case ExprKind::kBinary:
-      switch (e->op) {
-        case BinaryOp::kAdd: case BinaryOp::kMul: case BinaryOp::kDiv: case BinaryOp::kMod:
-        case BinaryOp::kMin: case BinaryOp::kMax:
-          return non_negative(e->a) && non_negative(e->b);
-        default:
-          return false;
-      }
-    default:
-      return false;
-  }
-}
 
 std::string float_literal(float v) {
   if (std::isnan(v)) return "__builtin_nanf(\"\")";
@@ -319,11 +156,9 @@ void CppEmitter::declare_var(const std::string& v) {
 }
 
 Linear CppEmitter::flat_index(const Buffer& b, const std::vector<Expr>& indices) {
-  Expr flat = ir::int_imm(0);
-  for (size_t d = 0; d < indices.size(); ++d) {
-    flat = flat * b->shape[d] + substitute(indices[d], consts_);
-  }
-  return linearize(flat);
+  std::vector<Expr> idx;
+  for (const Expr& i : indices) idx.push_back(substitute(i, consts_));
+  return ir::flat_offset(b, idx);
 }
 
 std::string CppEmitter::index_text(const Linear& l) {
@@ -482,9 +317,7 @@ void CppEmitter::decide_register_layout(const Stmt& alloc) {
   std::function<void(const Expr&)> walk_expr;
   auto access = [&](const std::vector<Expr>& indices) {
     if (vv.empty()) return;
-    Expr flat = ir::int_imm(0);
-    for (size_t d = 0; d < indices.size(); ++d) flat = flat * buf->shape[d] + indices[d];
-    Linear l = linearize(flat);
+    Linear l = ir::flat_offset(buf, indices);
     std::optional<int64_t> c = l.coeff_of(vv);
     if (!c) {
       ok = false;

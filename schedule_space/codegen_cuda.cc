@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "schedule_space/error.h"
+#include "schedule_space/linear_expr.h"
 
 namespace ktune {
 
@@ -157,8 +158,10 @@ class CudaEmitter {
           stmt(s->body, false);
           return;
         }
-        if (s->loop_kind == LoopKind::kParallel || s->loop_kind == LoopKind::kVectorized) {
-          throw Error("emit_cuda: loop " + s->loop_var + " is CPU-parallel or vectorized");
+        if (s->loop_kind == LoopKind::kParallel) throw Error("emit_cuda: loop " + s->loop_var + " is CPU-parallel");
+        if (s->loop_kind == LoopKind::kVectorized) {
+          vector_copy(s);
+          return;
         }
         if (s->loop_kind == LoopKind::kUnrolled) line("#pragma unroll");
         line("for (int " + s->loop_var + " = 0; " + s->loop_var + " < " + std::to_string(s->extent) + "; ++" +
@@ -194,6 +197,56 @@ class CudaEmitter {
         line("__syncthreads();");
         return;
     }
+  }
+
+  // A vectorized loop of 2 or 4 steps around one copy dst[..] = src[..]: the
+  // read is one float2/float4 load, and the write one vector store too where
+  // it is contiguous in the loop variable, else a store per lane. Both the
+  // read's contiguity and its alignment (its start a multiple of the width,
+  // whatever the variables are) are proved from the index's linear form.
+  void vector_copy(const Stmt& s) {
+    const std::string& v = s->loop_var;
+    const int64_t w = s->extent;
+    const Stmt& st = s->body;
+    auto fail = [&](const std::string& why) -> void {
+      throw Error("emit_cuda: vectorized loop " + v + ": " + why);
+    };
+    if (w != 2 && w != 4) fail("extent " + std::to_string(w) + " is not 2 or 4");
+    if (!st || st->kind != StmtKind::kStore || st->accumulate || st->value->kind != ExprKind::kLoad) {
+      fail("the body must be one plain copy dst[...] = src[...]");
+    }
+    const Linear src = ir::flat_offset(st->value->buffer, st->value->indices);
+    const Linear dst = ir::flat_offset(st->buffer, st->indices);
+    const std::optional<int64_t> src_step = src.coeff_of(v), dst_step = dst.coeff_of(v);
+    if (src_step != 1 || !src.without(v).divisible_by(w)) {
+      fail("the read of " + st->value->buffer->name + " is not contiguous and aligned to " + std::to_string(w));
+    }
+    if (!dst_step) fail("the write to " + st->buffer->name + " is not affine in the loop variable");
+    const std::string type = "float" + std::to_string(w);
+    const std::string read = "*reinterpret_cast<const " + type + "*>(&" + st->value->buffer->name + "[" +
+                             offset(st->value->buffer, src.without(v)) + "])";
+    if (*dst_step == 1 && dst.without(v).divisible_by(w)) {
+      line("*reinterpret_cast<" + type + "*>(&" + st->buffer->name + "[" + offset(st->buffer, dst.without(v)) +
+           "]) = " + read + ";");
+      return;
+    }
+    line("{");
+    ++depth_;
+    line("const " + type + " kt_v = " + read + ";");
+    static const char* lanes[] = {"x", "y", "z", "w"};
+    for (int64_t l = 0; l < w; ++l) {
+      std::vector<Expr> idx;
+      for (const Expr& e : st->indices) idx.push_back(ir::substitute(e, {{v, l}}));
+      line(st->buffer->name + "[" + index(st->buffer, idx) + "] = kt_v." + lanes[l] + ";");
+    }
+    --depth_;
+    line("}");
+  }
+
+  // A flattened offset from its linear form, 64-bit past 2^31 elements.
+  std::string offset(const Buffer& b, const Linear& l) {
+    const std::string s = expr(ir::to_expr(l));
+    return b->elements() > (int64_t{1} << 31) ? "(long long)(" + s + ")" : s;
   }
 
   const Program& p_;

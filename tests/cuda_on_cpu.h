@@ -29,6 +29,8 @@ constexpr const char* kCudaShim = R"SHIM(
 #include <thread>
 #include <vector>
 struct kt_dim3 { unsigned x = 0, y = 0, z = 0; };
+struct alignas(8) float2 { float x, y; };
+struct alignas(16) float4 { float x, y, z, w; };
 static thread_local kt_dim3 threadIdx, blockIdx;
 static std::barrier<>* kt_block_barrier = nullptr;
 static inline void __syncthreads() { kt_block_barrier->arrive_and_wait(); }

@@ -449,3 +449,82 @@ TEST(CudaTest, TheGeneratedCudaSourceComputesTheRightAnswerRunAsThreadsOnTheCpu)
 
 }  // namespace
 }  // namespace ktune
+
+namespace ktune {
+namespace {
+
+// The GEMM template's knobs, each set on purpose: float4/float2 loads (into
+// a shared tile that is contiguous, and into a transposed one lane by lane),
+// the reduction split across threads and summed through shared memory,
+// virtual threads, and both kinds of unrolling. The source shows each, and
+// it computes the right answer on the emulator, as threads on the CPU and
+// (where NVRTC is) compiles for sm_90.
+TEST(CudaTest, EachGemmKnobShowsInTheSourceAndComputesTheRightAnswer) {
+  testing::ScratchDir dir("ktune-cuda-knobs");
+  const Target target = cuda_target_for_arch("sm_90");
+  struct Case {
+    std::string spec, config;
+    std::vector<std::string> in_source, not_in_source;
+  };
+  const std::vector<Case> cases = {
+      {"matmul(m=32,n=32,k=32)",
+       "tile_m=[2,2,4,2] tile_n=[1,2,8,2] tile_k=[2,2,8] vec=4 unroll_k=1 auto_unroll_max_step=1500 unroll_explicit=1",
+       {"*reinterpret_cast<float4*>(&As[", "Rs[", "(int)threadIdx.z"}, {"for (int ki"}},
+      {"dense(batch=1,in=64,out=32,bias=1)",
+       "tile_m=[1,1,1,1] tile_n=[1,1,32,1] tile_k=[2,8,4] vec=4 unroll_k=0 auto_unroll_max_step=0 unroll_explicit=0",
+       {"const float4 kt_v = *reinterpret_cast<const float4*>(&W[", "Bs[", "kt_v.w", "Rs["}, {}},
+      {"batch_matmul(b=2,m=8,n=16,k=8)",
+       "tile_m=[1,2,4,1] tile_n=[1,2,4,2] tile_k=[1,1,8] vec=2 unroll_k=0 auto_unroll_max_step=512 unroll_explicit=0",
+       {"float2", "#pragma unroll"}, {"Rs[", "threadIdx.z"}},
+  };
+  std::string why;
+  const Nvrtc* nvrtc = Nvrtc::get(&why);
+  for (const Case& k : cases) {
+    const Workload w = Workload::parse(k.spec);
+    const Template& t = *templates_for(w, TargetKind::kCuda).front();
+    const ConfigSpace space = t.space(w, target);
+    const Config c = space.parse(k.config);
+    ASSERT_EQ(t.check(w, target, space, c), std::nullopt) << k.config;
+    const ir::Program program = t.instantiate(w, target, space, c);
+    const CudaKernel kernel = emit_cuda(program);
+    for (const std::string& text : k.in_source) EXPECT_NE(kernel.source.find(text), std::string::npos) << text << "\n" << kernel.source;
+    for (const std::string& text : k.not_in_source) EXPECT_EQ(kernel.source.find(text), std::string::npos) << text << "\n" << kernel.source;
+    const std::string label = k.spec + " " + k.config;
+    expect_reference(w, 3, label, [&](std::vector<std::vector<float>>& params) {
+      testing::GpuEmulator::run(program, params);
+    });
+    expect_reference(w, 4, label, [&](std::vector<std::vector<float>>& params) {
+      testing::run_cuda_on_cpu(kernel, program.params.size(), params, dir.path());
+    });
+    if (nvrtc) {
+      const NvrtcResult r = nvrtc->compile(kernel.source, "sm_90");
+      EXPECT_TRUE(r.ok) << label << ":\n" << r.log;
+    }
+  }
+}
+
+// The code generator proves a vector access contiguous and aligned before
+// it writes one, and says which access it could not.
+TEST(CudaTest, AVectorLoadThatIsNotAlignedIsRefused) {
+  using namespace ir;
+  auto copy = [](int64_t offset) {
+    Buffer in = make_buffer("in", {12}), out = make_buffer("out", {12});
+    const Expr t = var("t"), v = var("v");
+    Program p;
+    p.name = "copy";
+    p.params = {in, out};
+    const Expr at = t * int_imm(4) + v + int_imm(offset);
+    p.body = for_loop("t", 2, LoopKind::kThreadX, for_loop("v", 4, LoopKind::kVectorized, store(out, {at}, load(in, {at}))));
+    return p;
+  };
+  EXPECT_NE(emit_cuda(copy(4)).source.find("float4"), std::string::npos);
+  try {
+    emit_cuda(copy(1));
+    ADD_FAILURE() << "a misaligned vector load was emitted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("read of in is not contiguous and aligned to 4"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace ktune

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "schedule_space/error.h"
+#include "schedule_space/unroll.h"
 
 namespace ktune::templates {
 
@@ -337,24 +338,47 @@ std::optional<std::string> check_gpu_block(const CudaTarget& d, int64_t threads,
   return std::nullopt;
 }
 
-ir::Stmt cooperative_copy(const std::string& var, const ir::Buffer& tile, int64_t nthreads, const ir::Expr& tid,
-                          bool first_fastest, const std::function<ir::Stmt(const std::vector<ir::Expr>&)>& put) {
+ir::Stmt cooperative_copy(const std::string& var, const std::vector<int64_t>& shape, int64_t nthreads,
+                          const ir::Expr& tid, bool first_fastest,
+                          const std::function<ir::Stmt(const std::vector<ir::Expr>&)>& put, int64_t vector_width) {
   using namespace ir;
-  const int64_t total = tile->elements(), steps = ceil_div(total, nthreads);
+  const size_t rank = shape.size();
+  if (rank == 0) throw Error("cooperative_copy: a tile needs at least one dimension");
+  const size_t fastest = first_fastest ? 0 : rank - 1;
+  if (vector_width < 1 || shape[fastest] % vector_width != 0) {
+    throw Error("cooperative_copy: vector width " + std::to_string(vector_width) + " does not divide the extent " +
+                std::to_string(shape[fastest]) + " of the fastest dimension");
+  }
+  std::vector<int64_t> groups = shape;  // the tile in units of vectors
+  groups[fastest] /= vector_width;
+  int64_t total = 1;
+  for (int64_t d : groups) total *= d;
+  const int64_t steps = ceil_div(total, nthreads);
   const Expr e = ir::var(var) * int_imm(nthreads) + tid;
-  const size_t rank = tile->shape.size();
+  const std::string lane = var + "_v";
   std::vector<Expr> idx(rank);
-  int64_t inner = 1;  // elements of the dimensions that vary faster
+  int64_t inner = 1;  // groups of the dimensions that vary faster
   for (size_t n = 0; n < rank; ++n) {
     const size_t d = first_fastest ? n : rank - 1 - n;
     const Expr above = inner == 1 ? e : floordiv(e, int_imm(inner));
     // The slowest dimension needs no modulo: e < total where it is stored.
-    idx[d] = n + 1 == rank ? above : floormod(above, int_imm(tile->shape[d]));
-    inner *= tile->shape[d];
+    idx[d] = n + 1 == rank ? above : floormod(above, int_imm(groups[d]));
+    inner *= groups[d];
   }
+  if (vector_width > 1) idx[fastest] = idx[fastest] * int_imm(vector_width) + ir::var(lane);
   Stmt st = put(idx);
+  if (vector_width > 1) st = for_loop(lane, vector_width, LoopKind::kVectorized, st);
   if (total % nthreads != 0) st = if_then_else(lt(e, int_imm(total)), st);
   return for_loop(var, steps, steps <= 8 ? LoopKind::kUnrolled : LoopKind::kSerial, st);
+}
+
+void add_unroll_knobs(ConfigSpace& space) {
+  space.add_choice("auto_unroll_max_step", {0, 512, 1500});
+  space.add_choice("unroll_explicit", {0, 1});
+}
+
+ir::Stmt apply_unroll_knobs(const ConfigSpace& space, const Config& c, const ir::Stmt& body) {
+  return ir::unroll_loops(body, space.value(c, "auto_unroll_max_step"), space.value(c, "unroll_explicit") == 1);
 }
 
 }  // namespace ktune::templates

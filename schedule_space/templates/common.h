@@ -217,14 +217,28 @@ int64_t nearest_split_choice(const ConfigSpace& space, const std::string& knob, 
 std::optional<std::string> check_gpu_block(const CudaTarget& d, int64_t threads, int64_t shared_bytes,
                                            int64_t registers);
 
-// A thread block's cooperative copy into a shared tile: its nthreads threads
-// (tid the thread's index in the block) take elements e = l * nthreads + tid
-// for l = 0, 1, ...; put(indices) stores element e at its indices in tile,
-// counted row-major, or with the first dimension varying fastest when
-// first_fastest (so that consecutive threads walk the dimension that is
-// contiguous in the global operand). Guarded where nthreads does not divide
-// the tile; the l loop is unrolled up to 8 steps.
-ir::Stmt cooperative_copy(const std::string& var, const ir::Buffer& tile, int64_t nthreads, const ir::Expr& tid,
-                          bool first_fastest, const std::function<ir::Stmt(const std::vector<ir::Expr>&)>& put);
+// A thread block's cooperative copy of a tile of `shape` (into shared
+// memory, or out of it): its nthreads threads (tid the thread's index in the
+// block) take elements e = l * nthreads + tid for l = 0, 1, ...; put(indices)
+// stores element e at its indices, counted row-major, or with the first
+// dimension varying fastest when first_fastest (so that consecutive threads
+// walk the dimension that is contiguous in the global operand). With
+// vector_width w > 1 a thread takes w consecutive elements of that fastest
+// dimension at a time (its extent must be a multiple of w): put is called
+// inside a vectorized loop of w steps, and the CUDA code generator makes the
+// accesses that are contiguous and aligned in it one vector load or store.
+// Guarded where nthreads does not divide the work; the l loop is unrolled up
+// to 8 steps. Throws ktune::Error if w does not divide the fastest extent.
+ir::Stmt cooperative_copy(const std::string& var, const std::vector<int64_t>& shape, int64_t nthreads,
+                          const ir::Expr& tid, bool first_fastest,
+                          const std::function<ir::Stmt(const std::vector<ir::Expr>&)>& put, int64_t vector_width = 1);
+
+// The GPU templates' unroll knobs, after TVM's: auto_unroll_max_step (loops
+// whose nest runs at most that many statements are unrolled; 0 none) and
+// unroll_explicit (unrolled loops become copies in the source rather than
+// `#pragma unroll`). add_unroll_knobs adds them to a space; apply_unroll_knobs
+// runs ir::unroll_loops on a kernel body with the config's values.
+void add_unroll_knobs(ConfigSpace& space);
+ir::Stmt apply_unroll_knobs(const ConfigSpace& space, const Config& c, const ir::Stmt& body);
 
 }  // namespace ktune::templates
