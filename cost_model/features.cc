@@ -230,7 +230,8 @@ int kind_slot(LoopKind k) {
     case LoopKind::kParallel: return 1;
     case LoopKind::kUnrolled: return 2;
     case LoopKind::kVectorized: return 3;
-    default: return 4;  // GPU-bound
+    case LoopKind::kBlockX: case LoopKind::kBlockY: case LoopKind::kBlockZ: return 4;
+    default: return 5;  // GPU thread-bound
   }
 }
 
@@ -309,6 +310,12 @@ std::vector<float> curve_features(const ir::Program& program) {
     }
   }
   double parallel = 0, vector = 0, unrolled = 0, iterations = 0;
+  double gpu = 1;
+  bool on_gpu = false;
+  for (const Loop& l : a.loops) {
+    if (kind_slot(l.kind) >= 4) gpu *= static_cast<double>(l.extent), on_gpu = true;
+  }
+  if (on_gpu) parallel = gpu;
   for (const Loop& l : a.loops) {
     if (l.kind == LoopKind::kParallel) parallel = std::max(parallel, static_cast<double>(l.extent));
     if (l.kind == LoopKind::kVectorized) vector = std::max(vector, static_cast<double>(l.extent));

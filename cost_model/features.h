@@ -6,7 +6,8 @@
 //     keeps its positions across configs, then the others in program
 //     order): log2 extent, nesting depth, log2 of the
 //     product of the extents above and of the largest product below, the loop
-//     kind one-hot (serial, parallel, unrolled, vectorized, GPU-bound); then,
+//     kind one-hot (serial, parallel, unrolled, vectorized, GPU block, GPU
+//     thread); then,
 //     for the first kMaxBuffers buffers in the program's order (params, then
 //     workspace, then local buffers), the access stride with respect to that
 //     loop (elements), the bytes one iteration of the loop touches, the reuse
@@ -15,7 +16,8 @@
 //   - curve: independent of loop count and buffer names, so comparable
 //     across templates and workloads (transfer learning): per buffer, the
 //     reuse ratio as a function of the bytes touched, sampled at fixed
-//     points from the innermost loop out; plus the parallel extent, the
+//     points from the innermost loop out; plus the parallel extent (CPU:
+//     the parallel loop; GPU: blocks x threads per block), the
 //     widest vector, the largest unrolled product and the total iterations.
 //   - knob: the config's knob values (Knob::values), log-scaled.
 //   - itervar+knob: both, concatenated: what the loops show and what they
@@ -46,7 +48,7 @@ std::string_view feature_kind_name(FeatureKind kind);
 
 inline constexpr size_t kMaxLoops = 12;
 inline constexpr size_t kMaxBuffers = 5;
-inline constexpr size_t kLoopFeatures = 9;    // extent, depth, above, below, 5 kinds
+inline constexpr size_t kLoopFeatures = 10;   // extent, depth, above, below, 6 kinds
 inline constexpr size_t kBufferFeatures = 4;  // stride, bytes, reuse, count
 inline constexpr size_t kItervarLength = kMaxLoops * (kLoopFeatures + kMaxBuffers * kBufferFeatures);
 inline constexpr size_t kCurveBuffers = 4;

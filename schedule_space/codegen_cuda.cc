@@ -7,6 +7,7 @@
 
 #include "schedule_space/error.h"
 #include "schedule_space/linear_expr.h"
+#include "schedule_space/unroll.h"
 
 namespace ktune {
 
@@ -163,7 +164,15 @@ class CudaEmitter {
           vector_copy(s);
           return;
         }
-        if (s->loop_kind == LoopKind::kUnrolled) line("#pragma unroll");
+        if (s->loop_kind == LoopKind::kUnrolled) {
+          if (p_.explicit_unroll) {
+            if (Stmt copies = ir::unrolled_copies(s)) {
+              stmt(copies, true);
+              return;
+            }
+          }
+          line("#pragma unroll");
+        }
         line("for (int " + s->loop_var + " = 0; " + s->loop_var + " < " + std::to_string(s->extent) + "; ++" +
              s->loop_var + ") {");
         ++depth_;

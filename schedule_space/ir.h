@@ -141,6 +141,10 @@ struct Program {
   Stmt prepare;                   // may be null: nothing to prepare
   Stmt body;
   int threads = 1;
+  // GPU: unrolled loops are written out as copies of their bodies (up to
+  // ir::kMaxExplicitUnrollSteps statements) rather than left to
+  // `#pragma unroll` (TVM's unroll_explicit).
+  bool explicit_unroll = false;
 };
 
 // Indented, human-readable listing for debugging and `ktune space --show`.

@@ -38,7 +38,7 @@ int64_t step_count(const Stmt& s) {
   return 0;
 }
 
-Stmt unroll_loops(const Stmt& s, int64_t max_step, bool explicit_copies) {
+Stmt unroll_loops(const Stmt& s, int64_t max_step) {
   if (!s) return s;
   switch (s->kind) {
     case StmtKind::kStore:
@@ -46,28 +46,27 @@ Stmt unroll_loops(const Stmt& s, int64_t max_step, bool explicit_copies) {
       return s;
     case StmtKind::kSeq: {
       std::vector<Stmt> out;
-      for (const Stmt& c : s->seq) out.push_back(unroll_loops(c, max_step, explicit_copies));
+      for (const Stmt& c : s->seq) out.push_back(unroll_loops(c, max_step));
       return seq(std::move(out));
     }
     case StmtKind::kIf:
-      return if_then_else(s->cond, unroll_loops(s->then_body, max_step, explicit_copies),
-                          unroll_loops(s->else_body, max_step, explicit_copies));
+      return if_then_else(s->cond, unroll_loops(s->then_body, max_step), unroll_loops(s->else_body, max_step));
     case StmtKind::kAllocate:
-      return allocate(s->buffer, unroll_loops(s->body, max_step, explicit_copies));
+      return allocate(s->buffer, unroll_loops(s->body, max_step));
     case StmtKind::kFor:
       break;
   }
-  Stmt body = unroll_loops(s->body, max_step, explicit_copies);
-  const bool rollable = s->loop_kind == LoopKind::kSerial || s->loop_kind == LoopKind::kUnrolled;
-  if (!rollable) return for_loop(s->loop_var, s->extent, s->loop_kind, body);
-  const int64_t steps = s->extent * step_count(body);
-  const bool unroll = s->loop_kind == LoopKind::kUnrolled || steps <= max_step;
-  if (!unroll) return for_loop(s->loop_var, s->extent, LoopKind::kSerial, body);
-  if (!explicit_copies || steps > kMaxExplicitUnrollSteps || declares_buffer(body)) {
-    return for_loop(s->loop_var, s->extent, LoopKind::kUnrolled, body);
-  }
+  Stmt body = unroll_loops(s->body, max_step);
+  LoopKind kind = s->loop_kind;
+  if (kind == LoopKind::kSerial && s->extent * step_count(body) <= max_step) kind = LoopKind::kUnrolled;
+  return for_loop(s->loop_var, s->extent, kind, body);
+}
+
+Stmt unrolled_copies(const Stmt& loop) {
+  if (!loop || loop->kind != StmtKind::kFor || loop->loop_kind != LoopKind::kUnrolled) return nullptr;
+  if (step_count(loop) > kMaxExplicitUnrollSteps || declares_buffer(loop->body)) return nullptr;
   std::vector<Stmt> copies;
-  for (int64_t v = 0; v < s->extent; ++v) copies.push_back(substitute(body, {{s->loop_var, v}}));
+  for (int64_t v = 0; v < loop->extent; ++v) copies.push_back(substitute(loop->body, {{loop->loop_var, v}}));
   return seq(std::move(copies));
 }
 

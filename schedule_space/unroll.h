@@ -19,11 +19,16 @@ int64_t step_count(const Stmt& s);
 constexpr int64_t kMaxExplicitUnrollSteps = 4096;
 
 // s with every serial loop whose nest runs at most max_step statements marked
-// unrolled (max_step 0: none; loops already marked unrolled stay so). With
-// explicit_copies, each unrolled loop of at most kMaxExplicitUnrollSteps
-// steps that declares no buffer is replaced by copies of its body with the
-// loop variable a constant. GPU-bound, parallel and vectorized loops are
-// kept; their bodies are unrolled the same way.
-Stmt unroll_loops(const Stmt& s, int64_t max_step, bool explicit_copies);
+// unrolled (max_step 0: none; loops already marked unrolled stay so).
+// GPU-bound, parallel and vectorized loops are kept; their bodies are
+// unrolled the same way. The loops stay loops (the cost model's features
+// see them); a code generator writes them out (see unrolled_copies).
+Stmt unroll_loops(const Stmt& s, int64_t max_step);
+
+// The copies of an unrolled loop's body, its variable a constant in each, as
+// one seq; null where the loop is better left to the compiler: over
+// kMaxExplicitUnrollSteps steps, or declaring a buffer (the copies' buffers
+// would clash).
+Stmt unrolled_copies(const Stmt& loop);
 
 }  // namespace ktune::ir

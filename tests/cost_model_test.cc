@@ -61,31 +61,62 @@ TEST(Features, ItervarStridesBytesAndLoopKindsOfAHandWrittenNest) {
   EXPECT_FLOAT_EQ(a_in_i[3], lg(32));
 }
 
+// On the CPU templates and the GPU ones (a GPU space's features must tell
+// its thread layouts apart, or learned search is blind there).
 TEST(Features, EveryKindHasOneLengthPerTaskAndTellsConfigsApart) {
-  const Workload w = Workload::parse("conv2d(n=1,c=32,h=28,w=28,k=64,r=3,s=3,pad=1)");
-  const Target t = fixed_avx2_target(2);
-  const Template& tmpl = conv2d_cpu_template();
-  const ConfigSpace space = tmpl.space(w, t);
-  const std::vector<Config> configs = distinct_valid_configs(tmpl, w, t, space, 40, 3);
-  for (FeatureKind kind : {FeatureKind::kItervar, FeatureKind::kCurve, FeatureKind::kKnob, FeatureKind::kItervarKnob}) {
-    SCOPED_TRACE(std::string(feature_kind_name(kind)));
-    FeatureExtractor fx(w, t, tmpl, space, kind);
-    std::set<std::vector<float>> distinct;
-    for (const Config& c : configs) {
-      const std::vector<float>& f = fx.get(c);
-      ASSERT_EQ(f.size(), fx.length());
-      for (float v : f) ASSERT_TRUE(std::isfinite(v));
-      distinct.insert(f);
+  const Workload conv = Workload::parse("conv2d(n=1,c=32,h=28,w=28,k=64,r=3,s=3,pad=1)");
+  const Workload gemm = Workload::parse("matmul(m=256,n=256,k=256)");
+  const Target cpu = fixed_avx2_target(2), gpu = cuda_target_for_arch("sm_90");
+  struct Case {
+    const Workload& w;
+    const Target& t;
+    const Template& tmpl;
+  };
+  for (const Case& k : {Case{conv, cpu, conv2d_cpu_template()}, Case{conv, gpu, conv2d_cuda_template()},
+                        Case{gemm, gpu, matmul_cuda_template()}}) {
+    const Workload& w = k.w;
+    const Target& t = k.t;
+    const Template& tmpl = k.tmpl;
+    const ConfigSpace space = tmpl.space(w, t);
+    const std::vector<Config> configs = distinct_valid_configs(tmpl, w, t, space, 40, 3);
+    for (FeatureKind kind : {FeatureKind::kItervar, FeatureKind::kCurve, FeatureKind::kKnob, FeatureKind::kItervarKnob}) {
+      SCOPED_TRACE(tmpl.name() + " " + std::string(feature_kind_name(kind)));
+      FeatureExtractor fx(w, t, tmpl, space, kind);
+      std::set<std::vector<float>> distinct;
+      for (const Config& c : configs) {
+        const std::vector<float>& f = fx.get(c);
+        ASSERT_EQ(f.size(), fx.length());
+        for (float v : f) ASSERT_TRUE(std::isfinite(v));
+        distinct.insert(f);
+      }
+      // The curve summarizes the program, template-independently: coarser.
+      const size_t enough = kind == FeatureKind::kCurve ? configs.size() / 4 : configs.size() * 3 / 4;
+      EXPECT_GT(distinct.size(), enough) << "features do not tell configs apart";
+      EXPECT_EQ(fx.cached(), configs.size());
+      EXPECT_EQ(fx.get(configs[0]), FeatureExtractor(w, t, tmpl, space, kind).get(configs[0]));
     }
-    // The curve summarizes the program, template-independently: coarser.
-    const size_t enough = kind == FeatureKind::kCurve ? configs.size() / 4 : configs.size() * 3 / 4;
-    EXPECT_GT(distinct.size(), enough) << "features do not tell configs apart";
-    EXPECT_EQ(fx.cached(), configs.size());
-    EXPECT_EQ(fx.get(configs[0]), FeatureExtractor(w, t, tmpl, space, kind).get(configs[0]));
   }
   EXPECT_EQ(parse_feature_kind("curve"), FeatureKind::kCurve);
   EXPECT_EQ(parse_feature_kind("itervar+knob"), FeatureKind::kItervarKnob);
   EXPECT_THROW(parse_feature_kind("pixels"), Error);
+}
+
+// A GPU kernel's loops bound to blocks and to threads have their own kind
+// slots, and the curve's parallel extent is blocks x threads.
+TEST(Features, GpuBoundLoopsAreTheirOwnKindsAndTheirProductIsTheParallelism) {
+  using namespace ir;
+  Buffer a = make_buffer("A", {64}), c = make_buffer("C", {64});
+  Program p;
+  p.params = {a, c};
+  const Expr i = var("b") * int_imm(16) + var("t");
+  p.body = for_loop("b", 4, LoopKind::kBlockX, for_loop("t", 16, LoopKind::kThreadX, store(c, {i}, load(a, {i}))));
+  const std::vector<float> f = itervar_features(p);
+  const size_t per_loop = kLoopFeatures + kMaxBuffers * kBufferFeatures;
+  EXPECT_FLOAT_EQ(f[4 + 4], 1);             // b: block-bound
+  EXPECT_FLOAT_EQ(f[per_loop + 4 + 5], 1);  // t: thread-bound
+  EXPECT_FLOAT_EQ(f[per_loop + 4 + 4], 0);
+  const std::vector<float> g = curve_features(p);
+  EXPECT_FLOAT_EQ(g[kCurveBuffers * kCurvePoints], static_cast<float>(std::log2(1 + 64.0)));
 }
 
 // Thousands of configs per second, as the search needs (a generous bound:

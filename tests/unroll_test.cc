@@ -22,34 +22,35 @@ TEST(UnrollTest, StepsCountEveryStatementALoopRuns) {
 
 TEST(UnrollTest, LoopsWhoseNestRunsAtMostMaxStepStatementsAreUnrolled) {
   // 16 steps: the inner loop (8) is unrolled, the outer one (32) is not.
-  Stmt s = unroll_loops(nest(), 16, false);
+  Stmt s = unroll_loops(nest(), 16);
   EXPECT_EQ(s->loop_kind, LoopKind::kSerial);
   EXPECT_EQ(s->body->loop_kind, LoopKind::kUnrolled);
   // 0: nothing, unless the template asked for it.
-  EXPECT_EQ(unroll_loops(nest(), 0, false)->body->loop_kind, LoopKind::kSerial);
-  EXPECT_EQ(unroll_loops(nest(LoopKind::kUnrolled), 0, false)->body->loop_kind, LoopKind::kUnrolled);
+  EXPECT_EQ(unroll_loops(nest(), 0)->body->loop_kind, LoopKind::kSerial);
+  EXPECT_EQ(unroll_loops(nest(LoopKind::kUnrolled), 0)->body->loop_kind, LoopKind::kUnrolled);
   // GPU-bound loops stay, their bodies are unrolled.
-  Stmt gpu = unroll_loops(for_loop("t", 32, LoopKind::kThreadX, nest()), 1500, false);
+  Stmt gpu = unroll_loops(for_loop("t", 32, LoopKind::kThreadX, nest()), 1500);
   EXPECT_EQ(gpu->loop_kind, LoopKind::kThreadX);
   EXPECT_EQ(gpu->body->loop_kind, LoopKind::kUnrolled);
 }
 
 TEST(UnrollTest, ExplicitUnrollingCopiesTheBodyWithTheVariableAConstant) {
-  Stmt s = unroll_loops(nest(), 16, true);
-  ASSERT_EQ(s->kind, StmtKind::kFor);
-  ASSERT_EQ(s->body->kind, StmtKind::kSeq);
-  ASSERT_EQ(s->body->seq.size(), 8u);
-  EXPECT_EQ(to_string(s->body->seq[3]->indices[1]), "3");
-  EXPECT_EQ(to_string(s->body->seq[3]->indices[0]), "i");
-  // The whole nest within the limit: 32 stores, no loop left.
-  Stmt all = unroll_loops(nest(), 1500, true);
-  ASSERT_EQ(all->kind, StmtKind::kSeq);
-  EXPECT_EQ(all->seq.size(), 32u);
-  EXPECT_EQ(to_string(all->seq[31]->indices[0]), "3");
+  Stmt s = unroll_loops(nest(), 16);
+  Stmt copies = unrolled_copies(s->body);
+  ASSERT_TRUE(copies);
+  ASSERT_EQ(copies->kind, StmtKind::kSeq);
+  ASSERT_EQ(copies->seq.size(), 8u);
+  EXPECT_EQ(to_string(copies->seq[3]->indices[1]), "3");
+  EXPECT_EQ(to_string(copies->seq[3]->indices[0]), "i");
+  EXPECT_FALSE(unrolled_copies(s)) << "a serial loop is not copied";
+  // Past the limit the compiler unrolls it.
+  Buffer big = make_buffer("big", {kMaxExplicitUnrollSteps + 1});
+  EXPECT_FALSE(unrolled_copies(for_loop("x", kMaxExplicitUnrollSteps + 1, LoopKind::kUnrolled,
+                                        store(big, {var("x")}, float_imm(0.0f)))));
   // A loop that declares a buffer keeps its loop (the copies would clash).
   Buffer tmp = make_buffer("tmp", {1}, Scope::kRegister);
-  Stmt alloc = for_loop("k", 2, LoopKind::kUnrolled, allocate(tmp, store(tmp, {int_imm(0)}, float_imm(1.0f))));
-  EXPECT_EQ(unroll_loops(alloc, 1500, true)->kind, StmtKind::kFor);
+  EXPECT_FALSE(unrolled_copies(
+      for_loop("k", 2, LoopKind::kUnrolled, allocate(tmp, store(tmp, {int_imm(0)}, float_imm(1.0f))))));
 }
 
 }  // namespace

@@ -377,8 +377,9 @@ void add_unroll_knobs(ConfigSpace& space) {
   space.add_choice("unroll_explicit", {0, 1});
 }
 
-ir::Stmt apply_unroll_knobs(const ConfigSpace& space, const Config& c, const ir::Stmt& body) {
-  return ir::unroll_loops(body, space.value(c, "auto_unroll_max_step"), space.value(c, "unroll_explicit") == 1);
+void apply_unroll_knobs(const ConfigSpace& space, const Config& c, ir::Program& program) {
+  program.body = ir::unroll_loops(program.body, space.value(c, "auto_unroll_max_step"));
+  program.explicit_unroll = space.value(c, "unroll_explicit") == 1;
 }
 
 }  // namespace ktune::templates

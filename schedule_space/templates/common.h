@@ -237,8 +237,9 @@ ir::Stmt cooperative_copy(const std::string& var, const std::vector<int64_t>& sh
 // whose nest runs at most that many statements are unrolled; 0 none) and
 // unroll_explicit (unrolled loops become copies in the source rather than
 // `#pragma unroll`). add_unroll_knobs adds them to a space; apply_unroll_knobs
-// runs ir::unroll_loops on a kernel body with the config's values.
+// marks a kernel body's loops (ir::unroll_loops) and sets the program's
+// explicit_unroll.
 void add_unroll_knobs(ConfigSpace& space);
-ir::Stmt apply_unroll_knobs(const ConfigSpace& space, const Config& c, const ir::Stmt& body);
+void apply_unroll_knobs(const ConfigSpace& space, const Config& c, ir::Program& program);
 
 }  // namespace ktune::templates

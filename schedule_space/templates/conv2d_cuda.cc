@@ -180,7 +180,7 @@ class ConvCudaTemplate : public Template {
     Stmt init = each_acc(store(acc, acc_at, float_imm(0.0f)));
     Stmt write = each_acc(store(out, {n, kb * int_imm(BK) + kloc, by * int_imm(BP) + ploc, bx * int_imm(BQ) + qloc},
                                 load(acc, acc_at)));
-    Stmt body = allocate(acc, templates::apply_unroll_knobs(space, c, seq({init, reduce, write})));
+    Stmt body = allocate(acc, seq({init, reduce, write}));
     body = allocate(is, allocate(ws, body));
     body = for_loop("tx", p.tq, LoopKind::kThreadX, body);
     body = for_loop("ty", p.tp, LoopKind::kThreadY, body);
@@ -192,6 +192,7 @@ class ConvCudaTemplate : public Template {
     prog.name = name_;
     prog.params = {data, weight, out};
     prog.body = body;
+    templates::apply_unroll_knobs(space, c, prog);
     (void)t;
     return prog;
   }

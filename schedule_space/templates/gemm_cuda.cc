@@ -239,7 +239,7 @@ class GemmCudaTemplate : public Template {
       });
       write = seq({partials, barrier(), sum});
     }
-    Stmt body = allocate(acc, templates::apply_unroll_knobs(space, c, seq({init, k_loop, write})));
+    Stmt body = allocate(acc, seq({init, k_loop, write}));
     if (rs) body = allocate(rs, body);
     body = allocate(as, allocate(bs, body));
     body = for_loop("tx", p.tx, LoopKind::kThreadX, body);
@@ -254,6 +254,7 @@ class GemmCudaTemplate : public Template {
     if (bias) prog.params.push_back(bias);
     prog.params.push_back(out);
     prog.body = body;
+    templates::apply_unroll_knobs(space, c, prog);
     prog.threads = 1;
     (void)t;
     return prog;
