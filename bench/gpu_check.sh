@@ -4,7 +4,8 @@
 #
 #   bench/gpu_check.sh [TRIALS]   (default 32)
 #
-# Builds, runs the CUDA tests (on a GPU they measure real kernels), tunes the
+# Builds, runs the CUDA tests (on a GPU they measure real kernels) and the
+# exported CUDA library's test (on a GPU it runs every kernel), tunes the
 # ResNet-18 set and matmul 1024/2048 on cuda:0, and writes
 # results/gpu_check-DATE.md: `ktune bench --target cuda:0` against cuBLAS
 # and cuDNN (its own algorithm search).
@@ -21,6 +22,7 @@ db=$(mktemp -d)/gpu.db
   echo '```'
   "$ktune" devices
   KTUNE_CACHE_DIR=$PWD/build/test-cache ./build/bin/cuda_tests 2>&1 | grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|compiled" || true
+  ./build/bin/export_cpp_tests --gtest_filter='ExportCuda*' 2>&1 | grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|GPU|FAIL" || true
   echo '```'
   echo
   for set in resnet18; do

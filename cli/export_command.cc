@@ -113,7 +113,8 @@ CommandRun add_export_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "export", "write tuning results for another machine: records (jsonl), a best pack (json) or a C++ library (cpp)");
   cmd->add_option("--format", args->format,
-                  "jsonl: one record per line; json: the best pack (with --best); cpp: a kernel library source tree")
+                  "jsonl: one record per line; json: the best pack (with --best); cpp: a kernel library source tree "
+                  "(C++ for a CPU device, CUDA for a GPU one)")
       ->required();
   cmd->add_option("--db", args->db_path, "SQLite tuning log")->capture_default_str();
   cmd->add_option("--device-key", args->device_key,

@@ -26,12 +26,12 @@ std::string float_text(float v) {
 
 class CudaEmitter {
  public:
-  explicit CudaEmitter(const Program& p) : p_(p) {}
+  CudaEmitter(const Program& p, std::string name) : p_(p), name_(std::move(name)) {}
 
   CudaKernel emit() {
     if (!p_.workspace.empty()) throw Error("emit_cuda: program " + p_.name + " has workspace buffers (not supported on the GPU)");
     if (p_.prepare) throw Error("emit_cuda: program " + p_.name + " has a prepare step (not supported on the GPU)");
-    kernel_.name = "ktune_" + sanitize(p_.name);
+    kernel_.name = name_.empty() ? "ktune_" + sanitize(p_.name) : name_;
     collect_shared(p_.body);
     std::ostringstream body;
     out_ = &body;
@@ -259,6 +259,7 @@ class CudaEmitter {
   }
 
   const Program& p_;
+  std::string name_;
   CudaKernel kernel_;
   std::map<std::string, Buffer> shared_;
   std::map<std::string, std::string> bound_;  // GPU loop variable -> its index expression
@@ -268,6 +269,6 @@ class CudaEmitter {
 
 }  // namespace
 
-CudaKernel emit_cuda(const ir::Program& program) { return CudaEmitter(program).emit(); }
+CudaKernel emit_cuda(const ir::Program& program, const std::string& name) { return CudaEmitter(program, name).emit(); }
 
 }  // namespace ktune

@@ -6,7 +6,10 @@
 // GPU-bound kind may appear once, and must enclose all other code). Buffers
 // of Scope::kShared become __shared__ arrays (one per block), kRegister and
 // kStack local arrays (per thread); barrier() is __syncthreads(). Unrolled
-// loops get `#pragma unroll`, serial loops stay loops. Integers are 64-bit
+// loops get `#pragma unroll`, or are written out as copies where the program
+// asks for explicit unrolling; serial loops stay loops. A vectorized loop of
+// 2 or 4 steps around a copy becomes a float2/float4 access where the code
+// generator can prove it contiguous and aligned (else an error). Integers are 64-bit
 // where an index can exceed 2^31, 32-bit otherwise. The kernel is
 //
 //   extern "C" __global__ void <name>(const float* __restrict__ in0, ...,
@@ -34,6 +37,8 @@ struct CudaKernel {
 };
 
 // Throws ktune::Error if the program cannot run on a GPU as described above.
-CudaKernel emit_cuda(const ir::Program& program);
+// The kernel is named `name`, by default "ktune_" and the program's name
+// (a library of many kernels names each its own).
+CudaKernel emit_cuda(const ir::Program& program, const std::string& name = "");
 
 }  // namespace ktune

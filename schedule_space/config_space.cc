@@ -406,10 +406,10 @@ std::string ConfigSpace::describe(const Config& c) const {
   return text;
 }
 
-Config ConfigSpace::parse(const std::string& text) const {
+std::vector<std::pair<std::string, std::string>> ConfigSpace::tokens(const std::string& text) const {
   // Tokens are name=value separated by whitespace; a bracketed value may
   // itself contain whitespace ("tile=[4, 8]"), which is ignored.
-  std::vector<int64_t> choices(knobs_.size(), -1);
+  std::vector<std::pair<std::string, std::string>> out;
   size_t pos = 0;
   auto skip_space = [&] {
     while (pos < text.size() && std::isspace(static_cast<unsigned char>(text[pos]))) ++pos;
@@ -435,10 +435,16 @@ Config ConfigSpace::parse(const std::string& text) const {
     } else {
       while (end < text.size() && !std::isspace(static_cast<unsigned char>(text[end]))) ++end;
     }
-    const std::string value = strip_spaces(std::string_view(text).substr(pos, end - pos));
+    out.emplace_back(name, strip_spaces(std::string_view(text).substr(pos, end - pos)));
     pos = end;
     skip_space();
+  }
+  return out;
+}
 
+Config ConfigSpace::parse(const std::string& text) const {
+  std::vector<int64_t> choices(knobs_.size(), -1);
+  for (const auto& [name, value] : tokens(text)) {
     const size_t k = knob_index(name);
     if (choices[k] != -1) throw Error("config '" + text + "': knob '" + name + "' given twice");
     const Knob& knob = *knobs_[k];
@@ -456,6 +462,33 @@ Config ConfigSpace::parse(const std::string& text) const {
     }
   }
   return get(index_of(choices));
+}
+
+std::optional<Config> ConfigSpace::parse_resized(const std::string& text) const {
+  try {
+    std::string fitted;
+    for (auto [name, value] : tokens(text)) {
+      const Knob& knob = *knobs_[knob_index(name)];
+      if (knob.kind() == KnobKind::kSplit && value.size() > 2 && value.front() == '[' && value.back() == ']') {
+        const auto& split = static_cast<const SplitKnob&>(knob);
+        std::vector<int64_t> factors;
+        std::stringstream list(value.substr(1, value.size() - 2));
+        for (std::string f; std::getline(list, f, ',');) factors.push_back(std::stoll(f));
+        int64_t inner = 1;
+        for (size_t i = 1; i < factors.size(); ++i) inner *= factors[i];
+        if (!factors.empty() && inner > 0 && split.extent() % inner == 0) {
+          factors[0] = split.extent() / inner;
+          value = "[";
+          for (size_t i = 0; i < factors.size(); ++i) value += (i ? "," : "") + std::to_string(factors[i]);
+          value += "]";
+        }
+      }
+      fitted += (fitted.empty() ? "" : " ") + name + "=" + value;
+    }
+    return parse(fitted);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
 }
 
 namespace {

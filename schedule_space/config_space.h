@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -153,6 +154,12 @@ class ConfigSpace {
   std::string describe(const Config& c) const;
   // Inverse of describe(); throws ktune::Error on an unknown knob or value.
   Config parse(const std::string& text) const;
+  // A config of another shape's space carried over to this one: as parse(),
+  // but a split knob's factors that do not multiply to this extent keep
+  // their inner factors and get the outer one that makes the extent (a
+  // 64-row [1,4,16,1] is a 128-row [2,4,16,1]), where that divides. nullopt
+  // where some value is still not a choice of this space.
+  std::optional<Config> parse_resized(const std::string& text) const;
 
   // Typed accessors for templates, by knob name.
   std::vector<int64_t> split(const Config& c, const std::string& knob) const;
@@ -160,6 +167,9 @@ class ConfigSpace {
   int64_t value(const Config& c, const std::string& knob) const;
 
  private:
+  // The name=value tokens of a config text; throws ktune::Error if malformed.
+  std::vector<std::pair<std::string, std::string>> tokens(const std::string& text) const;
+
   std::vector<std::unique_ptr<Knob>> knobs_;
   std::vector<uint64_t> strides_;  // mixed-radix place values
   uint64_t size_ = 1;

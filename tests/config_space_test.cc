@@ -252,6 +252,25 @@ TEST(ConfigSpace, BadParseNamesTheProblem) {
   EXPECT_NE(message("tile_k").find("expected name=value"), std::string::npos);
 }
 
+TEST(ConfigSpace, AConfigOfAnotherShapeIsResizedByItsOuterFactors) {
+  ConfigSpace small, big;
+  small.add_split("tile_m", 64, 4);
+  small.add_choice("unroll", {0, 1});
+  big.add_split("tile_m", 128, 4);
+  big.add_choice("unroll", {0, 1});
+  const std::string text = small.describe(small.parse("tile_m=[1,4,16,1] unroll=1"));
+  std::optional<Config> c = big.parse_resized(text);
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(big.describe(*c), "tile_m=[2,4,16,1] unroll=1");
+  EXPECT_EQ(big.describe(*big.parse_resized("tile_m=[2,4,16,1] unroll=0")), "tile_m=[2,4,16,1] unroll=0");
+  ConfigSpace odd;
+  odd.add_split("tile_m", 96, 4);
+  odd.add_choice("unroll", {0, 1});
+  EXPECT_FALSE(odd.parse_resized("tile_m=[1,4,64,1] unroll=1").has_value());  // 256 rows of threads do not divide 96
+  EXPECT_FALSE(big.parse_resized("tile_m=[1,4,16,1] unroll=7").has_value());  // not a choice
+  EXPECT_FALSE(big.parse_resized("tile_m=[1,4,16,1]").has_value());           // a knob missing
+}
+
 TEST(ConfigSpace, TypedAccessorsCheckTheKnobKind) {
   const ConfigSpace space = large_space();
   const Config c = space.get(0);

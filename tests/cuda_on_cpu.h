@@ -6,8 +6,6 @@
 #pragma once
 
 #include <dlfcn.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -17,8 +15,7 @@
 #include <vector>
 
 #include "schedule_space/codegen_cuda.h"
-
-extern char** environ;
+#include "tests/run_command.h"
 
 namespace ktune::testing {
 
@@ -76,19 +73,10 @@ extern "C" void kt_launch(float** p) {
   std::ofstream(stem + ".cc") << src;
   std::vector<std::string> args = {"c++", "-std=c++20", "-O1", "-shared", "-fPIC", "-w", stem + ".cc", "-o", stem + ".so",
                                    "-pthread"};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
   const std::string log = stem + ".log";
-  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = 0;
-  if (posix_spawnp(&pid, "c++", &actions, nullptr, argv.data(), environ) != 0) throw std::runtime_error("cannot run c++");
-  posix_spawn_file_actions_destroy(&actions);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  const int rc = run_command(args, {}, log);
+  if (rc == 127) throw std::runtime_error("cannot run c++");
+  if (rc != 0) {
     std::ifstream in(log);
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     throw std::runtime_error("the CUDA source does not compile as C++ on the CPU:\n" + text);

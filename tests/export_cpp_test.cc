@@ -3,11 +3,6 @@
 // directory holding only the exported tree and a tiny user program), and
 // every exported kernel, the nearest-config and default kernels and the
 // generic fallback checked against a reference on random inputs.
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -20,32 +15,10 @@
 #include "tests/scratch_dir.h"
 #include "workers/convert.h"
 
-extern char** environ;
-
 namespace ktune {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Runs argv (no shell) in dir with output to log; the exit code.
-int run_program(const std::vector<std::string>& args, const fs::path& dir, const fs::path& log) {
-  std::vector<std::string> a = args;
-  std::vector<char*> argv;
-  for (std::string& s : a) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  posix_spawn_file_actions_addchdir_np(&actions, dir.c_str());
-  pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) return -1;
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 // The user's program: every case against its own naive reference.
 constexpr const char* kUserProgram = R"USER(#include <ktune_kernels.h>
@@ -181,9 +154,9 @@ class ExportCppTest : public ::testing::Test {
         << "add_executable(user main.cc)\ntarget_link_libraries(user PRIVATE ktune::kernels)\n";
     std::ofstream(user / "main.cc") << kUserProgram;
     const fs::path log = dir_ / "user.log";
-    int rc = run_program({"cmake", "-S", user.string(), "-B", (user / "build").string()}, dir_.path(), log);
-    if (rc == 0) rc = run_program({"cmake", "--build", (user / "build").string(), "-j2"}, dir_.path(), log);
-    if (rc == 0) rc = run_program({(user / "build" / "user").string()}, dir_.path(), log);
+    int rc = testing::run_command({"cmake", "-S", user.string(), "-B", (user / "build").string()}, dir_.path(), log);
+    if (rc == 0) rc = testing::run_command({"cmake", "--build", (user / "build").string(), "-j2"}, dir_.path(), log);
+    if (rc == 0) rc = testing::run_command({(user / "build" / "user").string()}, dir_.path(), log);
     *log_text = testing::read_file(log);
     return rc;
   }

@@ -440,30 +440,12 @@ TEST_F(FarmProcessTest, ACancelledJobStopsAndKeepsItsRecords) {
   EXPECT_NE(again.err.find("already ended"), std::string::npos) << again.err;
 }
 
-// Runs a program (argv, no shell); its exit code, or -1 if it cannot start.
-int run_program(std::vector<std::string> args, const std::filesystem::path& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execvp(argv[0], argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 TEST_F(FarmProcessTest, WithTlsClientsThatVerifyTheDaemonGetInAndPlaintextDoesNot) {
   const std::string cert = (dir_ / "cert.pem").string(), key = (dir_ / "key.pem").string();
-  const int made = run_program({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out",
+  const int made = testing::run_command({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out",
                                 cert, "-days", "2", "-subj", "/CN=localhost", "-addext",
                                 "subjectAltName=IP:127.0.0.1,DNS:localhost"},
-                               dir_ / "openssl.log");
+                                        {}, dir_ / "openssl.log");
   if (made == 127) GTEST_SKIP() << "the openssl program is not installed (scripts/install-deps.sh installs it)";
   ASSERT_EQ(made, 0) << testing::read_file(dir_ / "openssl.log");
   auto daemon = start_daemon({"--tls-cert", cert, "--tls-key", key, "--token", "t"});

@@ -10,9 +10,6 @@
 //     expect_configs_correct needs ktune_measure linked.
 #pragma once
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,14 +29,13 @@
 #include <gtest/gtest.h>
 
 #include "measure/kernel_library.h"
+#include "tests/run_command.h"
 #include "measure/local_measurer.h"
 #include "schedule_space/codegen_cpp.h"
 #include "schedule_space/error.h"
 #include "schedule_space/ir.h"
 #include "schedule_space/template.h"
 #include "schedule_space/workload.h"
-
-extern char** environ;
 
 namespace ktune::testing {
 
@@ -72,20 +68,9 @@ class KernelLibrary {
     std::vector<std::string> args = {cxx && *cxx ? cxx : "c++", "-std=c++17", "-O2", "-march=native",
                                      "-ffp-contract=fast", "-fopenmp", "-shared", "-fPIC",
                                      "-Wall", "-Werror", src, "-o", so};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    pid_t pid = -1;
-    const int rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) throw Error("kernel_check: cannot start the compiler " + args[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    const int rc = run_command(args, {}, log);
+    if (rc == 127) throw Error("kernel_check: cannot start the compiler " + args[0]);
+    if (rc != 0) {
       std::ifstream in(log);
       std::stringstream diag;
       diag << in.rdbuf();

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/run_command.h"
+
 namespace ktune::testing {
 
 struct CommandOutput {
