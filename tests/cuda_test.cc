@@ -453,13 +453,13 @@ TEST(CudaTest, TheGeneratedCudaSourceComputesTheRightAnswerRunAsThreadsOnTheCpu)
 namespace ktune {
 namespace {
 
-// The GEMM template's knobs, each set on purpose: float4/float2 loads (into
-// a shared tile that is contiguous, and into a transposed one lane by lane),
-// the reduction split across threads and summed through shared memory,
-// virtual threads, and both kinds of unrolling. The source shows each, and
+// The GPU templates' knobs, each set on purpose: float4/float2 loads (into
+// a shared tile that is contiguous, and into a transposed one lane by lane;
+// a convolution's filter rows), the GEMM reduction split across threads and
+// summed through shared memory, virtual threads, and both kinds of unrolling. The source shows each, and
 // it computes the right answer on the emulator, as threads on the CPU and
 // (where NVRTC is) compiles for sm_90.
-TEST(CudaTest, EachGemmKnobShowsInTheSourceAndComputesTheRightAnswer) {
+TEST(CudaTest, EachGpuTemplateKnobShowsInTheSourceAndComputesTheRightAnswer) {
   testing::ScratchDir dir("ktune-cuda-knobs");
   const Target target = cuda_target_for_arch("sm_90");
   struct Case {
@@ -476,6 +476,10 @@ TEST(CudaTest, EachGemmKnobShowsInTheSourceAndComputesTheRightAnswer) {
       {"batch_matmul(b=2,m=8,n=16,k=8)",
        "tile_m=[1,2,4,1] tile_n=[1,2,4,2] tile_k=[1,1,8] vec=2 unroll_k=0 auto_unroll_max_step=512 unroll_explicit=0",
        {"float2", "#pragma unroll"}, {"Rs[", "threadIdx.z"}},
+      {"conv2d(n=1,c=8,h=10,w=10,k=16,r=3,s=3,stride=1,pad=1)",
+       "tile_k=[1,2,4,2] tile_p=[1,5,2] tile_q=[1,1,5,2] tile_c=[2,4] vec=4 unroll=1 auto_unroll_max_step=0 "
+       "unroll_explicit=0",
+       {"*reinterpret_cast<float4*>(&Ws[", "(int)threadIdx.z"}, {}},
   };
   std::string why;
   const Nvrtc* nvrtc = Nvrtc::get(&why);

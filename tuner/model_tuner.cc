@@ -7,12 +7,14 @@
 // model's base margin once it has one. Then, for every batch: the model is retrained on everything measured for the task
 // (scores = throughput / the best throughput, failures 0); `chains`
 // annealing walks start from the best measured configs and random ones and
-// take `steps` steps each (a step changes one knob to another of its
-// choices; invalid configs are rejected; the temperature falls linearly to
-// zero), predicting every step's candidates in one batch; the best-predicted
-// configs never measured or proposed are kept; the batch is the best of
-// those, configs at least two knobs apart from each other first (diversity),
-// plus an epsilon share of random configs. Nothing is proposed twice.
+// take `steps` steps each (a step changes one knob, half the time to a local
+// neighbour of its choice, else to any other; invalid configs are redrawn a
+// few times; the temperature falls linearly to zero), predicting every
+// step's candidates in one batch; the best-predicted configs never measured
+// or proposed are kept; the batch is the best of those, configs at least two
+// knobs apart from each other, one of them a tile split, first (diversity),
+// plus an epsilon share of random configs (rounded up: at least one per
+// batch). Nothing is proposed twice.
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -56,7 +58,7 @@ class ModelTuner : public Tuner {
       return batch;
     }
     const std::vector<std::pair<float, Config>> plan = anneal(static_cast<size_t>(4 * n));
-    const int random_share = static_cast<int>(std::lround(options_.epsilon * n));
+    const int random_share = static_cast<int>(std::ceil(options_.epsilon * n));
     const int from_model = std::max(0, n - random_share);
     // Diverse first: at least two knobs away from every config already taken.
     std::vector<bool> taken(plan.size(), false);
@@ -121,11 +123,19 @@ class ModelTuner : public Tuner {
     }
   }
 
+  // At least two knobs apart from every config of others, one of them a
+  // tile split: configs that differ only in their unroll or vector knobs
+  // are often alike in cost, and a batch of them wastes the trials.
   bool far_from(const Config& c, const std::vector<Config>& others) const {
     for (const Config& o : others) {
       int differ = 0;
-      for (size_t k = 0; k < c.choices.size(); ++k) differ += c.choices[k] != o.choices[k];
-      if (differ < 2) return false;
+      bool split = false;
+      for (size_t k = 0; k < c.choices.size(); ++k) {
+        if (c.choices[k] == o.choices[k]) continue;
+        ++differ;
+        split |= task_.space->knob(k).kind() == KnobKind::kSplit;
+      }
+      if (differ < 2 || !split) return false;
     }
     return true;
   }
@@ -149,20 +159,31 @@ class ModelTuner : public Tuner {
     return model_.predict(x, margin);
   }
 
+  // One annealing step from c: one knob changed, half the time to one of
+  // its local neighbours (a split moves one prime factor between levels),
+  // else to any other of its choices; the first valid one of a few tries
+  // (GPU spaces are mostly over the device limits: a chain that only drew
+  // invalid steps would stand still). c itself if none was valid.
   Config neighbour(const Config& c) {
-    std::vector<int64_t> choices = c.choices;
-    std::uniform_int_distribution<size_t> knob(0, choices.size() - 1);
-    for (int tries = 0; tries < 8; ++tries) {
+    std::uniform_int_distribution<size_t> knob(0, c.choices.size() - 1);
+    std::bernoulli_distribution local(0.5);
+    for (int tries = 0; tries < 16; ++tries) {
+      std::vector<int64_t> choices = c.choices;
       const size_t k = knob(rng_);
-      const int64_t size = task_.space->knob(k).size();
-      if (size < 2) continue;
-      std::uniform_int_distribution<int64_t> other(0, size - 2);
-      int64_t v = other(rng_);
-      if (v >= choices[k]) ++v;
-      choices[k] = v;
-      break;
+      const Knob& kn = task_.space->knob(k);
+      if (kn.size() < 2) continue;
+      const std::vector<int64_t> near = local(rng_) ? kn.neighbours(choices[k]) : std::vector<int64_t>{};
+      if (!near.empty()) {
+        choices[k] = near[std::uniform_int_distribution<size_t>(0, near.size() - 1)(rng_)];
+      } else {
+        int64_t v = std::uniform_int_distribution<int64_t>(0, kn.size() - 2)(rng_);
+        if (v >= choices[k]) ++v;
+        choices[k] = v;
+      }
+      Config next = task_.space->get(task_.space->index_of(choices));
+      if (valid(next)) return next;
     }
-    return task_.space->get(task_.space->index_of(choices));
+    return c;
   }
 
   // The best-predicted valid configs never visited, best first, at most `keep`.

@@ -12,7 +12,8 @@
 // (tile_c = [chunks, CI]): for each chunk the threads stage the input patch
 // the block reads (CI channels, its rows and columns with the halo, zeros for
 // padding) and the weights of its BK channels in shared memory, synchronize,
-// accumulate, synchronize. depthwise stages its channels' patch and weights
+// accumulate, synchronize (the weights `vec` floats at a time where a
+// filter chunk's rows are aligned to it). depthwise stages its channels' patch and weights
 // once. unroll unrolls the kernel window loops; auto_unroll_max_step and
 // unroll_explicit (templates::add_unroll_knobs) the rest. check() keeps
 // configs within the device's limits.
@@ -29,7 +30,7 @@ namespace {
 using namespace ir;
 
 struct Params {
-  int64_t gk, vk, tk, rk, gp, tp, rp, gq, vq, tq, rq, co, ci;
+  int64_t gk, vk, tk, rk, gp, tp, rp, gq, vq, tq, rq, co, ci, vec;
   bool unroll;
   int64_t bk() const { return vk * tk * rk; }
   int64_t bp() const { return tp * rp; }
@@ -47,7 +48,7 @@ class ConvCudaTemplate : public Template {
  public:
   ConvCudaTemplate(std::string name, bool depthwise) : name_(std::move(name)), depthwise_(depthwise) {}
   std::string name() const override { return name_; }
-  int version() const override { return 2; }
+  int version() const override { return 3; }
   OpKind op() const override { return depthwise_ ? OpKind::kDepthwiseConv2d : OpKind::kConv2d; }
   TargetKind target_kind() const override { return TargetKind::kCuda; }
 
@@ -65,6 +66,12 @@ class ConvCudaTemplate : public Template {
     sp.add_split("tile_p", s.out_h(), 3, policy(s.out_h(), 4));
     sp.add_split("tile_q", s.out_w(), 4, policy(s.out_w(), 4));
     sp.add_split("tile_c", depthwise_ ? 1 : s.c, 2, policy(depthwise_ ? 1 : s.c, 16));
+    // Vector loads of the weights: widths a filter's rows (C*R*S floats) allow.
+    std::vector<int64_t> vec = {1};
+    for (int64_t w : {2, 4}) {
+      if ((depthwise_ ? 1 : s.c) * s.r * s.s % w == 0) vec.push_back(w);
+    }
+    sp.add_choice("vec", vec);
     sp.add_choice("unroll", {0, 1});
     templates::add_unroll_knobs(sp);
     return sp;
@@ -74,7 +81,13 @@ class ConvCudaTemplate : public Template {
     const auto k = factors(space, c, "tile_k"), p = factors(space, c, "tile_p"), q = factors(space, c, "tile_q"),
                ch = factors(space, c, "tile_c");
     return Params{k[0], k[1], k[2], k[3], p[0], p[1], p[2], q[0], q[1], q[2], q[3], ch[0], ch[1],
-                  space.value(c, "unroll") == 1};
+                  space.value(c, "vec"), space.value(c, "unroll") == 1};
+  }
+
+  // The width of the weight loads: the config's where a chunk's filter rows
+  // (WC*R*S floats) are a multiple of it, else scalar.
+  int64_t weight_vector_width(const Conv2dShape& s, const Params& p) const {
+    return (depthwise_ ? 1 : p.ci) * s.r * s.s % p.vec == 0 ? p.vec : 1;
   }
 
   // Input rows and columns one block reads, and the channels of its patch.
@@ -109,6 +122,7 @@ class ConvCudaTemplate : public Template {
     choices[space.knob_index("tile_p")] = templates::nearest_split_choice(space, "tile_p", {4, 1});
     choices[space.knob_index("tile_c")] = templates::nearest_split_choice(space, "tile_c", {8});
     choices[space.knob_index("unroll")] = 1;
+    choices[space.knob_index("vec")] = space.knob(space.knob_index("vec")).size() - 1;  // the widest
     for (bool interleave : {true, false}) {
       const std::vector<double> k = interleave ? std::vector<double>{2, 8, 1} : std::vector<double>{1, 8, 2};
       const std::vector<double> q = interleave ? std::vector<double>{2, 8, 1} : std::vector<double>{1, 8, 2};
@@ -131,10 +145,13 @@ class ConvCudaTemplate : public Template {
     const int64_t IH = patch_rows(s, p), IW = patch_cols(s, p), PC = patch_channels(s, p);
     const int64_t WC = depthwise_ ? 1 : p.ci;  // weight channels per output channel in a chunk
     Buffer data = make_buffer("data", {s.n, s.c, s.h, s.w});
-    Buffer weight = make_buffer("weight", {s.k, depthwise_ ? 1 : s.c, s.r, s.s});
+    // The filters as rows of C*R*S floats, the shared copy as rows of WC*R*S:
+    // a chunk's slice of a row is contiguous, so it loads as vectors.
+    const int64_t RS = s.r * s.s;
+    Buffer weight = make_buffer("weight", {s.k, (depthwise_ ? 1 : s.c) * RS});
     Buffer out = make_buffer("out", {s.n, s.k, s.out_h(), s.out_w()});
     Buffer is = make_buffer("Is", {PC, IH, IW}, Scope::kShared);
-    Buffer ws = make_buffer("Ws", {BK, WC, s.r, s.s}, Scope::kShared);
+    Buffer ws = make_buffer("Ws", {BK, WC * RS}, Scope::kShared);
     Buffer acc = make_buffer("acc", {p.vk, p.rk, p.rp, p.vq, p.rq}, Scope::kRegister);
     const Expr bz = var("bz"), by = var("by"), bx = var("bx"), tz = var("tz"), ty = var("ty"), tx = var("tx");
     const Expr n = floordiv(bz, int_imm(p.gk)), kb = floormod(bz, int_imm(p.gk));
@@ -163,16 +180,19 @@ class ConvCudaTemplate : public Template {
                                       logical_and(le(int_imm(0), gc), lt(gc, int_imm(s.w))));
       return store(is, i, select(inside, load(data, {n, chan0 + i[0], gr, gc}), float_imm(0.0f)));
     });
-    Stmt load_w = templates::cooperative_copy("lw", ws->shape, NT, tid, false, [&](const std::vector<Expr>& i) {
-      const Expr wc = depthwise_ ? int_imm(0) : co * int_imm(p.ci) + i[1];
-      return store(ws, i, load(weight, {kb * int_imm(BK) + i[0], wc, i[2], i[3]}));
-    });
+    Stmt load_w = templates::cooperative_copy(
+        "lw", ws->shape, NT, tid, false,
+        [&](const std::vector<Expr>& i) {
+          const Expr from = depthwise_ ? i[1] : co * int_imm(p.ci * RS) + i[1];
+          return store(ws, i, load(weight, {kb * int_imm(BK) + i[0], from}));
+        },
+        weight_vector_width(s, p));
     const LoopKind window = p.unroll ? LoopKind::kUnrolled : LoopKind::kSerial;
     const Expr in_c = depthwise_ ? floordiv(kloc, int_imm(s.multiplier)) : ci;
     const Expr in_r = ploc * int_imm(s.stride_h) + r * int_imm(s.dilation_h);
     const Expr in_q = qloc * int_imm(s.stride_w) + q * int_imm(s.dilation_w);
     Stmt fma = each_acc(accumulate(acc, acc_at,
-                                   load(is, {in_c, in_r, in_q}) * load(ws, {kloc, depthwise_ ? int_imm(0) : ci, r, q})));
+                                   load(is, {in_c, in_r, in_q}) * load(ws, {kloc, ((depthwise_ ? int_imm(0) : ci) * int_imm(s.r) + r) * int_imm(s.s) + q})));
     Stmt window_loops = for_loop("r", s.r, window, for_loop("q", s.s, window, fma));
     Stmt compute = depthwise_ ? window_loops : for_loop("ci", p.ci, LoopKind::kSerial, window_loops);
     Stmt chunk = seq({load_in, load_w, barrier(), compute, barrier()});
