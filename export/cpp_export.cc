@@ -72,14 +72,7 @@ CppExportSummary export_cpp_library(const Database& db, const CppExportOptions& 
 
   // The tree.
   const fs::path root = options.out_dir;
-  std::error_code ec;
-  fs::create_directories(root / "src", ec);
-  fs::create_directories(root / "include", ec);
-  fs::create_directories(root / "cmake", ec);
-  if (ec) throw Error("cannot create " + root.string() + ": " + ec.message());
-  for (const auto& entry : fs::directory_iterator(root / "src")) {
-    if (entry.path().filename().string().rfind("kernel_", 0) == 0) fs::remove(entry.path());  // a previous export's
-  }
+  export_detail::prepare_tree(root.string());
   const IsaLevel isa = isa_level(target.cpu.isa);
   auto fill = [&](std::string text) {
     text = replace_all(text, "@DEVICE_KEY@", summary.device_key);

@@ -27,14 +27,7 @@ CppExportSummary export_cuda_library(const export_detail::ExportPlan& plan, cons
   CppExportSummary summary;
   summary.device_key = plan.device_key;
   const fs::path root = out_dir;
-  std::error_code ec;
-  fs::create_directories(root / "src", ec);
-  fs::create_directories(root / "include", ec);
-  fs::create_directories(root / "cmake", ec);
-  if (ec) throw Error("cannot create " + root.string() + ": " + ec.message());
-  for (const auto& entry : fs::directory_iterator(root / "src")) {
-    if (entry.path().filename().string().rfind("kernel_", 0) == 0) fs::remove(entry.path());  // a previous export's
-  }
+  export_detail::prepare_tree(root.string());
   const std::string arch = std::to_string(target.cuda.cc_major * 10 + target.cuda.cc_minor);
   auto fill = [&](std::string text) {
     text = replace_all(text, "@DEVICE_KEY@", summary.device_key);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -114,6 +115,19 @@ std::string kernel_table(const std::vector<CppExportKernel>& kernels) {
         << " | " << k.template_name << " | `" << k.config_text << "` | " << measured << " |\n";
   }
   return out.str();
+}
+
+void prepare_tree(const std::string& root_dir) {
+  namespace fs = std::filesystem;
+  const fs::path root = root_dir;
+  std::error_code ec;
+  fs::create_directories(root / "src", ec);
+  fs::create_directories(root / "include", ec);
+  fs::create_directories(root / "cmake", ec);
+  if (ec) throw Error("cannot create " + root.string() + ": " + ec.message());
+  for (const auto& entry : fs::directory_iterator(root / "src")) {
+    if (entry.path().filename().string().rfind("kernel_", 0) == 0) fs::remove(entry.path());  // a previous export's
+  }
 }
 
 void write_file(const std::string& path, const std::string& text) {

@@ -46,6 +46,10 @@ std::vector<int64_t> shape_array(const Workload& w);
 std::string kernel_table(const std::vector<CppExportKernel>& kernels);
 
 std::string replace_all(std::string text, const std::string& from, const std::string& to);
+// Creates an exported tree's directories (src, include, cmake) under root and
+// removes a previous export's kernel files from src; throws ktune::Error if
+// it cannot.
+void prepare_tree(const std::string& root);
 // Writes a file whole; throws ktune::Error if it cannot.
 void write_file(const std::string& path, const std::string& text);
 

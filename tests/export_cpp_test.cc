@@ -12,6 +12,7 @@
 #include "export/cpp_export.h"
 #include "schedule_space/error.h"
 #include "tests/ktune_command.h"
+#include "tests/user_project.h"
 #include "tests/scratch_dir.h"
 #include "workers/convert.h"
 
@@ -146,19 +147,7 @@ class ExportCppTest : public ::testing::Test {
   std::string db_path() const { return (dir_ / "t.db").string(); }
   // A fresh CMake project using the exported tree; the program's exit code.
   int build_and_run(const fs::path& kernels, std::string* log_text) {
-    const fs::path user = dir_ / "user";
-    fs::create_directories(user);
-    std::ofstream(user / "CMakeLists.txt")
-        << "cmake_minimum_required(VERSION 3.16)\nproject(user CXX)\nset(CMAKE_CXX_STANDARD 17)\n"
-        << "add_subdirectory(" << kernels.string() << " kernels)\n"
-        << "add_executable(user main.cc)\ntarget_link_libraries(user PRIVATE ktune::kernels)\n";
-    std::ofstream(user / "main.cc") << kUserProgram;
-    const fs::path log = dir_ / "user.log";
-    int rc = testing::run_command({"cmake", "-S", user.string(), "-B", (user / "build").string()}, dir_.path(), log);
-    if (rc == 0) rc = testing::run_command({"cmake", "--build", (user / "build").string(), "-j2"}, dir_.path(), log);
-    if (rc == 0) rc = testing::run_command({(user / "build" / "user").string()}, dir_.path(), log);
-    *log_text = testing::read_file(log);
-    return rc;
+    return testing::build_and_run_user_project(dir_.path(), kernels, kUserProgram, {}, log_text);
   }
 
   testing::ScratchDir dir_{"ktune-export-cpp"};

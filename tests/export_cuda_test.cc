@@ -16,6 +16,7 @@
 #include "tests/ktune_command.h"
 #include "tests/sample_record.h"
 #include "tests/scratch_dir.h"
+#include "tests/user_project.h"
 #include "workers/convert.h"
 
 namespace ktune {
@@ -179,20 +180,8 @@ TEST(ExportCudaTest, ACudaDeviceExportsACudaLibraryThatBuildsAloneAndRunsOrSaysW
 
   const std::string nvcc = find_nvcc();
   if (nvcc.empty()) GTEST_SKIP() << "no nvcc (the CUDA toolkit is not installed): the tree was not built";
-  const fs::path user = dir / "user";
-  fs::create_directories(user);
-  std::ofstream(user / "CMakeLists.txt")
-      << "cmake_minimum_required(VERSION 3.18)\nproject(user CXX)\nset(CMAKE_CXX_STANDARD 17)\n"
-      << "add_subdirectory(" << tree.string() << " kernels)\n"
-      << "add_executable(user main.cc)\ntarget_link_libraries(user PRIVATE ktune::kernels)\n";
-  std::ofstream(user / "main.cc") << kUserProgram;
-  const fs::path log = dir / "user.log";
-  int rc = testing::run_command(
-      {"cmake", "-S", user.string(), "-B", (user / "build").string(), "-DCMAKE_CUDA_COMPILER=" + nvcc}, {}, log);
-  if (rc == 0) rc = testing::run_command({"cmake", "--build", (user / "build").string(), "-j2"}, {}, log);
-  ASSERT_EQ(rc, 0) << testing::read_file(log);
-  rc = testing::run_command({(user / "build" / "user").string()}, {}, log);
-  const std::string out = testing::read_file(log);
+  std::string out;
+  const int rc = testing::build_and_run_user_project(dir.path(), tree, kUserProgram, {"-DCMAKE_CUDA_COMPILER=" + nvcc}, &out);
   EXPECT_EQ(rc, 0) << out;
   EXPECT_EQ(out.find("FAIL"), std::string::npos) << out;
   EXPECT_NE(out.find("sm_90, 4 kernels"), std::string::npos) << out;
