@@ -16,6 +16,7 @@ const std::vector<const Template*>& all_templates() {
       &conv2d_cpu_template(),
       &conv2d_1x1_cpu_template(),
       &depthwise_conv2d_cpu_template(),
+      &depthwise_conv2d_nchw_cpu_template(),
       &matmul_cuda_template(),
       &dense_cuda_template(),
       &batch_matmul_cuda_template(),

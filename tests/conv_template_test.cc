@@ -72,6 +72,21 @@ TEST(DepthwiseConv2dTemplate, SampledConfigsComputeTheRightAnswerOnAwkwardShapes
                      5);
 }
 
+// The NCHW depthwise template on the same awkward shapes, plus stride 3 and
+// a 1-wide image: its plane's phase split and partial tiles.
+TEST(DepthwiseConv2dTemplate, TheNchwTemplateComputesTheRightAnswerOnAwkwardShapes) {
+  expect_all_correct(depthwise_conv2d_nchw_cpu_template(),
+                     {
+                         "depthwise_conv2d(n=1,c=32,h=14,w=14,r=3,s=3,stride=1,pad=1)",
+                         "depthwise_conv2d(n=1,c=3,h=9,w=9,r=3,s=3,stride=1,pad=1,multiplier=2)",
+                         "depthwise_conv2d(n=2,c=13,h=11,w=10,r=3,s=3,stride=2,pad=0x1x1x0)",
+                         "depthwise_conv2d(n=1,c=16,h=12,w=13,r=5,s=5,stride=1,pad=4,dilation=2)",
+                         "depthwise_conv2d(n=1,c=5,h=17,w=19,r=3,s=3,stride=3x2,pad=1,dilation=1x2)",
+                         "depthwise_conv2d(n=1,c=4,h=9,w=1,r=3,s=1,stride=1,pad=1x0x1x0)",
+                     },
+                     6);
+}
+
 TEST(Conv2dTemplate, ResNetLayerSpaceIsLargeAndMostlyValid) {
   const Template& tmpl = conv2d_cpu_template();
   const Workload w = Workload::parse("conv2d(n=1,c=128,h=28,w=28,k=128,r=3,s=3,stride=1,pad=1)");

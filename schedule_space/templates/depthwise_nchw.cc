@@ -1,0 +1,205 @@
+// Depthwise conv2d for CPUs straight in NCHW: no blocked copy of the input
+// in memory, no transposed output.
+//
+// Depthwise convolution does 9 multiply-adds per input element (3x3), so it
+// is bound by memory traffic, and the channel-blocked template's pass that
+// packs the whole input into NCHW[x]c (a write and a read of the input per
+// call) costs as much as the convolution. Here each parallel iteration takes
+// one output channel's plane: it copies its input plane, padded with zeros
+// and with the columns split by phase of the stride (column x of phase p is
+// input column x*stride + p, so every tap's columns are contiguous for any
+// stride), into a stack buffer that stays in cache, then computes register
+// tiles of tile_y output rows x tile_x vectors of output columns: for every
+// tap one unaligned vector load of the plane and one broadcast weight per
+// accumulator. The output is written in vectors along its rows (NCHW is
+// contiguous there); a partial last tile writes only its valid part.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "schedule_space/error.h"
+#include "schedule_space/templates/common.h"
+#include "schedule_space/templates/templates.h"
+
+namespace ktune {
+namespace {
+
+using ir::Buffer;
+using ir::Expr;
+using ir::LoopKind;
+using ir::Stmt;
+using templates::ceil_div;
+using templates::LoopNest;
+using templates::RegisterTile;
+
+struct Rows {
+  int64_t tile_y = 1, tile_x = 1, vec = 1, unroll = 0;
+  int64_t cols() const { return tile_x * vec; }  // output columns of a tile
+};
+
+class DepthwiseConv2dNchw : public Template {
+ public:
+  std::string name() const override { return "depthwise_conv2d_cpu_nchw"; }
+  int version() const override { return 1; }
+  OpKind op() const override { return OpKind::kDepthwiseConv2d; }
+  TargetKind target_kind() const override { return TargetKind::kCpu; }
+
+  ConfigSpace space(const Workload& w, const Target& t) const override {
+    if (auto why = wrong_target(w, t)) throw Error(*why);
+    const Conv2dShape& s = w.conv2d();
+    ConfigSpace space;
+    std::vector<int64_t> rows, vectors;
+    for (int64_t y = 1; y <= std::min<int64_t>(s.out_h(), 6); ++y) rows.push_back(y);
+    for (int64_t x = 1; x <= 4; ++x) vectors.push_back(x);
+    // The full vector width and half of it (narrow rows waste less of a vector).
+    std::vector<int64_t> widths = templates::vector_width_choices(t.cpu, std::max(1, t.cpu.vector_lanes));
+    if (widths.size() > 2) widths.resize(2);
+    space.add_choice("tile_y", rows);
+    space.add_choice("tile_x", vectors);
+    space.add_choice("vec", widths);
+    space.add_choice("unroll", {0, 1, 2});  // innermost kernel loops unrolled
+    return space;
+  }
+
+  std::vector<Config> seed_configs(const Workload& w, const Target& t, const ConfigSpace& space) const override {
+    templates::SeedList seeds(w, t, space, *this);
+    const int64_t lanes = std::max(1, t.cpu.vector_lanes);
+    for (const char* tile : {"tile_y=4 tile_x=2", "tile_y=2 tile_x=4", "tile_y=3 tile_x=3", "tile_y=2 tile_x=2",
+                             "tile_y=1 tile_x=2"}) {
+      for (int64_t v : {lanes, lanes / 2}) {
+        seeds.add(std::string(tile) + " vec=" + std::to_string(v) + " unroll=2");
+      }
+    }
+    return seeds.take();
+  }
+
+  std::optional<std::string> check(const Workload& w, const Target& t, const ConfigSpace& space,
+                                   const Config& c) const override {
+    if (auto why = wrong_target(w, t)) return why;
+    const Rows d = decode(space, c);
+    const int64_t accumulators = d.tile_y * d.tile_x;
+    const int64_t registers = templates::vector_registers(t.cpu);
+    if (accumulators + 2 > registers) {
+      return "register tile of " + std::to_string(d.tile_y) + " rows x " + std::to_string(d.tile_x) +
+             " vectors needs " + std::to_string(accumulators + 2) + " vector registers; " + t.cpu.isa + " has " +
+             std::to_string(registers);
+    }
+    const Conv2dShape& s = w.conv2d();
+    const int64_t unrolled = d.unroll == 0 ? 1 : d.unroll == 1 ? s.s : s.r * s.s;
+    if (unrolled * accumulators > 1024) return "unrolling the kernel window emits over 1024 multiply-adds";
+    if (plane_floats(s, d) > (int64_t{1} << 20)) return "the padded input plane is over 4 MiB";
+    return std::nullopt;
+  }
+
+  ir::Program instantiate(const Workload& w, const Target& t, const ConfigSpace& space,
+                          const Config& c) const override {
+    if (auto why = check(w, t, space, c)) {
+      throw Error("cannot instantiate " + name() + " for " + w.key() + " with " + space.describe(c) + ": " + *why);
+    }
+    const Conv2dShape& s = w.conv2d();
+    const Rows d = decode(space, c);
+    const std::vector<TensorSpec> in = w.inputs();
+    const Buffer data = ir::make_buffer(in.at(0).name, in.at(0).shape);
+    const Buffer weight = ir::make_buffer(in.at(1).name, in.at(1).shape);
+    const Buffer out = ir::make_buffer(w.output().name, w.output().shape);
+    const int64_t oh = s.out_h(), ow = s.out_w(), st = s.stride_w;
+    const int64_t tiles_y = ceil_div(oh, d.tile_y), tiles_x = ceil_div(ow, d.cols());
+    const int64_t hp = plane_rows(s, d), wp = plane_cols(s, d);
+    const Buffer plane = ir::make_buffer("plane", {hp, st, wp}, ir::Scope::kStack);
+
+    LoopNest planes;
+    planes.add("n", s.n);
+    planes.add("k", s.k);
+    planes.fuse_parallel(t.cpu.threads > 1 ? 2 : 0);
+    const Expr n = planes.var("n"), k = planes.var("k");
+    const Expr channel = s.multiplier == 1 ? k : ir::floordiv(k, ir::int_imm(s.multiplier));
+
+    // The padded plane: zeros, then the image's rows and, per phase, the
+    // columns that fall inside it.
+    Stmt zero = templates::fill(plane, "z", [](const std::vector<Expr>&) { return ir::float_imm(0.0f); });
+    std::vector<Stmt> copies;
+    const int64_t row_lo = s.pad_top, row_hi = std::min(hp, s.pad_top + s.h);
+    for (int64_t p = 0; p < st; ++p) {
+      // Plane column x of phase p is padded column x*st + p, input column x*st + p - pad_left.
+      const int64_t x_lo = std::max<int64_t>(0, ceil_div(s.pad_left - p, st));
+      const int64_t x_hi = std::min(wp, ceil_div(s.pad_left + s.w - p, st));
+      if (row_hi <= row_lo || x_hi <= x_lo) continue;
+      LoopNest copy;
+      copy.add("cy" + std::to_string(p), row_hi - row_lo);
+      copy.add("cx" + std::to_string(p), x_hi - x_lo);
+      const Expr y = copy.var("cy" + std::to_string(p)) + row_lo, x = copy.var("cx" + std::to_string(p)) + x_lo;
+      copies.push_back(copy.wrap(ir::store(
+          plane, {y, ir::int_imm(p), x},
+          ir::load(data, {n, channel, y + ir::int_imm(-s.pad_top), x * ir::int_imm(st) + ir::int_imm(p - s.pad_left)}))));
+    }
+
+    LoopNest tiles;
+    tiles.add("ty", tiles_y);
+    tiles.add("tx", tiles_x);
+    const Expr y0 = tiles.var("ty") * ir::int_imm(d.tile_y), x0 = tiles.var("tx") * ir::int_imm(d.cols());
+    LoopNest taps;
+    taps.add("r", s.r, d.unroll >= 2 ? LoopKind::kUnrolled : LoopKind::kSerial);
+    taps.add("s", s.s, d.unroll >= 1 ? LoopKind::kUnrolled : LoopKind::kSerial);
+    const Expr r = taps.var("r"), q = taps.var("s");
+    const Expr tap_col = q * ir::int_imm(s.dilation_w);  // padded column offset of tap q
+    const Expr phase = st == 1 ? ir::int_imm(0) : ir::floormod(tap_col, ir::int_imm(st));
+    const Expr shift = st == 1 ? tap_col : ir::floordiv(tap_col, ir::int_imm(st));
+    const RegisterTile tile("acc", d.tile_y, d.cols(), d.vec);
+    auto product = [&](Expr row, Expr col) {
+      const Expr py = (y0 + row) * ir::int_imm(s.stride_h) + r * ir::int_imm(s.dilation_h);
+      return ir::load(plane, {py, phase, x0 + col + shift}) * ir::load(weight, {k, ir::int_imm(0), r, q});
+    };
+    const Expr valid_rows = oh % d.tile_y == 0 ? nullptr : ir::int_imm(oh) - y0;
+    const Expr valid_cols = ow % d.cols() == 0 ? nullptr : ir::int_imm(ow) - x0;
+    Stmt write = tile.write_back(
+        [&](Expr row, Expr col, Expr value) { return ir::store(out, {n, k, y0 + row, x0 + col}, value); }, valid_rows,
+        valid_cols);
+    Stmt compute = tiles.wrap(tile.compute(taps, product, write));
+
+    ir::Program p;
+    p.name = name();
+    p.params = {data, weight, out};
+    p.body = planes.wrap(ir::allocate(plane, ir::seq({zero, ir::seq(std::move(copies)), compute})));
+    p.threads = t.cpu.threads;
+    return p;
+  }
+
+ private:
+  std::optional<std::string> wrong_target(const Workload& w, const Target& t) const {
+    if (w.op() != OpKind::kDepthwiseConv2d) return name() + " is for depthwise_conv2d, not " + w.key();
+    if (t.kind != TargetKind::kCpu) return name() + " is for CPU targets";
+    return std::nullopt;
+  }
+
+  static Rows decode(const ConfigSpace& space, const Config& c) {
+    Rows d;
+    d.tile_y = space.value(c, "tile_y");
+    d.tile_x = space.value(c, "tile_x");
+    d.vec = space.value(c, "vec");
+    d.unroll = space.value(c, "unroll");
+    return d;
+  }
+
+  // The plane holds every row and column whole tiles read (the last tiles'
+  // extra outputs read zeros).
+  static int64_t plane_rows(const Conv2dShape& s, const Rows& d) {
+    const int64_t rows = ceil_div(s.out_h(), d.tile_y) * d.tile_y;
+    return std::max(s.pad_top + s.h, (rows - 1) * s.stride_h + (s.r - 1) * s.dilation_h + 1);
+  }
+  static int64_t plane_cols(const Conv2dShape& s, const Rows& d) {
+    const int64_t cols = ceil_div(s.out_w(), d.cols()) * d.cols();
+    return cols + (s.s - 1) * s.dilation_w / s.stride_w + 1;
+  }
+  static int64_t plane_floats(const Conv2dShape& s, const Rows& d) {
+    return plane_rows(s, d) * s.stride_w * plane_cols(s, d);
+  }
+};
+
+}  // namespace
+
+const Template& depthwise_conv2d_nchw_cpu_template() {
+  static const DepthwiseConv2dNchw t;
+  return t;
+}
+
+}  // namespace ktune
