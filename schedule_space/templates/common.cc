@@ -43,6 +43,21 @@ int64_t divisor_at_most(int64_t n, int64_t target) {
   return 1;
 }
 
+std::optional<std::string> check_cpu_op(const std::string& tmpl, OpKind want, const Workload& w, const Target& t) {
+  if (w.op() != want) {
+    return "template " + tmpl + " is for " + std::string(op_name(want)) + ", not " + w.key();
+  }
+  if (t.kind != TargetKind::kCpu) return "template " + tmpl + " is for CPU targets";
+  return std::nullopt;
+}
+
+std::vector<ir::Buffer> operator_buffers(const Workload& w) {
+  std::vector<ir::Buffer> out;
+  for (const TensorSpec& in : w.inputs()) out.push_back(ir::make_buffer(in.name, in.shape));
+  out.push_back(ir::make_buffer(w.output().name, w.output().shape));
+  return out;
+}
+
 void SeedList::add(const std::string& text) {
   Config c;
   try {

@@ -46,6 +46,16 @@ int64_t least_padded(int64_t extent, int64_t most, int64_t least, int64_t unit =
 // size nearest below a cache-derived target, for exact splits.
 int64_t divisor_at_most(int64_t n, int64_t target);
 
+// ---- operators ----
+
+// Why template `tmpl`, a CPU template for operator `want`, cannot take w on
+// t (another operator, or not a CPU target), or nullopt.
+std::optional<std::string> check_cpu_op(const std::string& tmpl, OpKind want, const Workload& w, const Target& t);
+
+// The operator's tensors as global buffers in Program::params order: its
+// inputs (Workload::inputs()), then its output.
+std::vector<ir::Buffer> operator_buffers(const Workload& w);
+
 // ---- seed configs (Template::seed_configs) ----
 
 // Collects seed configs given as describe() text, knob by knob. A text that

@@ -175,14 +175,6 @@ std::optional<std::string> check_schedule(const DirectConvSchedule& d, const Tar
   return std::nullopt;
 }
 
-std::optional<std::string> check_op(const std::string& tmpl, OpKind want, const Workload& w,
-                                    const Target& t) {
-  if (w.op() != want) {
-    return "template " + tmpl + " is for " + std::string(op_name(want)) + ", not " + w.key();
-  }
-  if (t.kind != TargetKind::kCpu) return "template " + tmpl + " is for CPU targets";
-  return std::nullopt;
-}
 
 // ---- seeds (Template::seed_configs) ----
 
@@ -427,11 +419,10 @@ struct ConvParams {
   Buffer data, weight, out;
 
   explicit ConvParams(const Workload& w) {
-    const std::vector<TensorSpec> in = w.inputs();
-    data = ir::make_buffer(in.at(0).name, in.at(0).shape);
-    weight = ir::make_buffer(in.at(1).name, in.at(1).shape);
-    out = ir::make_buffer(w.output().name, w.output().shape);
+    const std::vector<Buffer> b = templates::operator_buffers(w);
+    data = b.at(0), weight = b.at(1), out = b.at(2);
   }
+
 };
 
 ir::Program direct_conv_program(const std::string& name, const Target& t, const ConvParams& io,
@@ -457,7 +448,7 @@ class Conv2dNchwc : public Template {
   TargetKind target_kind() const override { return TargetKind::kCpu; }
 
   ConfigSpace space(const Workload& w, const Target& t) const override {
-    if (auto reason = check_op(name(), op(), w, t)) throw Error(*reason);
+    if (auto reason = templates::check_cpu_op(name(), op(), w, t)) throw Error(*reason);
     const Conv2dShape& s = w.conv2d();
     ConfigSpace space;
     space.add_split("tile_ic", s.c, 2);
@@ -511,7 +502,7 @@ class Conv2dNchwc : public Template {
 
   std::optional<std::string> check(const Workload& w, const Target& t, const ConfigSpace& space,
                                    const Config& c) const override {
-    if (auto reason = check_op(name(), op(), w, t)) return reason;
+    if (auto reason = templates::check_cpu_op(name(), op(), w, t)) return reason;
     const DirectConvSchedule d = decode(space, c, t, w.conv2d(), "tile_oc");
     return check_schedule(d, t, unrolled_extent(reduction_loops(w.conv2d(), space, c), d.unroll));
   }
@@ -587,7 +578,7 @@ class DepthwiseConv2dNchwc : public Template {
   TargetKind target_kind() const override { return TargetKind::kCpu; }
 
   ConfigSpace space(const Workload& w, const Target& t) const override {
-    if (auto reason = check_op(name(), op(), w, t)) throw Error(*reason);
+    if (auto reason = templates::check_cpu_op(name(), op(), w, t)) throw Error(*reason);
     ConfigSpace space;
     add_output_knobs(space, w.conv2d(), t, "tile_c");
     add_loop_kind_knobs(space, t, 2);
@@ -613,7 +604,7 @@ class DepthwiseConv2dNchwc : public Template {
 
   std::optional<std::string> check(const Workload& w, const Target& t, const ConfigSpace& space,
                                    const Config& c) const override {
-    if (auto reason = check_op(name(), op(), w, t)) return reason;
+    if (auto reason = templates::check_cpu_op(name(), op(), w, t)) return reason;
     const DirectConvSchedule d = decode(space, c, t, w.conv2d(), "tile_c");
     return check_schedule(d, t, unrolled_extent(reduction_loops(w.conv2d()), d.unroll));
   }

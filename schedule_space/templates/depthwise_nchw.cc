@@ -45,7 +45,7 @@ class DepthwiseConv2dNchw : public Template {
   TargetKind target_kind() const override { return TargetKind::kCpu; }
 
   ConfigSpace space(const Workload& w, const Target& t) const override {
-    if (auto why = wrong_target(w, t)) throw Error(*why);
+    if (auto why = templates::check_cpu_op(name(), op(), w, t)) throw Error(*why);
     const Conv2dShape& s = w.conv2d();
     ConfigSpace space;
     std::vector<int64_t> rows, vectors;
@@ -75,7 +75,7 @@ class DepthwiseConv2dNchw : public Template {
 
   std::optional<std::string> check(const Workload& w, const Target& t, const ConfigSpace& space,
                                    const Config& c) const override {
-    if (auto why = wrong_target(w, t)) return why;
+    if (auto why = templates::check_cpu_op(name(), op(), w, t)) return why;
     const Rows d = decode(space, c);
     const int64_t accumulators = d.tile_y * d.tile_x;
     const int64_t registers = templates::vector_registers(t.cpu);
@@ -98,10 +98,8 @@ class DepthwiseConv2dNchw : public Template {
     }
     const Conv2dShape& s = w.conv2d();
     const Rows d = decode(space, c);
-    const std::vector<TensorSpec> in = w.inputs();
-    const Buffer data = ir::make_buffer(in.at(0).name, in.at(0).shape);
-    const Buffer weight = ir::make_buffer(in.at(1).name, in.at(1).shape);
-    const Buffer out = ir::make_buffer(w.output().name, w.output().shape);
+    const std::vector<Buffer> params = templates::operator_buffers(w);
+    const Buffer &data = params.at(0), &weight = params.at(1), &out = params.at(2);
     const int64_t oh = s.out_h(), ow = s.out_w(), st = s.stride_w;
     const int64_t tiles_y = ceil_div(oh, d.tile_y), tiles_x = ceil_div(ow, d.cols());
     const int64_t hp = plane_rows(s, d), wp = plane_cols(s, d);
@@ -158,19 +156,13 @@ class DepthwiseConv2dNchw : public Template {
 
     ir::Program p;
     p.name = name();
-    p.params = {data, weight, out};
+    p.params = params;
     p.body = planes.wrap(ir::allocate(plane, ir::seq({zero, ir::seq(std::move(copies)), compute})));
     p.threads = t.cpu.threads;
     return p;
   }
 
  private:
-  std::optional<std::string> wrong_target(const Workload& w, const Target& t) const {
-    if (w.op() != OpKind::kDepthwiseConv2d) return name() + " is for depthwise_conv2d, not " + w.key();
-    if (t.kind != TargetKind::kCpu) return name() + " is for CPU targets";
-    return std::nullopt;
-  }
-
   static Rows decode(const ConfigSpace& space, const Config& c) {
     Rows d;
     d.tile_y = space.value(c, "tile_y");
