@@ -267,10 +267,20 @@ Stmt RegisterTile::write_back(const std::function<Stmt(Expr row, Expr col, Expr 
     });
     Stmt body = vector_row;
     if (valid_cols) {
-      // Only the last tile of a padded axis is partial: it is written element
-      // by element, every full tile keeps its vector stores.
-      Stmt partial = loop_or_single(prefix + "_j", cols, LoopKind::kSerial, [&](Expr col) {
-        return ir::if_then_else(ir::lt(col, valid_cols), store(row, col, value(row, col)));
+      // Only the last tile of a padded axis is partial: its whole vectors are
+      // still stored as vectors, the one cut by the edge element by element;
+      // every full tile keeps its vector stores.
+      Stmt partial = loop_or_single(prefix + "_jv", cols / lanes, LoopKind::kUnrolled, [&](Expr jv) {
+        Stmt whole = loop_or_single(prefix + "_jl", lanes, LoopKind::kVectorized, [&](Expr jl) {
+          Expr col = jv * lanes + jl;
+          return store(row, col, value(row, col));
+        });
+        if (lanes == 1) return ir::if_then_else(ir::lt(jv, valid_cols), whole);
+        Stmt cut = ir::for_loop(prefix + "_j", lanes, LoopKind::kSerial, [&] {
+          Expr col = jv * lanes + ir::var(prefix + "_j");
+          return ir::if_then_else(ir::lt(col, valid_cols), store(row, col, value(row, col)));
+        }());
+        return ir::if_then_else(ir::le((jv + 1) * lanes, valid_cols), whole, cut);
       });
       body = ir::if_then_else(ir::le(ir::int_imm(cols), valid_cols), vector_row, partial);
     }

@@ -184,8 +184,9 @@ struct RegisterTile {
   // Writes the tile out through store(row, col, acc value). valid_rows and
   // valid_cols (may be null: all valid) are how many rows / columns of the
   // tile exist in the output (may exceed rows / cols): rows past valid_rows
-  // are skipped, and a tile with fewer than cols valid columns is written by
-  // a guarded scalar loop while full tiles keep vector stores.
+  // are skipped, and a tile with fewer than cols valid columns stores its
+  // whole vectors as vectors and the one the edge cuts element by element,
+  // while full tiles keep all their vector stores.
   ir::Stmt write_back(const std::function<ir::Stmt(ir::Expr row, ir::Expr col, ir::Expr value)>& store,
                       ir::Expr valid_rows = nullptr, ir::Expr valid_cols = nullptr) const;
 
