@@ -213,7 +213,6 @@ class ConvCudaTemplate : public Template {
     prog.params = {data, weight, out};
     prog.body = body;
     templates::apply_unroll_knobs(space, c, prog);
-    (void)t;
     return prog;
   }
 

@@ -255,8 +255,6 @@ class GemmCudaTemplate : public Template {
     prog.params.push_back(out);
     prog.body = body;
     templates::apply_unroll_knobs(space, c, prog);
-    prog.threads = 1;
-    (void)t;
     return prog;
   }
 
