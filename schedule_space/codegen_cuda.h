@@ -9,7 +9,9 @@
 // loops get `#pragma unroll`, or are written out as copies where the program
 // asks for explicit unrolling; serial loops stay loops. A vectorized loop of
 // 2 or 4 steps around a copy becomes a float2/float4 access where the code
-// generator can prove it contiguous and aligned (else an error). Integers are 64-bit
+// generator can prove it contiguous and aligned (else an error). Integer
+// division and modulo floor, as in the IR (C's operators where both sides
+// are provably non-negative, small helpers otherwise). Integers are 64-bit
 // where an index can exceed 2^31, 32-bit otherwise. The kernel is
 //
 //   extern "C" __global__ void <name>(const float* __restrict__ in0, ...,

@@ -34,6 +34,8 @@ static inline void __syncthreads() { kt_block_barrier->arrive_and_wait(); }
 static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
 using std::min; using std::max;
 #define __global__
+#define __device__
+#define __forceinline__ inline
 #define __shared__ static
 #define __restrict__ __restrict
 #define __align__(n) __attribute__((aligned(n)))

@@ -532,3 +532,76 @@ TEST(CudaTest, AVectorLoadThatIsNotAlignedIsRefused) {
 
 }  // namespace
 }  // namespace ktune
+
+namespace ktune {
+namespace {
+
+// The IR's integer division and modulo floor; below zero C's do not. The
+// generated CUDA floors too (a helper where it cannot prove both sides
+// non-negative), on the emulator, as threads on the CPU and under NVRTC.
+TEST(CudaTest, IntegerDivisionBelowZeroFloorsAsInTheIr) {
+  using namespace ir;
+  Buffer in = make_buffer("in", {4}), out = make_buffer("out", {6});
+  const Expr t = var("t");
+  Program p;
+  p.name = "floors";
+  p.params = {in, out};
+  p.body = for_loop("t", 6, LoopKind::kThreadX,
+                    store(out, {t}, load(in, {floormod(t - int_imm(2), int_imm(3))}) +
+                                        load(in, {floordiv(t - int_imm(5), int_imm(2)) + int_imm(3)})));
+  // t - 2 mod 3 for t = 0..5: 1 2 0 1 2 0; (t - 5) div 2 + 3: 0 1 1 2 2 3
+  // (truncating division would give 1 1 2 2 3 3).
+  const std::vector<float> want = {10 + 0, 20 + 10, 0 + 10, 10 + 20, 20 + 20, 0 + 30};
+  std::vector<std::vector<float>> params = {{0, 10, 20, 30}, std::vector<float>(6, NAN)};
+  testing::GpuEmulator::run(p, params);
+  EXPECT_EQ(params[1], want);
+  const CudaKernel k = emit_cuda(p);
+  EXPECT_NE(k.source.find("kt_floordiv("), std::string::npos) << k.source;
+  testing::ScratchDir dir("ktune-cuda-floor");
+  params[1].assign(6, NAN);
+  testing::run_cuda_on_cpu(k, p.params.size(), params, dir.path());
+  EXPECT_EQ(params[1], want);
+  std::string why;
+  if (const Nvrtc* nvrtc = Nvrtc::get(&why)) {
+    const NvrtcResult r = nvrtc->compile(k.source, "sm_90");
+    EXPECT_TRUE(r.ok) << r.log;
+  }
+  // Non-negative indices keep C's operators.
+  Program q = p;
+  q.body = for_loop("t", 6, LoopKind::kThreadX,
+                    store(out, {t}, load(in, {floormod(t, int_imm(4))}) + load(in, {floordiv(t, int_imm(2))})));
+  EXPECT_EQ(emit_cuda(q).source.find("kt_floor"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ktune
+
+namespace ktune {
+namespace {
+
+// An offset into a tensor past 2^31 elements is computed in 64 bits from
+// its first product on (a cast of the finished 32-bit sum would come too
+// late); smaller tensors keep 32-bit offsets.
+TEST(CudaTest, OffsetsIntoTensorsPast2To31ElementsAre64BitThroughout) {
+  using namespace ir;
+  Buffer big = make_buffer("big", {3, int64_t{1} << 30}), small = make_buffer("small", {3, 4});
+  const Expr b = var("b"), t = var("t");
+  Program p;
+  p.name = "wide";
+  p.params = {small, big};
+  p.body = for_loop("b", 3, LoopKind::kBlockX,
+                    for_loop("t", 4, LoopKind::kThreadX, store(big, {b, t * int_imm(1000)}, load(small, {b, t}))));
+  const CudaKernel k = emit_cuda(p);
+  EXPECT_NE(k.source.find("big[((long long)(int)blockIdx.x) * 1073741824LL + ((long long)(int)threadIdx.x * 1000LL)]"),
+            std::string::npos)
+      << k.source;
+  EXPECT_NE(k.source.find("small[((int)blockIdx.x) * 4 + (int)threadIdx.x]"), std::string::npos) << k.source;
+  std::string why;
+  if (const Nvrtc* nvrtc = Nvrtc::get(&why)) {
+    const NvrtcResult r = nvrtc->compile(k.source, "sm_90");
+    EXPECT_TRUE(r.ok) << r.log;
+  }
+}
+
+}  // namespace
+}  // namespace ktune
