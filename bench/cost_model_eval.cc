@@ -24,6 +24,7 @@
 #include "cost_model/features.h"
 #include "cost_model/xgb_model.h"
 #include "db/database.h"
+#include "db/record_config.h"
 #include "schedule_space/error.h"
 #include "schedule_space/target.h"
 #include "schedule_space/template.h"
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
     for (int threads = 1; threads <= cores; ++threads) {
       std::vector<Record> all = db->device_history(detect_cpu_target(threads).device_key(), "", "", 1000000);
       for (auto it = all.rbegin(); it != all.rend(); ++it) {  // oldest first
-        if (it->kind == "search" && is_current(*it)) {
+        if (it->kind == "search" && template_current(*it)) {
           tasks[{it->workload_key, it->device_key, it->template_name}].push_back(*it);
         }
       }

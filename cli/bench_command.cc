@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/gpu_bench.h"
+#include "db/record_config.h"
 #include "measure/baselines.h"
 #include "measure/bench.h"
 #include "measure/builder.h"
@@ -191,7 +192,7 @@ class BenchCommand {
     std::optional<Record> record = db_->best(w.key(), target_.device_key());
     // A record of an older template version cannot be built by this one:
     // with --trials, tune again (build_tuned explains it otherwise).
-    if ((record && is_current(*record)) || args_.trials <= 0) return record;
+    if ((record && usable(*record)) || args_.trials <= 0) return record;
     if (!measurer_) {
       LocalMeasurerOptions o;
       o.cache_dir = args_.cache_dir;
@@ -211,25 +212,11 @@ class BenchCommand {
 
   // The artifact of the record's config, built for this target.
   std::string build_tuned(const Workload& w, const Record& r, std::string& transforms) {
-    const Template& tmpl = find_template(r.template_name);
-    if (tmpl.version() != r.template_version) {
-      throw Error("the tuned record of " + w.key() + " was made with template " + r.template_name +
-                  " version " + std::to_string(r.template_version) + ", this build has version " +
-                  std::to_string(tmpl.version()) + ": tune it again");
-    }
-    const ConfigSpace space = tmpl.space(w, target_);
-    const Config config = space.get(r.config_index);
-    // The index names a config only within one version of the space; a
-    // template whose knobs changed without a version bump would silently
-    // bench another config.
-    if (space.describe(config) != r.config_text) {
-      throw Error("the tuned record of " + w.key() + " names config #" +
-                  std::to_string(r.config_index) + " = '" + r.config_text + "', but template " +
-                  r.template_name + " version " + std::to_string(r.template_version) +
-                  " of this build decodes it as '" + space.describe(config) +
-                  "' (the template changed without a version bump?): tune it again");
-    }
-    const ir::Program program = tmpl.instantiate(w, target_, space, config);
+    // The resolver also catches a template whose knobs changed without a
+    // version bump, which would silently bench another config.
+    const ResolvedConfig resolved = resolve(r, target_);
+    if (!resolved.ok()) throw Error("the tuned record of " + w.key() + " is not usable: " + resolved.reason + ": tune it again");
+    const ir::Program program = resolved.tmpl->instantiate(w, target_, resolved.space, resolved.config);
     transforms = describe_timed_transforms(program);
     BuildResult built = builder_.build(emit_cpp(program), target_.cpu, 300);
     if (built.error != MeasureError::kNone) {

@@ -7,6 +7,7 @@
 #include "cli/common.h"
 #include "cli/workload_selection.h"
 #include "db/jsonl.h"
+#include "db/record_config.h"
 #include "schedule_space/error.h"
 
 namespace ktune::cli {
@@ -56,14 +57,22 @@ int run_best(const BestArgs& args) {
   bool all_found = true;
   for (const Workload& w : workloads) {
     std::optional<Record> best = db->best(w.key(), device_key);
+    // A best this build cannot use is no best here, as for the list and exports.
+    std::string unusable;
+    if (best && !usable(*best)) {
+      unusable = resolve_template(best->template_name, best->template_version).reason;
+      best.reset();
+    }
     all_found = all_found && best.has_value();
     if (args.format == "json") {
-      json_out.push_back(best ? record_json(*best)
-                              : nlohmann::json{{"workload", w.key()}, {"device_key", device_key}, {"best", nullptr}});
+      nlohmann::json none = {{"workload", w.key()}, {"device_key", device_key}, {"best", nullptr}};
+      if (!unusable.empty()) none["unusable"] = unusable;
+      json_out.push_back(best ? record_json(*best) : none);
       continue;
     }
     if (!best) {
-      std::cout << w.key() << " on " << device_key << ": no valid measurement in " << args.db_path << "\n";
+      std::cout << w.key() << " on " << device_key << ": no valid measurement in " << args.db_path
+                << (unusable.empty() ? "" : " (its best is not usable: " + unusable + ")") << "\n";
       continue;
     }
     print_best_text(*best);

@@ -11,6 +11,7 @@
 #include "cuda/cuda_baselines.h"
 #include "cuda/cuda_run.h"
 #include "cuda/nvrtc.h"
+#include "db/record_config.h"
 #include "measure/cuda_measurer.h"
 #include "measure/verify.h"
 #include "schedule_space/codegen_cuda.h"
@@ -50,7 +51,7 @@ int run_gpu_bench(const GpuBenchArgs& args) {
     row.workload = w.key();
     row.flops = w.flops();
     std::optional<Record> best = db->best(w.key(), key);
-    if ((!best || !best->result.ok()) && args.trials > 0) {
+    if ((!best || !usable(*best)) && args.trials > 0) {
       CudaMeasurerOptions o;
       o.cache_dir = args.cache_dir;
       CudaMeasurer measurer(o);
@@ -70,11 +71,10 @@ int run_gpu_bench(const GpuBenchArgs& args) {
     for (const auto& v : inputs) pointers.push_back(v.data());
     std::vector<float> want(static_cast<size_t>(w.output().elements()));
     reference(w, pointers, want.data());
-    if (best && best->result.ok()) {
-      const Template& tmpl = find_template(best->template_name);
-      const ConfigSpace space = tmpl.space(w, target);
-      const Config config = space.get(best->config_index);
-      const CudaKernel kernel = emit_cuda(tmpl.instantiate(w, target, space, config));
+    std::optional<ResolvedConfig> tuned;
+    if (best && best->result.ok()) tuned = resolve(*best, target);
+    if (tuned && tuned->ok()) {
+      const CudaKernel kernel = emit_cuda(tuned->tmpl->instantiate(w, target, tuned->space, tuned->config));
       const NvrtcResult built = nvrtc->compile(kernel.source, target.cuda.arch());
       if (!built.ok) throw Error("NVRTC: " + built.log);
       const std::string cubin = (std::filesystem::temp_directory_path() / ("ktune-bench-" + std::to_string(getpid()) + ".cubin")).string();
@@ -90,6 +90,8 @@ int run_gpu_bench(const GpuBenchArgs& args) {
         row.tuned_s = tuned.median();
       }
       std::filesystem::remove(cubin);
+    } else if (tuned) {
+      row.note = "the tuned record is not usable: " + tuned->reason + " (tune again with --trials N)";
     } else {
       row.note = "no tuned record on " + key + " (use --trials N)";
     }

@@ -8,8 +8,9 @@
 #include <optional>
 #include <sstream>
 
+#include "db/record_config.h"
+#include "db/stored_device.h"
 #include "schedule_space/error.h"
-#include "workers/convert.h"
 
 namespace ktune::export_detail {
 
@@ -25,13 +26,11 @@ double distance(const Workload& a, const Workload& b) {
 
 // The device the kernels are for, as its workers or `ktune tune` described it.
 Target device_target(const Database& db, const std::string& key, std::string* description) {
-  std::optional<std::string> stored = db.device(key);
-  if (stored) {
-    v1::DeviceInfo info;
-    wire::from_json(*stored, &info, "the description of device " + key + " in the database");
-    Target t = wire::from_proto(info.target());
-    t.key = t.device_key() == key ? "" : key;
-    *description = info.description().empty() ? t.describe() : info.description();
+  if (std::optional<DeviceDescription> stored = stored_device(db, key)) {
+    Target t = stored->target;
+    t.key.clear();  // the derived key where it is the device key, else the key as given
+    if (t.device_key() != key) t.key = key;
+    *description = stored->description.empty() ? t.describe() : stored->description;
     return t;
   }
   // Older databases have no description: this machine, if it is that device.
@@ -159,14 +158,13 @@ ExportPlan choose_export_kernels(const Database& db, const CppExportOptions& opt
   summary.target = device_target(db, summary.device_key, &summary.description);
   const Target& target = summary.target;
 
-  // What was tuned on the device: the best record of every workload whose
-  // template this build still has at that version.
+  // What was tuned on the device: the best record of every workload that is
+  // usable here (its template still at that version).
   std::vector<std::pair<Workload, Record>> tuned;
   for (const std::string& key : db.workload_keys(summary.device_key)) {
     std::optional<Record> best = db.best(key, summary.device_key);
-    if (!best || !best->result.ok()) continue;
+    if (!best || !usable(*best)) continue;
     try {
-      if (find_template(best->template_name).version() != best->template_version) continue;
       tuned.emplace_back(Workload::parse(key), *best);
     } catch (const Error&) {
       continue;
@@ -189,21 +187,20 @@ ExportPlan choose_export_kernels(const Database& db, const CppExportOptions& opt
     auto exact = std::find_if(tuned.begin(), tuned.end(), [&](const auto& t) { return t.first == w; });
     if (exact != tuned.end()) {
       // The recorded config, in this build's space for the described device
-      // (by index, checked against its text; else by its text).
-      const Template& tmpl = find_template(exact->second.template_name);
-      const ConfigSpace space = tmpl.space(w, target);
+      // (by index, checked against its text; else by its text, where the
+      // index names another config of that space).
+      const ResolvedConfig resolved = resolve(exact->second, target);
       std::optional<Config> config;
-      if (exact->second.config_index < space.size() &&
-          space.describe(space.get(exact->second.config_index)) == exact->second.config_text) {
-        config = space.get(exact->second.config_index);
-      } else {
+      if (resolved.ok()) {
+        config = resolved.config;
+      } else if (resolved.problem == ResolveProblem::kOutsideSpace || resolved.problem == ResolveProblem::kOtherConfig) {
         try {
-          config = space.parse(exact->second.config_text);
+          config = resolved.space.parse(exact->second.config_text);
         } catch (const Error&) {
         }
       }
-      if (config && !tmpl.check(w, target, space, *config)) {
-        c.tmpl = &tmpl;
+      if (config && !resolved.tmpl->check(w, target, resolved.space, *config)) {
+        c.tmpl = resolved.tmpl;
         c.config = *config;
         c.info.source = "tuned";
         c.info.measured_s = exact->second.result.mean_cost();

@@ -189,6 +189,33 @@ std::string Target::describe() const {
   return text;
 }
 
+void check_target(const Target& t) {
+  auto positive = [](const char* field, int64_t value) {
+    if (value <= 0) throw Error(std::string("target: ") + field + " must be positive, got " + std::to_string(value));
+  };
+  if (t.kind == TargetKind::kCuda) {
+    const CudaTarget& g = t.cuda;
+    if (g.name.empty()) throw Error("target: cuda.name is empty");
+    positive("cuda.cc_major", g.cc_major);
+    positive("cuda.sm_count", g.sm_count);
+    positive("cuda.max_threads_per_block", g.max_threads_per_block);
+    positive("cuda.shared_bytes_per_block", g.shared_bytes_per_block);
+    positive("cuda.registers_per_block", g.registers_per_block);
+    positive("cuda.max_registers_per_thread", g.max_registers_per_thread);
+    positive("cuda.warp_size", g.warp_size);
+    return;
+  }
+  const CpuTarget& c = t.cpu;
+  positive("cpu.vector_lanes", c.vector_lanes);
+  positive("cpu.threads", c.threads);
+  positive("cpu.l1d_bytes", c.l1d_bytes);
+  positive("cpu.l2_bytes", c.l2_bytes);
+  positive("cpu.l3_bytes", c.l3_bytes);
+  if (c.compiler.empty()) throw Error("target: cpu.compiler is empty");
+}
+
+std::string cpu_model_name() { return cpuinfo_field("model name"); }
+
 Target detect_cpu_target(int threads) {
   Target target;
   target.kind = TargetKind::kCpu;

@@ -22,6 +22,7 @@ struct CpuTarget {
   int64_t l3_bytes = 8 * 1024 * 1024;
   std::string compiler = "c++";   // compiler executable run by the Builder
   std::vector<std::string> flags = {"-O3", "-march=native", "-ffp-contract=fast"};
+  bool operator==(const CpuTarget&) const = default;
 };
 
 // An NVIDIA GPU, as the CUDA driver describes it (discovered with
@@ -37,6 +38,7 @@ struct CudaTarget {
   int max_registers_per_thread = 255;
   int warp_size = 32;
   std::string arch() const { return "sm_" + std::to_string(cc_major) + std::to_string(cc_minor); }
+  bool operator==(const CudaTarget&) const = default;
 };
 
 struct Target {
@@ -50,7 +52,21 @@ struct Target {
   std::string device_key() const;
   // Human-readable one-line description (model, ISA, threads, caches, compiler).
   std::string describe() const;
+
+  bool operator==(const Target&) const = default;
 };
+
+// Throws ktune::Error naming the first field of t's kind this build cannot
+// use, e.g. "target: cpu.threads must be positive, got 0": a CPU's vector
+// lanes, threads and cache sizes must be positive and its compiler named; a
+// GPU's compute capability, limits, SM count and warp size positive and its
+// name given. Targets that arrive from elsewhere (the farm, a stored device
+// description) are checked before anything is built for them.
+void check_target(const Target& t);
+
+// /proc/cpuinfo's "model name" of this machine, e.g. "AMD EPYC 7B13" ("" if
+// it has none).
+std::string cpu_model_name();
 
 // Reads /proc/cpuinfo, sysfs caches and the CPU's features. threads <= 0
 // means all online cores.

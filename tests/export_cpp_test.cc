@@ -9,12 +9,12 @@
 #include <fstream>
 
 #include "db/database.h"
+#include "db/stored_device.h"
 #include "export/cpp_export.h"
 #include "schedule_space/error.h"
 #include "tests/ktune_command.h"
 #include "tests/user_project.h"
 #include "tests/scratch_dir.h"
-#include "workers/convert.h"
 
 namespace ktune {
 namespace {
@@ -203,9 +203,9 @@ TEST_F(ExportCppTest, AnExportForAnotherInstructionSetStopsAtConfigureWithAClear
   arm.cpu.model = "arm-test";
   arm.cpu.isa = "neon";
   arm.cpu.vector_lanes = 4;
-  v1::DeviceInfo info;
-  *info.mutable_target() = wire::to_proto(arm);
-  db->set_device("cpu/arm-test/neon/1t", wire::to_json(info));
+  DeviceDescription arm_device;
+  arm_device.target = arm;
+  store_device(*db, arm_device);
   CppExportOptions options;
   options.out_dir = (dir_ / "arm").string();
   options.device_key = "cpu/arm-test/neon/1t";

@@ -11,13 +11,13 @@
 #include <fstream>
 
 #include "db/database.h"
+#include "db/stored_device.h"
 #include "export/cpp_export.h"
 #include "schedule_space/template.h"
 #include "tests/ktune_command.h"
 #include "tests/sample_record.h"
 #include "tests/scratch_dir.h"
 #include "tests/user_project.h"
-#include "workers/convert.h"
 
 namespace ktune {
 namespace {
@@ -142,7 +142,7 @@ TEST(ExportCudaTest, ACudaDeviceExportsACudaLibraryThatBuildsAloneAndRunsOrSaysW
   auto db = Database::open((dir / "t.db").string());
   const Target target = cuda_target_for_arch("sm_90");
   const std::string key = target.device_key();
-  db->set_device(key, wire::device_description_json(target));
+  store_device(*db, describe_this_machine(target));
   std::vector<Record> records;
   for (const std::string spec : {"matmul(m=64,n=64,k=32)", "dense(batch=1,in=64,out=32,bias=1)",
                                  "conv2d(n=1,c=8,h=10,w=10,k=16,r=3,s=3,pad=1)"}) {

@@ -38,7 +38,8 @@ const std::string kDense = "dense(batch=1,in=64,out=32,bias=0)";
 // A device description as the farm daemon stores it (protobuf's JSON).
 const std::string kDeviceJson =
     R"({"target":{"kind":"cpu","device_key":"cpu/test/avx2/2t","cpu":{"model":"test","isa":"avx2",)"
-    R"("vector_lanes":8,"threads":2,"l1d_bytes":"32768"}},"host":"bench-1","description":"a test CPU",)"
+    R"("vector_lanes":8,"threads":2,"l1d_bytes":"32768","l2_bytes":"524288","l3_bytes":"8388608",)"
+    R"("compiler":"c++","flags":["-O3"]}},"host":"bench-1","description":"a test CPU",)"
     R"("cpu_model_name":"Test CPU @ 3 GHz","tool_version":"ktune 0.1.0"})";
 
 const Template& matmul_template() { return *templates_for(OpKind::kMatmul, TargetKind::kCpu).at(0); }
@@ -235,7 +236,7 @@ TEST_F(ExportTest, BadLinesAreRefusedWithTheirReason) {
   };
   const std::vector<Case> cases = {
       {"newer template version", [&](auto& j) { j["template_version"] = version + 1; },
-       "version " + std::to_string(version + 1) + " cannot be instantiated by this build"},
+       "is version " + std::to_string(version) + " in this build, not version " + std::to_string(version + 1)},
       {"unknown template", [](auto& j) { j["template"] = "matmul_cpu_from_the_future"; },
        "template 'matmul_cpu_from_the_future' is not in this build"},
       {"template of another operator", [](auto& j) { j["template"] = dense_template().name(); },
@@ -254,6 +255,9 @@ TEST_F(ExportTest, BadLinesAreRefusedWithTheirReason) {
       {"best of a failure", [](auto& j) { j["error"] = "wrong_answer"; j["mean_cost_s"] = nullptr; j["marked_best"] = true; },
        "field 'marked_best'"},
       {"device of another key", [](auto& j) { j["device"]["target"]["device_key"] = "cpu/x"; }, "field 'device'"},
+      {"device without a target", [](auto& j) { j["device"].erase("target"); }, "field 'device': device description: field 'target': missing"},
+      {"device of an unusable target", [](auto& j) { j["device"]["target"]["cpu"]["threads"] = 0; },
+       "field 'device': device description: target: cpu.threads must be positive"},
   };
   for (const Case& c : cases) {
     nlohmann::ordered_json j = nlohmann::ordered_json::parse(good);

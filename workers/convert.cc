@@ -1,10 +1,5 @@
 #include "workers/convert.h"
 
-#include <unistd.h>
-
-#include <algorithm>
-#include <fstream>
-
 #include <google/protobuf/util/json_util.h>
 
 #include "schedule_space/error.h"
@@ -42,17 +37,25 @@ v1::Target to_proto(const Target& t) {
 }
 
 Target from_proto(const v1::Target& p) {
+  Target t;
   if (p.kind() == "cuda") {
-    const v1::CudaTarget& g = p.cuda();
-    auto bad = [](const std::string& field) { return Error("CUDA target: " + field + " must be positive"); };
-    if (g.cc_major() <= 0) throw bad("cc_major");
-    if (g.max_threads_per_block() <= 0) throw bad("max_threads_per_block");
-    if (g.shared_bytes_per_block() <= 0) throw bad("shared_bytes_per_block");
-    if (g.registers_per_block() <= 0 || g.max_registers_per_thread() <= 0) throw bad("registers");
-    if (g.warp_size() <= 0 || g.sm_count() <= 0) throw bad("warp_size and sm_count");
-    if (g.name().empty()) throw Error("CUDA target: name is empty");
-    Target t;
     t.kind = TargetKind::kCuda;
+  } else if (p.kind() != "cpu") {
+    throw Error("target kind '" + p.kind() + "' is not supported (accepted: cpu, cuda)");
+  }
+  // to_proto writes the CPU of every kind (a GPU's host CPU too).
+  const v1::CpuTarget& c = p.cpu();
+  t.cpu.model = c.model();
+  t.cpu.isa = c.isa();
+  t.cpu.vector_lanes = c.vector_lanes();
+  t.cpu.threads = c.threads();
+  t.cpu.l1d_bytes = c.l1d_bytes();
+  t.cpu.l2_bytes = c.l2_bytes();
+  t.cpu.l3_bytes = c.l3_bytes();
+  t.cpu.compiler = c.compiler();
+  t.cpu.flags.assign(c.flags().begin(), c.flags().end());
+  if (t.kind == TargetKind::kCuda) {
+    const v1::CudaTarget& g = p.cuda();
     t.cuda.name = g.name();
     t.cuda.ordinal = g.ordinal();
     t.cuda.cc_major = g.cc_major();
@@ -63,29 +66,30 @@ Target from_proto(const v1::Target& p) {
     t.cuda.registers_per_block = g.registers_per_block();
     t.cuda.max_registers_per_thread = g.max_registers_per_thread();
     t.cuda.warp_size = g.warp_size();
-    if (!p.device_key().empty() && p.device_key() != t.device_key()) t.key = p.device_key();
-    return t;
   }
-  if (p.kind() != "cpu") throw Error("target kind '" + p.kind() + "' is not supported (accepted: cpu, cuda)");
-  const v1::CpuTarget& c = p.cpu();
-  auto bad = [](const std::string& field) { return Error("target: " + field + " must be positive"); };
-  if (c.vector_lanes() <= 0) throw bad("vector_lanes");
-  if (c.threads() <= 0) throw bad("threads");
-  if (c.l1d_bytes() <= 0 || c.l2_bytes() <= 0 || c.l3_bytes() <= 0) throw bad("cache sizes");
-  if (c.compiler().empty()) throw Error("target: compiler is empty");
-  Target t;
-  t.kind = TargetKind::kCpu;
-  t.cpu.model = c.model();
-  t.cpu.isa = c.isa();
-  t.cpu.vector_lanes = c.vector_lanes();
-  t.cpu.threads = c.threads();
-  t.cpu.l1d_bytes = c.l1d_bytes();
-  t.cpu.l2_bytes = c.l2_bytes();
-  t.cpu.l3_bytes = c.l3_bytes();
-  t.cpu.compiler = c.compiler();
-  t.cpu.flags.assign(c.flags().begin(), c.flags().end());
+  check_target(t);
   if (!p.device_key().empty() && p.device_key() != t.device_key()) t.key = p.device_key();
   return t;
+}
+
+v1::DeviceInfo to_proto(const DeviceDescription& d) {
+  v1::DeviceInfo p;
+  *p.mutable_target() = to_proto(d.target);
+  p.set_host(d.host);
+  p.set_description(d.description);
+  p.set_cpu_model_name(d.cpu_model_name);
+  p.set_tool_version(d.tool_version);
+  return p;
+}
+
+DeviceDescription from_proto(const v1::DeviceInfo& p) {
+  DeviceDescription d;
+  d.target = from_proto(p.target());
+  d.host = p.host();
+  d.description = p.description();
+  d.cpu_model_name = p.cpu_model_name();
+  d.tool_version = p.tool_version();
+  return d;
 }
 
 v1::MeasureOptions to_proto(const MeasureOptions& o) {
@@ -161,34 +165,12 @@ void from_json(const std::string& json, google::protobuf::Message* m, const std:
   if (!status.ok()) throw Error(what + ": " + std::string(status.message()));
 }
 
-std::string host_name() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown-host";
-  return buf;
-}
+std::string host_name() { return ktune::host_name(); }
 
-std::string cpu_model_name() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      auto colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(std::min(line.size(), colon + 2));
-    }
-  }
-  return "";
-}
+std::string cpu_model_name() { return ktune::cpu_model_name(); }
 
-v1::DeviceInfo device_info(const Target& t) {
-  v1::DeviceInfo d;
-  *d.mutable_target() = to_proto(t);
-  d.set_host(host_name());
-  d.set_description(t.kind == TargetKind::kCpu ? t.describe() : "");
-  d.set_cpu_model_name(cpu_model_name());
-  d.set_tool_version("ktune " KTUNE_VERSION);
-  return d;
-}
+v1::DeviceInfo device_info(const Target& t) { return to_proto(describe_this_machine(t)); }
 
-std::string device_description_json(const Target& t) { return to_json(device_info(t)); }
+std::string device_description_json(const Target& t) { return describe_this_machine(t).to_json_text(); }
 
 }  // namespace ktune::wire

@@ -7,14 +7,19 @@
 
 #include "measure/measure.h"
 #include "proto/ktune.pb.h"
+#include "schedule_space/device_description.h"
 #include "schedule_space/target.h"
 
 namespace ktune::wire {
 
 v1::Target to_proto(const Target& t);
-// Throws ktune::Error on a target this build cannot use (not "cpu", bad
-// numbers), naming the field.
+// Throws ktune::Error on a target this build cannot use (a kind other than
+// "cpu" or "cuda", check_target), naming the field.
 Target from_proto(const v1::Target& t);
+
+v1::DeviceInfo to_proto(const DeviceDescription& d);
+// Throws ktune::Error as from_proto(v1::Target) does.
+DeviceDescription from_proto(const v1::DeviceInfo& d);
 
 v1::MeasureOptions to_proto(const MeasureOptions& o);
 MeasureOptions from_proto(const v1::MeasureOptions& o);
@@ -28,15 +33,13 @@ MeasureResult from_proto(const v1::MeasureResult& r);
 std::string to_json(const google::protobuf::Message& m);
 void from_json(const std::string& json, google::protobuf::Message* m, const std::string& what);
 
-// This machine's description of a target, as a worker registers it: the
-// target, host name, Target::describe(), /proc/cpuinfo's model name and the
-// tool version.
-// This host's name, and /proc/cpuinfo's "model name" ("" if unknown).
+// ktune::host_name() and ktune::cpu_model_name() (schedule_space/), under
+// their older names.
 std::string host_name();
 std::string cpu_model_name();
-// The description of this machine as target t (what a worker registers with).
+// to_proto(describe_this_machine(t)): what a worker registers with.
 v1::DeviceInfo device_info(const Target& t);
-// device_info(t) as one line of JSON: what Database::set_device stores.
+// describe_this_machine(t).to_json_text(): what Database::set_device stores.
 std::string device_description_json(const Target& t);
 
 }  // namespace ktune::wire
