@@ -28,7 +28,9 @@ CommandRun add_tasks_command(CLI::App& app);
 CommandRun add_devices_command(CLI::App& app);
 CommandRun add_export_command(CLI::App& app);  // cli/export_command.cc
 CommandRun add_import_command(CLI::App& app);  // cli/import_command.cc
-// daemon, worker, submit, jobs, job, cancel, workers (cli/farm_commands.cc).
+CommandRun add_daemon_command(CLI::App& app);  // cli/daemon_command.cc
+CommandRun add_worker_command(CLI::App& app);  // cli/worker_command.cc
+// The farm's clients: submit, jobs, job, cancel, workers, pull (cli/farm_commands.cc).
 std::vector<std::pair<std::string, CommandRun>> add_farm_commands(CLI::App& app);
 
 }  // namespace ktune::cli

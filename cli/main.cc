@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
       {"devices", add_devices_command(app)},
       {"export", add_export_command(app)},
       {"import", add_import_command(app)},
+      {"daemon", add_daemon_command(app)},
+      {"worker", add_worker_command(app)},
   };
   for (auto& [name, run] : add_farm_commands(app)) commands.emplace(name, std::move(run));
 

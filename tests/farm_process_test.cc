@@ -461,3 +461,149 @@ TEST_F(FarmProcessTest, WithTlsClientsThatVerifyTheDaemonGetInAndPlaintextDoesNo
 
 }  // namespace
 }  // namespace ktune
+
+// --- logging (logging/log.h) and simulated workers (workers/simulated_device.h) ---
+
+#include <regex>
+#include <sstream>
+
+namespace ktune {
+namespace {
+
+// A background ktune process with stdout and stderr in separate files.
+class SplitProcess {
+ public:
+  SplitProcess(const std::filesystem::path& dir, const std::string& name, std::vector<std::string> args)
+      : out_(dir / (name + ".out")), err_(dir / (name + ".err")) {
+    args.insert(args.begin(), kKtune);
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 1);
+      dup2(open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 2);
+      setenv("KTUNE_CACHE_DIR", (dir / "cache").c_str(), 1);
+      unsetenv("KTUNE_TOKEN");
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(kKtune.c_str(), argv.data());
+      _exit(127);
+    }
+  }
+  ~SplitProcess() {
+    if (!exited_) stop(SIGKILL);
+  }
+  int stop(int sig) {
+    ::kill(pid_, sig);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    exited_ = true;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  std::string out() const { return testing::read_file(out_); }
+  std::string err() const { return testing::read_file(err_); }
+
+ private:
+  std::filesystem::path out_, err_;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+};
+
+// Lines of text that do not start with "[YYYY-MM-DD HH:MM:SS.mmm] [level] [process] ".
+std::vector<std::string> lines_not_logged(const std::string& text, const std::string& process) {
+  const std::regex logged(R"(^\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}\] \[(trace|debug|info|warning|error|critical)\] \[)" +
+                          process + R"(\] \S.*$)");
+  std::vector<std::string> bad;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!std::regex_match(line, logged)) bad.push_back(line);
+  }
+  return bad;
+}
+
+TEST_F(FarmProcessTest, WithLogLevelDebugTheDaemonAndWorkerLogTimeStampedLevelledLinesOnStderr) {
+  keys_ = {"lab/log"};
+  SplitProcess daemon(dir_.path(), "daemon-log",
+                      {"daemon", "--listen", address_, "--db", db_path(), "--lease-timeout", "2", "--heartbeat", "0.5",
+                       "--log-level", "debug"});
+  ASSERT_TRUE(eventually([&] { return daemon.out().find("listening on") != std::string::npos; }, 30s)) << daemon.err();
+  auto worker = start_worker("wLog", {"--key", "lab/log", "--noop", "--log-level", "debug"});
+  const std::string job = submit("lab/log", 4, {"--tuner", "random"});
+  ASSERT_TRUE(eventually([&] { return job_state(job) == "done"; })) << daemon.err();
+  worker->kill(SIGTERM);
+  EXPECT_EQ(worker->wait(), 0) << worker->log();
+  EXPECT_EQ(daemon.stop(SIGTERM), 0) << daemon.err();
+
+  // stdout: the address line alone, for scripts; the log is on stderr.
+  const std::string out = daemon.out();
+  EXPECT_EQ(out.rfind("ktune daemon: listening on 127.0.0.1:" + std::to_string(port_), 0), 0u) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  const std::string err = daemon.err();
+  for (const std::string& line : lines_not_logged(err, "daemon")) ADD_FAILURE() << "not a log line: " << line;
+  for (const std::string& words : std::vector<std::string>{"] [info] [daemon] listening on 127.0.0.1:", "] [info] [daemon] worker wLog (",
+                                   "registered for lab/log", "] [debug] [daemon] job " + job + " submitted by ",
+                                   "] [debug] [daemon] worker wLog leased", "] [info] [daemon] SIGTERM: stopping"}) {
+    EXPECT_NE(err.find(words), std::string::npos) << words << " not in:\n" << err;
+  }
+  const std::string wlog = worker->log();
+  for (const std::string& line : lines_not_logged(wlog, "worker wLog")) ADD_FAILURE() << "not a log line: " << line;
+  for (const std::string& words : std::vector<std::string>{"] [info] [worker wLog] wLog registered with " + address_,
+                                   "] [debug] [worker wLog] leased", "] [info] [worker wLog] SIGTERM: stopping after the batch"}) {
+    EXPECT_NE(wlog.find(words), std::string::npos) << words << " not in:\n" << wlog;
+  }
+}
+
+TEST_F(FarmProcessTest, AnUnknownLogLevelIsABadInputNamingTheAcceptedOnes) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"daemon", "--listen", address_, "--db", db_path(), "--log-level", "bogus"},
+        std::vector<std::string>{"worker", "--daemon", address_, "--log-level", "bogus"}}) {
+    testing::CommandOutput out = testing::run_ktune(dir_.path(), args);
+    EXPECT_EQ(out.exit_code, 2) << args[0] << ": " << out.err;
+    EXPECT_NE(out.err.find("unknown log level 'bogus': accepted levels are trace, debug, info, warn, error, off"),
+              std::string::npos)
+        << out.err;
+  }
+  EXPECT_FALSE(std::filesystem::exists(db_path()));  // refused before anything started
+}
+
+// Two simulated workers, each holding leases longer than the lease timeout
+// (8 items x 400 ms > 2 s): heartbeats keep them, every config is measured
+// once, and a config re-measured at the end costs what it cost before.
+TEST_F(FarmProcessTest, SimulatedWorkersCompleteAJobWithDeterministicCostsAndKeepTheirLeases) {
+  keys_ = {"lab/sim"};
+  auto daemon = start_daemon();
+  auto a = start_worker("wA", {"--key", "lab/sim", "--simulate", "--simulate-ms", "400", "--parallel", "8"});
+  auto b = start_worker("wB", {"--key", "lab/sim", "--simulate", "--simulate-ms", "400", "--parallel", "8"});
+  const std::string job = submit("lab/sim", 24, {"--tuner", "random", "--batch-size", "16"});
+  ASSERT_TRUE(eventually([&] { return job_state(job) == "done"; })) << daemon->log() << a->log() << b->log();
+  std::map<std::string, int> configs = search_configs(job);
+  EXPECT_EQ(configs.size(), 24u);
+  for (const auto& [config, n] : configs) EXPECT_EQ(n, 1) << config;
+  auto db = Database::open(db_path());
+  std::map<std::string, double> search_cost;
+  std::vector<Record> finals;
+  std::set<std::string> workers;
+  for (const Record& r : job_records(*db, job)) {
+    if (r.result.error == MeasureError::kInvalidConfig) continue;  // answered as a real worker answers them
+    EXPECT_TRUE(r.result.ok()) << r.result.error_message;
+    EXPECT_GT(r.result.timestamp, 0);
+    workers.insert(r.result.worker);
+    const std::string config = r.template_name + "#" + std::to_string(r.config_index);
+    if (r.kind == "final") {
+      finals.push_back(r);
+    } else {
+      search_cost[config] = r.result.mean_cost();
+      EXPECT_GT(r.result.run_seconds, 0.3) << config;  // the simulated time per item
+    }
+  }
+  EXPECT_EQ(workers, (std::set<std::string>{"wA", "wB"}));
+  ASSERT_FALSE(finals.empty());
+  for (const Record& f : finals) {
+    const std::string config = f.template_name + "#" + std::to_string(f.config_index);
+    ASSERT_TRUE(search_cost.count(config)) << config;
+    EXPECT_NEAR(f.result.mean_cost(), search_cost[config], search_cost[config] * 1e-9) << config;
+  }
+  EXPECT_EQ(daemon->log().find("expired"), std::string::npos) << daemon->log();
+}
+
+}  // namespace
+}  // namespace ktune

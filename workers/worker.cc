@@ -1,5 +1,6 @@
 #include "workers/worker.h"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -7,7 +8,6 @@
 #include <condition_variable>
 #include <ctime>
 #include <fstream>
-#include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,16 +20,13 @@
 #include "schedule_space/template.h"
 #include "schedule_space/workload.h"
 #include "workers/convert.h"
+#include "workers/simulated_device.h"
 
 namespace ktune {
 
 namespace {
 
 constexpr double kRpcTimeoutS = 10;
-
-void log(const std::string& name, const std::string& text) {
-  std::cerr << "ktune worker " << name << ": " << text << std::endl;
-}
 
 bool fatal(const grpc::Status& s) {
   return s.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
@@ -48,11 +45,12 @@ MeasureResult failed(MeasureError e, const std::string& message) {
 
 // Measures leased items: rebuilds each candidate from its wire form with this
 // build's templates, then measures runs of items with the same options
-// together (built in parallel, timed one at a time).
+// together (built in parallel, timed one at a time). Simulated: the same
+// rebuild, then one item after another, each after options.simulate_ms.
 class ItemMeasurer {
  public:
   ItemMeasurer(const WorkerOptions& options, const std::string& name) : options_(options), name_(name) {
-    if (options.noop) return;
+    if (options.noop || options.simulate) return;
     LocalMeasurerOptions m = options.measurer;
     m.worker_name = name;
     local_ = make_measurer(options.target, m);
@@ -69,12 +67,20 @@ class ItemMeasurer {
       return out;
     }
     std::vector<std::optional<MeasureInput>> inputs(items.size());
+    std::vector<std::shared_ptr<const ConfigSpace>> spaces(items.size());
     for (size_t i = 0; i < items.size(); ++i) {
       try {
-        inputs[i] = input(items[i]);
+        inputs[i] = input(items[i], spaces[i]);
       } catch (const Error& e) {
         out[i] = failed(MeasureError::kInvalidConfig, std::string("worker cannot build this item: ") + e.what());
       }
+    }
+    if (options_.simulate) {
+      for (size_t i = 0; i < items.size(); ++i) {
+        if (inputs[i]) out[i] = simulate_one(*inputs[i], *spaces[i], wire::from_proto(items[i].options()));
+        out[i].worker = name_;
+      }
+      return out;
     }
     size_t i = 0;
     while (i < items.size()) {
@@ -101,7 +107,21 @@ class ItemMeasurer {
   }
 
  private:
-  MeasureInput input(const v1::MeasureItem& item) {
+  // A valid candidate takes simulate_ms, like a measurement; one the
+  // template rejects is answered at once, as a real worker answers it.
+  MeasureResult simulate_one(const MeasureInput& in, const ConfigSpace& space, const MeasureOptions& options) {
+    const auto start = std::chrono::steady_clock::now();
+    MeasureResult r = simulate(in, space, options);
+    if (r.error != MeasureError::kNone) return r;
+    std::this_thread::sleep_until(start + std::chrono::microseconds(static_cast<int64_t>(options_.simulate_ms * 1000)));
+    r.run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    r.timestamp = static_cast<int64_t>(std::time(nullptr));
+    return r;
+  }
+
+  // The item's candidate, rebuilt as this build's template makes it; space:
+  // the config space its config indexes.
+  MeasureInput input(const v1::MeasureItem& item, std::shared_ptr<const ConfigSpace>& space) {
     const Template& tmpl = find_template(item.template_name());
     if (tmpl.version() != item.template_version()) {
       throw Error("template " + item.template_name() + " is version " + std::to_string(tmpl.version()) +
@@ -119,6 +139,7 @@ class ItemMeasurer {
       throw Error("config index " + std::to_string(item.config_index()) + " is outside the space (" +
                   std::to_string(it->second->size()) + " configs)");
     }
+    space = it->second;
     return MeasureInput{w, t, &tmpl, it->second->get(item.config_index())};
   }
 
@@ -149,16 +170,20 @@ class Worker {
         grpc::Status s = register_once();
         if (!s.ok()) {
           if (fatal(s)) {
-            log(name_, "the daemon refused this worker: " + status_text(s));
+            spdlog::error("the daemon refused this worker: {}", status_text(s));
             return 2;
           }
-          if (!said_unreachable) log(name_, "daemon " + options_.daemon + " unreachable (" + status_text(s) + "); retrying");
+          if (!said_unreachable) {
+            spdlog::warn("daemon {} unreachable ({}); retrying", options_.daemon, status_text(s));
+          } else {
+            spdlog::debug("daemon {} still unreachable ({}); retrying in {} s", options_.daemon, status_text(s), backoff);
+          }
           said_unreachable = true;
           wait_backoff();
           continue;
         }
-        log(name_, "registered with " + options_.daemon + " as " + worker_id_ + " for " +
-                       options_.target.device_key());
+        spdlog::info("{} registered with {} as {} for {} (heartbeat every {} s)", name_, options_.daemon, worker_id_,
+                     options_.target.device_key(), heartbeat_s_);
         said_unreachable = false;
         backoff = 0.1;
       }
@@ -166,22 +191,28 @@ class Worker {
       grpc::Status s = lease(items);
       if (!s.ok()) {
         if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
-          log(name_, "the daemon no longer knows this worker (restarted?); registering again");
+          spdlog::info("the daemon no longer knows this worker (restarted?); registering again");
           worker_id_.clear();
           continue;
         }
         if (fatal(s)) {
-          log(name_, "the daemon refused this worker: " + status_text(s));
+          spdlog::error("the daemon refused this worker: {}", status_text(s));
           return 2;
         }
-        if (!said_unreachable) log(name_, "lost the daemon (" + status_text(s) + "); retrying");
+        if (!said_unreachable) {
+          spdlog::warn("lost the daemon {} ({}); retrying", options_.daemon, status_text(s));
+        } else {
+          spdlog::debug("daemon {} still unreachable ({}); retrying in {} s", options_.daemon, status_text(s), backoff);
+        }
         said_unreachable = true;
         wait_backoff();
         continue;
       }
+      if (said_unreachable) spdlog::info("daemon {} reachable again", options_.daemon);
       said_unreachable = false;
       backoff = 0.1;
       if (items.empty()) continue;
+      spdlog::debug("leased {} items", items.size());
       measure_and_report(items);
     }
     return 0;
@@ -274,24 +305,25 @@ class Worker {
       prepare_context(ctx, options_.token, kRpcTimeoutS);
       grpc::Status s = stub_->Report(&ctx, req, &reply);
       if (s.ok()) {
-        if (reply.unknown() > 0) log(name_, std::to_string(reply.unknown()) + " results were no longer wanted");
+        spdlog::debug("reported {} results ({} accepted)", req.results_size(), reply.accepted());
+        if (reply.unknown() > 0) spdlog::info("{} results were no longer wanted", reply.unknown());
         return;
       }
       if (s.error_code() == grpc::StatusCode::NOT_FOUND) {  // restarted daemon: unknown worker
-        log(name_, "the daemon no longer knows this worker; dropping " + std::to_string(req.results_size()) +
-                       " results and registering again");
+        spdlog::info("the daemon no longer knows this worker; dropping {} results and registering again",
+                     req.results_size());
         worker_id_.clear();
         return;
       }
       if (fatal(s)) {
-        log(name_, "report refused: " + status_text(s));
+        spdlog::error("report refused: {}", status_text(s));
         return;
       }
       if (stop_ && attempt >= 3) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(backoff * 1000)));
       backoff = std::min(options_.max_backoff_s, backoff * 2);
     }
-    log(name_, "could not report " + std::to_string(req.results_size()) + " results; dropped");
+    spdlog::warn("could not report {} results; dropped", req.results_size());
   }
 
   const WorkerOptions& options_;

@@ -26,13 +26,21 @@ struct WorkerOptions {
   // Answer every item at once with a fixed 1 ms result, measuring nothing:
   // the farm benchmark's way to time the daemon alone.
   bool noop = false;
+  // Measure nothing, but answer like a device would: each item's candidate
+  // is rebuilt and checked as for a real measurement, then, after sleeping
+  // simulate_ms (items one after another), gets the deterministic cost of
+  // workers/simulated_device.h. For scaling benchmarks of the farm and the
+  // search without the hardware.
+  bool simulate = false;
+  double simulate_ms = 300;
   LocalMeasurerOptions measurer;
   double max_backoff_s = 5;
 };
 
 // Runs until stop is set. Returns 0, or 2 when the daemon refuses the
 // worker for good (wrong token, incompatible protocol, bad description),
-// after saying why on stderr.
+// after logging why. Logs its events (registered, daemon unreachable,
+// registering again) through spdlog (logging/log.h).
 int run_worker(const WorkerOptions& options, const std::atomic<bool>& stop);
 
 }  // namespace ktune
