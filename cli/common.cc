@@ -6,10 +6,10 @@
 #include <fstream>
 
 #include "cuda/cuda_driver.h"
+#include "db/stored_device.h"
 #include "measure/cuda_measurer.h"
 #include "measure/local_measurer.h"
 #include "schedule_space/error.h"
-#include "workers/convert.h"
 
 namespace ktune::cli {
 
@@ -29,10 +29,7 @@ std::unique_ptr<Measurer> make_measurer(const Target& target, const std::string&
   return ktune::make_measurer(target, o);
 }
 
-void remember_device(Database& db, const Target& target) {
-  const std::string device = wire::device_description_json(target);
-  if (db.device(target.device_key()) != device) db.set_device(target.device_key(), device);
-}
+void remember_device(Database& db, const Target& target) { store_device(db, describe_this_machine(target)); }
 
 void write_text_file(const std::string& path, const std::string& text, const std::string& what) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -72,6 +69,34 @@ std::string speed_text(const Record& r) {
   char buf[96];
   std::snprintf(buf, sizeof buf, "%.2f GFLOP/s, %.4g ms", r.gflops(), r.result.mean_cost() * 1e3);
   return buf;
+}
+
+}  // namespace ktune::cli
+
+// The farm commands' shared pieces (cli/common.h's last section).
+#include <cstdlib>
+
+namespace ktune::cli {
+
+std::string token_or_env(const std::string& given) {
+  if (!given.empty()) return given;
+  const char* env = std::getenv("KTUNE_TOKEN");
+  return env ? env : "";
+}
+
+sigset_t block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+int wait_for_signal(const sigset_t& set) {
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
 }
 
 }  // namespace ktune::cli

@@ -55,3 +55,23 @@ nlohmann::json record_json(const Record& r);
 std::string speed_text(const Record& r);
 
 }  // namespace ktune::cli
+
+// Shared by the farm's commands: `ktune daemon` (cli/daemon_command.cc),
+// `ktune worker` (cli/worker_command.cc) and the clients (cli/farm_commands.cc).
+#include <signal.h>
+
+namespace ktune::cli {
+
+// The farm's token: given if not empty, else $KTUNE_TOKEN (which keeps it
+// out of `ps`).
+std::string token_or_env(const std::string& given);
+
+// Blocks SIGINT and SIGTERM in this thread and every thread started after;
+// wait_for_signal() then takes them synchronously and returns the signal.
+sigset_t block_stop_signals();
+int wait_for_signal(const sigset_t& set);
+
+// "--log-level" of the long-running farm processes (logging/log.h).
+inline const char* kLogLevelHelp = "log level on stderr: trace, debug, info, warn, error or off";
+
+}  // namespace ktune::cli

@@ -1,10 +1,10 @@
-// The device-farm commands: `ktune daemon` and `ktune worker`, and the
-// clients `ktune submit`, `jobs`, `job`, `cancel` and `workers`.
-#include <signal.h>
+// The device farm's clients: `ktune submit`, `jobs`, `job`, `cancel`,
+// `workers` and `pull`. (`ktune daemon` and `ktune worker`:
+// daemon_command.cc, worker_command.cc.)
 #include <unistd.h>
 
-#include <atomic>
-#include <cstdlib>
+#include <cmath>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -12,44 +12,20 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/model.h"
 #include "cli/progress.h"
+#include "db/jsonl.h"
 #include "proto/ktune.grpc.pb.h"
 #include "schedule_space/error.h"
 #include "service/jobs.h"
-#include "service/server.h"
 #include "workers/client.h"
 #include "workers/convert.h"
-#include "workers/worker.h"
 
 namespace ktune::cli {
 
 namespace {
 
 constexpr const char* kDefaultDaemon = "127.0.0.1:7117";
-
-// The token: --token, else $KTUNE_TOKEN (which keeps it out of `ps`).
-std::string token_or_env(const std::string& given) {
-  if (!given.empty()) return given;
-  const char* env = std::getenv("KTUNE_TOKEN");
-  return env ? env : "";
-}
-
-// Blocks SIGINT and SIGTERM in this thread and every thread started after;
-// wait_for_signal() then takes them synchronously.
-sigset_t block_stop_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  return set;
-}
-
-int wait_for_signal(const sigset_t& set) {
-  int sig = 0;
-  sigwait(&set, &sig);
-  return sig;
-}
 
 struct ClientArgs {
   std::string daemon = kDefaultDaemon;
@@ -81,80 +57,46 @@ void call(const ClientArgs& a, const char* what, Call&& c) {
 
 nlohmann::json json_of(const google::protobuf::Message& m) { return nlohmann::json::parse(wire::to_json(m)); }
 
-int trials_done(const v1::JobStatus& j) {
-  int n = 0;
-  for (const auto& t : j.tasks()) n += t.trials_done();
-  return n;
+bool is_model(const v1::JobStatus& j) { return j.kind() == "model"; }
+
+// "1.234 ms", "56.78 us"; "-" for none.
+std::string time_text(double s) {
+  if (!(s > 0) || !std::isfinite(s)) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, s < 1e-4 ? "%.2f us" : "%.3f ms", s < 1e-4 ? s * 1e6 : s * 1e3);
+  return buf;
+}
+
+// "estimated operator time 1.234 ms (untuned 5.678 ms, 4.60x)".
+std::string model_time_text(const v1::JobStatus& j) {
+  std::string text = "estimated operator time " + time_text(j.estimated_s()) + " (untuned " + time_text(j.untuned_s());
+  if (j.estimated_s() > 0 && j.untuned_s() > 0) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, ", %.2fx", j.untuned_s() / j.estimated_s());
+    text += buf;
+  }
+  return text + ")";
 }
 
 void print_job(const v1::JobStatus& j, std::ostream& out) {
-  out << j.job_id() << "  " << j.state() << "  " << j.spec().device_key() << "  " << trials_done(j) << "/"
-      << j.spec().trials() * j.tasks_size() << " trials  tuner " << j.spec().tuner() << "  " << j.workers()
-      << " workers\n";
+  out << j.job_id() << "  " << j.state() << "  " << j.spec().device_key() << "  " << j.trials_done() << "/"
+      << j.trials_total() << " trials";
+  if (j.in_flight() > 0) out << " (" << j.in_flight() << " in flight)";
+  out << "  tuner " << j.spec().tuner() << "  " << j.workers() << " workers\n";
+  if (is_model(j)) out << "  model " << j.spec().model() << ": " << model_time_text(j) << "\n";
   if (!j.message().empty()) out << "  " << j.message() << "\n";
   for (const auto& t : j.tasks()) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.2f GFLOP/s", t.best_gflops());
-    out << "  " << std::left << std::setw(8) << t.state() << std::right << std::setw(5) << t.trials_done() << "/"
-        << t.trials_total() << "  " << (t.best_gflops() > 0 ? buf : "-") << "  " << t.errors() << " errors  "
-        << t.workload_key() << "\n";
+    out << "  " << std::left << std::setw(8) << t.state() << std::right << std::setw(5) << t.trials_done();
+    if (is_model(j)) {
+      out << " trials  " << std::setw(11) << time_text(t.best_s()) << "  " << (t.best_gflops() > 0 ? buf : "-")
+          << "  x" << t.weight();
+    } else {
+      out << "/" << t.trials_total() << "  " << (t.best_gflops() > 0 ? buf : "-");
+    }
+    out << "  " << t.errors() << " errors  " << t.workload_key() << "\n";
   }
-}
-
-// --- ktune daemon ---
-
-struct DaemonArgs {
-  ServerOptions server;
-  std::string db_path = "ktune.db";
-  FarmOptions farm;
-};
-
-int run_daemon(DaemonArgs& args) {
-  args.server.token = token_or_env(args.server.token);
-  sigset_t signals = block_stop_signals();
-  std::unique_ptr<Database> db = Database::open(args.db_path);
-  DeviceFarm farm(args.farm);
-  JobManager jobs(*db, farm);
-  DaemonServer server(*db, farm, jobs, args.server);
-  std::cout << "ktune daemon: listening on " << args.server.listen.substr(0, args.server.listen.rfind(':')) << ":"
-            << server.port() << " (database " << args.db_path << (args.server.token.empty() ? "" : ", token required")
-            << (args.server.tls_cert.empty() ? "" : ", TLS") << ")" << std::endl;
-  jobs.resume();
-  const int sig = wait_for_signal(signals);
-  std::cerr << "ktune daemon: " << (sig == SIGINT ? "SIGINT" : "SIGTERM")
-            << ": stopping; unfinished jobs resume at the next start" << std::endl;
-  jobs.shutdown();
-  farm.shutdown();
-  server.shutdown();
-  return kExitOk;
-}
-
-// --- ktune worker ---
-
-struct WorkerArgs {
-  WorkerOptions options;
-  std::string device = "cpu";
-  std::string key;
-  int threads = 0;
-  std::string compiler;
-};
-
-int run_worker_command(WorkerArgs& args) {
-  args.options.token = token_or_env(args.options.token);
-  args.options.target = target_from_flag("--device", args.device, args.threads);
-  if (!args.compiler.empty()) args.options.target.cpu.compiler = args.compiler;
-  args.options.target.key = args.key;
-  sigset_t signals = block_stop_signals();
-  std::atomic<bool> stop{false};
-  std::thread signal_thread([&] {
-    wait_for_signal(signals);
-    std::cerr << "ktune worker: stopping after the batch in hand" << std::endl;
-    stop = true;
-  });
-  signal_thread.detach();  // the process ends with run_worker
-  std::cerr << "ktune worker: " << args.options.target.describe() << "; device key "
-            << args.options.target.device_key() << std::endl;
-  return run_worker(args.options, stop);
 }
 
 // --- clients ---
@@ -163,6 +105,8 @@ struct SubmitArgs {
   ClientArgs client;
   v1::JobSpec spec;
   std::vector<std::string> ops;
+  std::string model;
+  std::vector<std::string> input_shapes;
   bool wait = false;
   bool no_transfer = false, no_seeds = false;
 };
@@ -183,8 +127,11 @@ int follow_job(const ClientArgs& client, const std::string& id) {
       tasks_done += t.state() == "done";
       best = std::max(best, t.best_gflops());
     }
-    line << id << ": " << j.state() << ", " << tasks_done << "/" << j.tasks_size() << " operators, "
-         << trials_done(j) << "/" << j.spec().trials() * j.tasks_size() << " trials, " << j.workers() << " workers";
+    line << id << ": " << j.state() << ", " << tasks_done << "/" << j.tasks_size()
+         << (is_model(j) ? " tasks, " : " operators, ") << j.trials_done() << "/" << j.trials_total() << " trials";
+    if (j.in_flight() > 0) line << " (" << j.in_flight() << " in flight)";
+    line << ", " << j.workers() << " workers";
+    if (is_model(j)) line << "; " << model_time_text(j);
     if (!j.message().empty()) line << " (" << j.message() << ")";
     if (line.str() != last) {
       if (tty) {
@@ -205,6 +152,22 @@ int follow_job(const ClientArgs& client, const std::string& id) {
 
 int run_submit(SubmitArgs& a) {
   check_format(a.client.format);
+  if (a.model.empty() == a.ops.empty()) {
+    throw Error(a.ops.empty() ? "give a model file or at least one --op" : "give a model file or --op, not both");
+  }
+  if (!a.model.empty()) {
+    // The model's tasks with their weights travel; the daemon needs no file.
+    const ModelTasks model = load_model(a.model, a.input_shapes);
+    if (model.tasks.empty()) throw Error(a.model + " has no operator ktune can tune");
+    for (const ModelTask& t : model.tasks) {
+      v1::ModelTask* mt = a.spec.add_tasks();
+      mt->set_workload_key(t.workload.key());
+      mt->set_weight(t.weight);
+    }
+    a.spec.set_model(std::filesystem::path(a.model).filename().string());
+  } else if (!a.input_shapes.empty() || a.spec.task_cap() != 0) {
+    throw Error("--input-shape and --task-cap are for a model");
+  }
   for (const std::string& op : a.ops) a.spec.add_ops(op);
   a.spec.set_no_transfer(a.no_transfer);
   a.spec.set_no_seeds(a.no_seeds);
@@ -234,8 +197,8 @@ int run_jobs(const ClientArgs& a) {
   }
   if (reply.jobs().empty()) std::cout << "no jobs\n";
   for (const auto& j : reply.jobs()) {
-    std::cout << j.job_id() << "  " << j.state() << "  " << j.spec().device_key() << "  " << trials_done(j) << "/"
-              << j.spec().trials() * j.tasks_size() << " trials  " << j.tasks_size() << " operators\n";
+    std::cout << j.job_id() << "  " << j.state() << "  " << j.spec().device_key() << "  " << j.trials_done() << "/"
+              << j.trials_total() << " trials  " << j.tasks_size() << (is_model(j) ? " tasks of " + j.spec().model() : " operators") << "\n";
   }
   return kExitOk;
 }
@@ -285,46 +248,55 @@ int run_workers(const ClientArgs& a) {
   return kExitOk;
 }
 
+// --- ktune pull ---
+
+struct PullArgs {
+  ClientArgs client;
+  std::string job;
+  std::string device_key;
+  std::string db_path = "ktune.db";
+};
+
+int run_pull(const PullArgs& a) {
+  check_format(a.client.format);
+  if (a.job.empty() == a.device_key.empty()) throw Error("give --job ID or --device-key KEY (one of them)");
+  auto stub = tuning_stub(a.client);
+  v1::PullRequest req;
+  req.set_job_id(a.job);
+  req.set_device_key(a.device_key);
+  grpc::ClientContext ctx;
+  prepare_context(ctx, token_or_env(a.client.token), 600);
+  std::unique_ptr<grpc::ClientReader<v1::PullChunk>> reader = stub->Pull(&ctx, req);
+  std::string text;
+  v1::PullChunk chunk;
+  while (reader->Read(&chunk)) {
+    for (const std::string& line : chunk.lines()) text.append(line).push_back('\n');
+  }
+  const grpc::Status status = reader->Finish();
+  if (!status.ok()) throw Error("pulling records from " + a.client.daemon + " failed: " + status_text(status));
+  // Validated whole before the database is touched; stored in one transaction.
+  std::istringstream in(text);
+  const std::string what = a.job.empty() ? "the records of " + a.device_key : "the records of job " + a.job;
+  const ImportFile file = read_jsonl(in, what + " from " + a.client.daemon, false);
+  std::unique_ptr<Database> db = Database::open(a.db_path);
+  const ImportSummary s = import_file(*db, file);
+  if (a.client.format == "json") {
+    std::cout << nlohmann::json{{"records", s.lines}, {"imported", s.imported}, {"duplicates", s.duplicates},
+                                {"marked_best", s.marked}, {"kept_existing_best", s.kept_existing}, {"db", a.db_path}}
+                     .dump()
+              << "\n";
+  } else {
+    std::cout << "pulled " << s.lines << " records (" << what << ") into " << a.db_path << ": " << s.imported
+              << " new, " << s.duplicates << " already there; " << s.marked << " marked best, " << s.kept_existing
+              << " kept the database's faster best\n";
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, CommandRun>> add_farm_commands(CLI::App& app) {
   std::vector<std::pair<std::string, CommandRun>> out;
-
-  auto d = std::make_shared<DaemonArgs>();
-  CLI::App* daemon = app.add_subcommand("daemon", "run the tuning daemon: jobs, the device farm, the database");
-  daemon->add_option("--listen", d->server.listen, "address to listen on (non-loopback needs --token)")
-      ->capture_default_str();
-  daemon->add_option("--db", d->db_path, "SQLite tuning log (jobs and records)")->capture_default_str();
-  daemon->add_option("--token", d->server.token, "token every call must carry (default: $KTUNE_TOKEN)");
-  daemon->add_option("--tls-cert", d->server.tls_cert, "PEM server certificate (enables TLS)");
-  daemon->add_option("--tls-key", d->server.tls_key, "PEM server key");
-  daemon->add_option("--tls-ca", d->server.tls_ca, "PEM CA: require client certificates signed by it");
-  daemon->add_option("--lease-timeout", d->farm.lease_timeout_s, "seconds without heartbeat before an item is requeued")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  daemon->add_option("--heartbeat", d->farm.heartbeat_s, "heartbeat period workers are told to use (s)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  daemon->add_option("--max-attempts", d->farm.max_attempts, "leases of one item before it is recorded as device_lost")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  out.emplace_back("daemon", [d] { return run_daemon(*d); });
-
-  auto w = std::make_shared<WorkerArgs>();
-  CLI::App* worker = app.add_subcommand("worker", "measure candidates for a daemon on this machine");
-  worker->add_option("--daemon", w->options.daemon, "daemon address HOST:PORT")->required();
-  worker->add_option("--token", w->options.token, "the daemon's token (default: $KTUNE_TOKEN)");
-  worker->add_option("--tls-ca", w->options.tls.ca_file, "PEM CA certificate to verify the daemon (enables TLS)");
-  worker->add_option("--tls-cert", w->options.tls.cert_file, "PEM client certificate (mutual TLS)");
-  worker->add_option("--tls-key", w->options.tls.key_file, "PEM client key (mutual TLS)");
-  worker->add_option("--device", w->device, "device to measure on: cpu or cuda:N")->capture_default_str();
-  worker->add_option("--key", w->key, "device key to register as (default: derived from the hardware)");
-  worker->add_option("--threads", w->threads, "threads for generated kernels (default: all cores)");
-  worker->add_option("--parallel", w->options.parallel, "items leased and built in parallel at a time")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  worker->add_option("--name", w->options.name, "worker name (default: host name and pid)");
-  worker->add_option("--cache-dir", w->options.measurer.cache_dir, "artifact cache directory");
-  worker->add_option("--compiler", w->compiler, "C++ compiler for kernels (default: c++)");
-  worker->add_flag("--noop", w->options.noop,
-                   "measure nothing: answer every item with a fixed 1 ms result (benchmarks the daemon alone)");
-  out.emplace_back("worker", [w] { return run_worker_command(*w); });
 
   auto s = std::make_shared<SubmitArgs>();
   s->spec.set_tuner("xgb");
@@ -332,11 +304,16 @@ std::vector<std::pair<std::string, CommandRun>> add_farm_commands(CLI::App& app)
   s->spec.set_final_top(-1);
   CLI::App* submit = app.add_subcommand("submit", "submit a tuning job to a daemon; prints its id");
   add_client_options(submit, s->client);
-  submit->add_option("--op", s->ops, "operator spec (repeatable)")->required();
+  submit->add_option("model", s->model, "ONNX model: tune all its tunable operators within --trials, on the farm");
+  submit->add_option("--op", s->ops, "operator spec (repeatable)");
+  submit->add_option("--input-shape", s->input_shapes,
+                     "model: shape of an input with dynamic dimensions, NAME=D1xD2x... (repeatable)");
+  submit->add_option("--task-cap", [s](const std::vector<std::string>& v) { s->spec.set_task_cap(std::stoi(v.at(0))); return true; },
+                     "model: at most this many trials per task (default: no cap)")->check(CLI::NonNegativeNumber);
   submit->add_option("--device-key", [s](const std::vector<std::string>& v) { s->spec.set_device_key(v.at(0)); return true; },
                      "device key of the workers to measure on, e.g. cpu/amd-epyc/avx512/2t")->required();
   submit->add_option("--trials", [s](const std::vector<std::string>& v) { s->spec.set_trials(std::stoi(v.at(0))); return true; },
-                     "candidates to measure per operator")->required()->check(CLI::PositiveNumber);
+                     "candidates to measure per operator (a model: in all)")->required()->check(CLI::PositiveNumber);
   submit->add_option("--tuner", [s](const std::vector<std::string>& v) { s->spec.set_tuner(v.at(0)); return true; },
                      "xgb (default), ga, random or grid");
   submit->add_option("--template", [s](const std::vector<std::string>& v) { s->spec.set_template_name(v.at(0)); return true; },
@@ -381,6 +358,15 @@ std::vector<std::pair<std::string, CommandRun>> add_farm_commands(CLI::App& app)
   add_client_options(workers, *wc);
   workers->add_option("--format", wc->format, kFormatHelp)->capture_default_str();
   out.emplace_back("workers", [wc] { return run_workers(*wc); });
+
+  auto pl = std::make_shared<PullArgs>();
+  CLI::App* pull = app.add_subcommand("pull", "copy a job's or a device key's records from a daemon into a local database");
+  add_client_options(pull, pl->client);
+  pull->add_option("--job", pl->job, "the job whose records to copy");
+  pull->add_option("--device-key", pl->device_key, "or: every record of this device key");
+  pull->add_option("--db", pl->db_path, "local SQLite tuning log (created if missing)")->capture_default_str();
+  pull->add_option("--format", pl->client.format, kFormatHelp)->capture_default_str();
+  out.emplace_back("pull", [pl] { return run_pull(*pl); });
   return out;
 }
 

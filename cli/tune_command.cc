@@ -1,6 +1,10 @@
 // `ktune tune`: tune operators on this machine with the embedded default
 // (local measurer + SQLite file).
+#include <chrono>
+#include <cmath>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <sstream>
 
 #include "cli/commands.h"
@@ -8,7 +12,7 @@
 #include "cli/model_tune.h"
 #include "cli/progress.h"
 #include "schedule_space/error.h"
-#include "tuner/tuner.h"
+#include "tuner/tuning.h"
 
 namespace ktune::cli {
 
@@ -138,44 +142,57 @@ int run_tune(const TuneArgs& args) {
 
 namespace {
 
-TuneSummary tune_with_template(const Workload& w, const Target& target, const Template& tmpl,
-                               const std::string& tuner_name, uint64_t seed, Measurer& measurer,
-                               Database* db, const TuneOptions& options, bool announce,
-                               const std::vector<std::string>& configs) {
-  Task task = Task::make(w, target, tmpl);
-  std::unique_ptr<Tuner> tuner;
-  TuneOptions run_options = options;
-  if (configs.empty()) {
-    size_t learned_from = 0;
-    tuner = make_tuner(tuner_name, task, seed, db, options.transfer, &learned_from);
-    if (announce && learned_from > 0) {
-      std::cerr << "transfer: a base model from " << learned_from << " records of other workloads on "
-                << target.device_key() << "\n";
+// What `ktune tune --op` shows while a workload is tuned: a line naming each
+// template as its search starts (and the transfer model it learned from),
+// then its progress line.
+class OpProgress : public TuningObserver {
+ public:
+  explicit OpProgress(bool announce) : announce_(announce) {}
+
+  void transfer_learned(const Task& task, size_t records) override {
+    if (announce_) {
+      std::cerr << "transfer: a base model from " << records << " records of other workloads on "
+                << task.target.device_key() << "\n";
     }
-  } else {
-    std::vector<Config> listed;
-    for (const std::string& text : configs) {
-      Config c = task.space->parse(text);
-      if (auto why = task.tmpl->check(w, target, *task.space, c)) {
-        throw Error("--config '" + text + "' is invalid for " + w.key() + ": " + *why);
-      }
-      listed.push_back(std::move(c));
+  }
+  void template_started(const Task& task, int trials) override {
+    if (announce_) {
+      std::cerr << "tuning " << task.workload.key() << " on " << task.target.device_key() << " with "
+                << task.tmpl->name() << ": " << task.space->size() << " configs, " << trials << " trials\n";
     }
-    tuner = make_list_tuner(task, std::move(listed));
-    run_options.trials = static_cast<int>(configs.size());
-    run_options.seeds = false;
+    display_.emplace(task.workload.key());
+    trials_ = trials;
+    flops_ = task.workload.flops();
+    base_trials_ = last_trials_;  // what came before is the earlier templates'
+    base_errors_ = last_errors_;
+    start_ = std::chrono::steady_clock::now();
   }
-  if (announce) {
-    std::cerr << "tuning " << w.key() << " on " << target.device_key() << " with "
-              << task.tmpl->name() << ": " << task.space->size() << " configs, "
-              << run_options.trials << " trials\n";
+  void progress(const TuningProgress& p) override {
+    const TuningProgress::Task& t = p.tasks.at(p.last_task);
+    last_trials_ = t.trials;
+    last_errors_ = t.errors;
+    if (!display_) return;
+    TuneProgress q;
+    q.trials_done = t.trials - base_trials_;
+    q.trials_total = trials_;
+    q.errors = t.errors - base_errors_;
+    q.best_gflops = std::isfinite(t.best_s) ? flops_ / t.best_s / 1e9 : 0;
+    q.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    display_->update(q);
   }
-  ProgressDisplay display(w.key());
-  TuneSummary summary = tune(task, *tuner, measurer, db, run_options,
-                             [&](const TuneProgress& p) { display.update(p); });
-  display.finish();
-  return summary;
-}
+  void template_finished(const TuneSummary&) override {
+    if (display_) display_->finish();
+    display_.reset();
+  }
+
+ private:
+  bool announce_;
+  std::optional<ProgressDisplay> display_;
+  int trials_ = 0;
+  double flops_ = 0;
+  int base_trials_ = 0, base_errors_ = 0, last_trials_ = 0, last_errors_ = 0;
+  std::chrono::steady_clock::time_point start_;
+};
 
 }  // namespace
 
@@ -183,27 +200,36 @@ TuneSummary tune_workload(const Workload& w, const Target& target, const std::st
                           const std::string& tuner_name, uint64_t seed, Measurer& measurer,
                           Database* db, const TuneOptions& options, bool announce,
                           const std::vector<std::string>& configs) {
-  if (!template_name.empty() || !configs.empty()) {
-    return tune_with_template(w, target, choose_template(w, template_name, target.kind), tuner_name, seed,
-                              measurer, db, options, announce, configs);
+  TuningRequest request;
+  request.tasks = {TuningTask{w, 1}};
+  request.target = target;
+  request.options = options;
+  request.tuner = tuner_name;
+  request.seed = seed;
+  request.template_name = template_name;
+  request.configs = configs;
+  std::optional<DatabaseLog> log;
+  if (db) log.emplace(*db);
+  OpProgress progress(announce);
+  const TuningResult result = tune(request, measurer, log ? &*log : nullptr, &progress);
+  // The summary of the template that won, with the trials and errors of all.
+  const WorkloadResult& r = result.workloads.front();
+  const TuneSummary* winner = &r.templates.front();
+  for (const TuneSummary& s : r.templates) {
+    if (s.best && (!winner->best || s.best->result.mean_cost() < winner->best->result.mean_cost())) winner = &s;
   }
-  // Every template that takes the workload (a 1x1 conv2d: the GEMM path and
-  // the direct one) gets an even share of the trials; the fastest wins.
-  const std::vector<const Template*> templates = templates_to_tune(w, "", target.kind);
-  std::optional<TuneSummary> best;
-  int trials = 0, errors = 0, skipped = 0;
-  for (size_t i = 0; i < templates.size(); ++i) {
-    TuneOptions share = options;
-    share.trials = even_share(options.trials, templates.size(), i);
-    TuneSummary s = tune_with_template(w, target, *templates[i], tuner_name, seed, measurer, db,
-                                       share, announce, {});
-    trials += s.trials, errors += s.errors, skipped += s.skipped_already_measured;
-    const bool faster = s.best && (!best || !best->best ||
-                                   s.best->result.mean_cost() < best->best->result.mean_cost());
-    if (!best || faster) best = std::move(s);
+  TuneSummary out = *winner;
+  std::map<MeasureError, int> counts;
+  out.trials = out.errors = out.skipped_already_measured = 0;
+  for (const TuneSummary& s : r.templates) {
+    out.trials += s.trials;
+    out.errors += s.errors;
+    out.skipped_already_measured += s.skipped_already_measured;
+    for (auto [e, n] : s.error_counts) counts[e] += n;
+    if (out.first_error.empty()) out.first_error = s.first_error;
   }
-  best->trials = trials, best->errors = errors, best->skipped_already_measured = skipped;
-  return *best;
+  out.error_counts.assign(counts.begin(), counts.end());
+  return out;
 }
 
 CommandRun add_tune_command(CLI::App& app) {

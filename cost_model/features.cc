@@ -1,5 +1,7 @@
 #include "cost_model/features.h"
 
+#include <optional>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -359,16 +361,29 @@ FeatureExtractor::FeatureExtractor(const Workload& workload, const Target& targe
 const std::vector<float>& FeatureExtractor::get(const Config& config) {
   auto it = cache_.find(config.index);
   if (it != cache_.end()) return it->second;
+  if (kind_ == FeatureKind::kKnob) return cache_.emplace(config.index, knob_features(space_, config)).first->second;
+  std::optional<ir::Program> p;
+  try {
+    p = tmpl_.instantiate(workload_, target_, space_, config);
+  } catch (const Error&) {
+    std::vector<float> f(kind_ == FeatureKind::kCurve ? kCurveLength : kItervarLength, 0.0f);
+    if (kind_ == FeatureKind::kItervarKnob) {
+      const std::vector<float> knobs = knob_features(space_, config);
+      f.insert(f.end(), knobs.begin(), knobs.end());
+    }
+    return cache_.emplace(config.index, std::move(f)).first->second;
+  }
+  return get(config, *p);
+}
+
+const std::vector<float>& FeatureExtractor::get(const Config& config, const ir::Program& program) {
+  auto it = cache_.find(config.index);
+  if (it != cache_.end()) return it->second;
   std::vector<float> f;
   if (kind_ == FeatureKind::kKnob) {
     f = knob_features(space_, config);
   } else {
-    try {
-      const ir::Program p = tmpl_.instantiate(workload_, target_, space_, config);
-      f = kind_ == FeatureKind::kCurve ? curve_features(p) : itervar_features(p);
-    } catch (const Error&) {
-      f.assign(kind_ == FeatureKind::kCurve ? kCurveLength : kItervarLength, 0.0f);
-    }
+    f = kind_ == FeatureKind::kCurve ? curve_features(program) : itervar_features(program);
     if (kind_ == FeatureKind::kItervarKnob) {
       const std::vector<float> knobs = knob_features(space_, config);
       f.insert(f.end(), knobs.begin(), knobs.end());

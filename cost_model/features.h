@@ -67,6 +67,10 @@ class FeatureExtractor {
   FeatureExtractor(const Workload& workload, const Target& target, const Template& tmpl,
                    const ConfigSpace& space, FeatureKind kind);
   const std::vector<float>& get(const Config& config);
+  // The same, from config's program when the caller has built it already
+  // (two extractors of one config share one instantiation).
+  const std::vector<float>& get(const Config& config, const ir::Program& program);
+  bool contains(uint64_t index) const { return cache_.count(index) != 0; }
   size_t length() const { return length_; }
   FeatureKind kind() const { return kind_; }
   size_t cached() const { return cache_.size(); }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <numeric>
 #include <sstream>
 
@@ -83,6 +84,9 @@ std::vector<double> ranks(const std::vector<float>& v) {
 
 struct XgbModel::Impl {
   BoosterHandle booster = nullptr;
+  // XGBoosterPredict writes the booster's prediction cache: one thread at a
+  // time (a transfer base model is shared by tuners on several threads).
+  std::mutex predict_mu;
   ~Impl() {
     if (booster) XGBoosterFree(booster);
   }
@@ -149,6 +153,7 @@ std::vector<float> XgbModel::predict(const Matrix& x, const std::vector<float>& 
   data.set_floats("base_margin", base_margin);
   bst_ulong length = 0;
   const float* out = nullptr;
+  std::lock_guard lock(impl_->predict_mu);
   check(XGBoosterPredict(impl_->booster, data.get(), 0, 0, 0, &length, &out), "XGBoosterPredict");
   return std::vector<float>(out, out + length);
 }

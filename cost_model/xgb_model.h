@@ -49,7 +49,8 @@ class XgbModel {
   void fit(const Matrix& x, const std::vector<float>& y, const std::vector<float>& base_margin = {},
            const std::vector<unsigned>& groups = {});
   // One score per row (plus base_margin, one per row or empty). Throws
-  // ktune::Error before the first fit().
+  // ktune::Error before the first fit(). Thread-safe (calls on one model
+  // take turns); fit() is not.
   std::vector<float> predict(const Matrix& x, const std::vector<float>& base_margin = {}) const;
   bool trained() const;
   const XgbOptions& options() const { return options_; }

@@ -7,8 +7,11 @@
 #include <optional>
 #include <ostream>
 
+#include "db/record_config.h"
+#include "db/stored_device.h"
+#include "schedule_space/config_resolver.h"
+#include "schedule_space/device_description.h"
 #include "schedule_space/error.h"
-#include "schedule_space/template.h"
 #include "schedule_space/workload.h"
 
 namespace ktune {
@@ -25,22 +28,6 @@ constexpr const char* kImportJob = "import";
 struct Refusal {
   std::string reason;
 };
-
-const Template* template_named(const std::string& name) {
-  for (const Template* t : all_templates()) {
-    if (t->name() == name) return t;
-  }
-  return nullptr;
-}
-
-// Whether this build can instantiate the record's config: its template
-// exists here at the version that measured it.
-bool template_current(const Record& r) {
-  const Template* t = template_named(r.template_name);
-  return t && t->version() == r.template_version;
-}
-
-bool valid_best(const Record& r) { return r.result.ok() && template_current(r); }
 
 // A stored value in a message: short, whatever it is.
 std::string shown(const Json& v) {
@@ -119,21 +106,24 @@ class Fields {
   const Json& j_;
 };
 
-// The value of "device": the description object of the device key, or null.
-// Returns its text as set_device stores it, or "" for null.
+// The value of "device": the description (DeviceDescription's JSON) of the
+// device key, or null. Returns its text as set_device stores it, or "" for
+// null.
 std::string device_text(const Fields& f, const std::string& device_key) {
   const Json& d = f.get("device");
   if (d.is_null()) return "";
   if (!d.is_object()) throw Refusal{"field 'device': expected an object or null, got " + shown(d)};
-  auto target = d.find("target");
-  if (target != d.end() && target->is_object()) {
-    auto key = target->find("device_key");
-    if (key != target->end() && key->is_string() && key->get<std::string>() != device_key) {
-      throw Refusal{"field 'device': its target's device key '" + key->get<std::string>() +
-                    "' is not the record's device key '" + device_key + "'"};
-    }
+  DeviceDescription description;
+  try {
+    description = DeviceDescription::from_json(d);
+  } catch (const Error& e) {
+    throw Refusal{"field 'device': " + std::string(e.what())};
   }
-  return d.dump(-1, ' ', false, Json::error_handler_t::replace);
+  if (description.target.device_key() != device_key) {
+    throw Refusal{"field 'device': its target's device key '" + description.target.device_key() +
+                  "' is not the record's device key '" + device_key + "'"};
+  }
+  return description.to_json_text();
 }
 
 // The fields a record line and a pack entry share, checked against this
@@ -154,13 +144,8 @@ Record read_measurement(const Fields& f, std::string& device) {
   device = device_text(f, r.device_key);
   r.template_name = f.text("template");
   r.template_version = f.small_integer("template_version");
-  const Template* t = template_named(r.template_name);
-  if (!t) throw Refusal{"template '" + r.template_name + "' is not in this build"};
-  if (t->version() != r.template_version) {
-    throw Refusal{"template " + r.template_name + " version " + std::to_string(r.template_version) +
-                  " cannot be instantiated by this build (it has version " + std::to_string(t->version()) + ")"};
-  }
-  if (auto why = t->unsupported(*workload)) throw Refusal{"template " + r.template_name + ": " + *why};
+  const ResolvedTemplate tmpl = resolve_template(r.template_name, r.template_version, *workload);
+  if (!tmpl.ok()) throw Refusal{tmpl.reason};
   r.config_index = f.index("config_index");
   r.config_text = f.text("config");
   r.result.costs = f.costs("costs");
@@ -243,7 +228,7 @@ void keep_device(ImportBatch& batch, const std::string& device_key, std::string 
   if (!device.empty()) batch.devices.emplace(device_key, std::move(device));
 }
 
-// "device": the stored description of each device key, parsed once.
+// "device": the stored description of each device key, read once.
 class DeviceDescriptions {
  public:
   explicit DeviceDescriptions(const Database& db) : db_(db) {}
@@ -251,14 +236,7 @@ class DeviceDescriptions {
     auto it = cache_.find(device_key);
     if (it != cache_.end()) return it->second;
     Json j;  // null
-    if (std::optional<std::string> text = db_.device(device_key)) {
-      try {
-        j = Json::parse(*text);
-      } catch (const Json::parse_error& e) {
-        throw Error("tuning database " + db_.path() + ": the description of device key " + device_key +
-                    " is not JSON: " + e.what());
-      }
-    }
+    if (std::optional<DeviceDescription> d = stored_device(db_, device_key)) j = d->to_json();
     return cache_.emplace(device_key, std::move(j)).first->second;
   }
 
@@ -309,13 +287,13 @@ std::vector<Record> valid_bests(const Database& db, const RecordFilter& filter) 
     for (const std::string& workload_key : db.workload_keys(device_key)) {
       if (!filter.workload_keys.empty() && !filter.workload_keys.count(workload_key)) continue;
       std::optional<Record> best = db.best(workload_key, device_key);
-      if (best && valid_best(*best)) bests.push_back(std::move(*best));
+      if (best && usable(*best)) bests.push_back(std::move(*best));
     }
   }
   return bests;
 }
 
-void export_jsonl(const Database& db, const RecordFilter& filter, std::ostream& out) {
+std::vector<std::string> jsonl_lines(const Database& db, const RecordFilter& filter) {
   std::vector<bool> marked;
   std::vector<Record> records = db.records(filter.device_key, filter.workload_keys, &marked);
   std::set<int64_t> chosen;
@@ -323,10 +301,17 @@ void export_jsonl(const Database& db, const RecordFilter& filter, std::ostream& 
     for (const Record& r : valid_bests(db, filter)) chosen.insert(r.id);
   }
   DeviceDescriptions devices(db);
+  std::vector<std::string> lines;
   for (size_t i = 0; i < records.size(); ++i) {
     if (filter.best_only && !chosen.count(records[i].id)) continue;
-    out << one_line(record_line(records[i], devices.of(records[i].device_key), marked[i])) << '\n';
+    if (!filter.job.empty() && records[i].job != filter.job) continue;
+    lines.push_back(one_line(record_line(records[i], devices.of(records[i].device_key), marked[i])));
   }
+  return lines;
+}
+
+void export_jsonl(const Database& db, const RecordFilter& filter, std::ostream& out) {
+  for (const std::string& line : jsonl_lines(db, filter)) out << line << '\n';
 }
 
 nlohmann::ordered_json best_pack(const Database& db, const RecordFilter& filter) {
@@ -424,7 +409,7 @@ ImportSummary import_file(Database& db, const ImportFile& file) {
   // The faster best stays; an existing best this build cannot use does not
   // count.
   const MergeCounts counts = db.merge(file.batch, [](const Record& existing, const Record& imported) {
-    return valid_best(existing) && existing.result.mean_cost() <= imported.result.mean_cost();
+    return usable(existing) && existing.result.mean_cost() <= imported.result.mean_cost();
   });
   ImportSummary s;
   s.lines = file.lines;

@@ -3,7 +3,7 @@
 //
 // A record log holds one measurement per line, as one JSON object:
 //   {"format":"ktune-record","version":1,"workload":KEY,"device_key":KEY,
-//    "device":<the device's description object, or null>,"template":NAME,
+//    "device":<the device's description (DeviceDescription's JSON), or null>,"template":NAME,
 //    "template_version":N,"config_index":N,"config":TEXT,"costs":[seconds...],
 //    "mean_cost_s":<seconds, or null unless ok>,"error":"none"|"compile_error"|...,
 //    "error_message":TEXT,"build_seconds":S,"run_seconds":S,"flops":F,
@@ -49,16 +49,22 @@ struct RecordFilter {
   std::set<std::string> workload_keys;  // canonical keys; empty: every workload
   // Only each (workload, device key)'s valid best (see valid_bests).
   bool best_only = false;
+  std::string job;                      // only this job's records; empty: any job's
 };
 
 // The best record (Database::best) of each (workload, device key) the filter
-// covers, where it is valid: a successful measurement of a template this build
-// has at that version. Device keys sorted, workloads in the order they were
+// covers, where it is valid (usable(), db/record_config.h: a successful
+// measurement of a template this build has at that version). Device keys sorted, workloads in the order they were
 // first measured. What a best pack holds.
 std::vector<Record> valid_bests(const Database& db, const RecordFilter& filter);
 
+// The filter's records as record-log lines (no newlines), in insertion
+// order: what export_jsonl writes, and what a daemon streams to `ktune pull`.
+// Throws ktune::Error if a stored device description does not read.
+std::vector<std::string> jsonl_lines(const Database& db, const RecordFilter& filter);
+
 // Writes the filter's records as a record log. Throws ktune::Error if a
-// stored device description is not JSON.
+// stored device description does not read (stored_device).
 void export_jsonl(const Database& db, const RecordFilter& filter, std::ostream& out);
 
 // The best pack of the filter's workloads (valid_bests). Keys in the order
@@ -76,8 +82,9 @@ struct ImportFile {
 // Reads a record log. Empty lines are ignored. A bad line — not a JSON
 // object, an unknown format or version, a missing field or one of the wrong
 // type, an unknown error name or kind, a cost that is not a finite number, a
-// workload key that does not parse, a template this build cannot instantiate
-// at that version — throws ktune::Error "SOURCE:LINE: reason", or with
+// workload key that does not parse, a template this build does not have at
+// that version or that does not take the workload (resolve_template), a
+// device description that does not read or names another device key — throws ktune::Error "SOURCE:LINE: reason", or with
 // skip_bad is left out and reported in problems. Throws ktune::Error if the
 // stream cannot be read.
 ImportFile read_jsonl(std::istream& in, const std::string& source_name, bool skip_bad);

@@ -59,4 +59,26 @@ double MeasureResult::mean_cost() const {
   return std::accumulate(costs.begin(), costs.end(), 0.0) / static_cast<double>(costs.size());
 }
 
+void Measurer::submit(const std::vector<MeasureInput>& inputs, const MeasureOptions& options,
+                      std::function<void(size_t, const MeasureResult&)> on_result) {
+  std::vector<bool> told(inputs.size(), false);
+  std::vector<MeasureResult> results = measure_each(inputs, options, [&](size_t i, const MeasureResult& r) {
+    if (i < told.size() && !told[i]) {
+      told[i] = true;
+      on_result(i, r);
+    }
+  });
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (told[i]) continue;
+    MeasureResult r;
+    if (i < results.size()) {
+      r = std::move(results[i]);
+    } else {
+      r.error = MeasureError::kRuntimeError;
+      r.error_message = "the measurer returned no result for this input";
+    }
+    on_result(i, r);
+  }
+}
+
 }  // namespace ktune

@@ -84,6 +84,23 @@ class Measurer {
   virtual std::vector<MeasureResult> measure_each(const std::vector<MeasureInput>& inputs,
                                                   const MeasureOptions& options,
                                                   const std::function<void(size_t, const MeasureResult&)>& on_result);
+
+  // For the tuning engine, which keeps many batches in flight on a farm:
+  // starts measuring inputs and calls on_result(i, result) exactly once per
+  // input, on any thread, possibly before submit() returns. This default
+  // measures inside the call (measure_each); a farm returns at once.
+  // Thread-safe where parallel_slots() > 0.
+  virtual void submit(const std::vector<MeasureInput>& inputs, const MeasureOptions& options,
+                      std::function<void(size_t, const MeasureResult&)> on_result);
+  // Withdraws every submitted input that has no result yet: each is
+  // answered kCancelled (never measured). Thread-safe.
+  virtual void cancel() {}
+  // How the tuning engine may use this measurer. 0: one batch at a time,
+  // and nothing else may run on this machine meanwhile (it times candidates
+  // here: a search beside it would disturb the timings). N > 0: candidates
+  // are measured elsewhere, about N at once (a farm's worker slots), so
+  // many may be in flight and the search runs beside them.
+  virtual int parallel_slots() const { return 0; }
 };
 
 }  // namespace ktune

@@ -1,13 +1,17 @@
 // JobManager: the tuning daemon's jobs.
 //
-// A job tunes a list of operators on one device key, each with a trial
-// budget, a tuner and its options. Submitted jobs are stored in the
-// database and run at once, concurrently, each on its own thread with its
-// own tuners measuring through the DeviceFarm (which shares a device key's
-// workers between jobs round robin). Progress comes from the job's records.
-// After a restart, resume() starts every unfinished job again: trials
-// already recorded for it count against its budget, configs in the database
-// are never measured again, and the tuners rebuild their state from them.
+// A job tunes operators (each with its own trial budget) or a model's tasks
+// (one budget, the task scheduler deciding where it goes) on one device key,
+// through tuner/tuning.h's one tuning API — the same code `ktune tune` runs
+// locally — with a FarmMeasurer in place of the local measurer. Submitted
+// jobs are stored in the database and run at once, concurrently, each on a
+// thread of its own; within a job many batches of several tasks are in flight
+// at once, so every worker of the device key stays busy (the DeviceFarm
+// shares them between jobs round robin). Progress comes from the running
+// engine, or from the job's records once it has ended. After a restart,
+// resume() starts every unfinished job again: trials already recorded for it
+// count against its budget, configs in the database are never measured
+// again, and the tuners rebuild their state from them.
 #pragma once
 
 #include <atomic>
@@ -36,6 +40,7 @@ class JobManager {
   std::string submit(const v1::JobSpec& spec);
   // Throws FarmError(kNotFound) for an unknown id.
   v1::JobStatus status(const std::string& id) const;
+  // Every job, oldest first (without a model job's estimated times).
   std::vector<v1::JobStatus> list() const;
   // Stops a queued or running job (its records stay). Throws kNotFound, or
   // kFailedPrecondition for a job that has already ended.
@@ -50,9 +55,10 @@ class JobManager {
 
  private:
   struct Run;
+  class Observer;
   void start(const std::string& id, const v1::JobSpec& spec);
   void run_job(Run& run);
-  v1::JobStatus status_of(const JobRow& row) const;
+  v1::JobStatus status_of(const JobRow& row, bool detailed) const;
 
   Database& db_;
   DeviceFarm& farm_;

@@ -2,10 +2,11 @@
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
+#include <spdlog/spdlog.h>
 
 #include <cmath>
-#include <iostream>
 
+#include "db/jsonl.h"
 #include "proto/ktune.grpc.pb.h"
 #include "workers/client.h"
 #include "workers/convert.h"
@@ -44,6 +45,8 @@ grpc::Status guarded(grpc::ServerContext* ctx, const std::string& token, F&& f) 
     auto it = ctx->client_metadata().find("authorization");
     const std::string given = it == ctx->client_metadata().end() ? "" : std::string(it->second.data(), it->second.size());
     if (!same_secret(given, "Bearer " + token)) {
+      spdlog::warn("refused a call from {}: {}", ctx->peer(),
+                   it == ctx->client_metadata().end() ? "no token" : "wrong token");
       return {grpc::StatusCode::UNAUTHENTICATED,
               it == ctx->client_metadata().end() ? "this daemon needs a token (--token or KTUNE_TOKEN)"
                                                  : "wrong token"};
@@ -56,6 +59,7 @@ grpc::Status guarded(grpc::ServerContext* ctx, const std::string& token, F&& f) 
   } catch (const Error& e) {
     return invalid(e.what());
   } catch (const std::exception& e) {
+    spdlog::error("internal error serving {}: {}", ctx->peer(), e.what());
     return {grpc::StatusCode::INTERNAL, e.what()};
   }
 }
@@ -81,9 +85,7 @@ class DaemonServer::FarmService final : public v1::Farm::Service {
       *reply = farm_.register_worker(*req);
       const std::string key = wire::from_proto(req->device().target()).device_key();
       if (std::optional<v1::DeviceInfo> d = farm_.device(key)) db_.set_device(key, wire::to_json(*d));
-      std::cerr << "ktune daemon: worker " << req->worker_name() << " (" << reply->worker_id() << ") registered for "
-                << key << "\n";
-      return grpc::Status::OK;
+      return grpc::Status::OK;  // the farm logs the registration
     });
   }
 
@@ -137,14 +139,13 @@ class DaemonServer::FarmService final : public v1::Farm::Service {
 
 class DaemonServer::TuningService final : public v1::Tuning::Service {
  public:
-  TuningService(JobManager& jobs, DeviceFarm& farm, std::string token)
-      : jobs_(jobs), farm_(farm), token_(std::move(token)) {}
+  TuningService(Database& db, JobManager& jobs, DeviceFarm& farm, std::string token)
+      : db_(db), jobs_(jobs), farm_(farm), token_(std::move(token)) {}
 
   grpc::Status Submit(grpc::ServerContext* ctx, const v1::SubmitRequest* req, v1::SubmitReply* reply) override {
     return guarded(ctx, token_, [&] {
       reply->set_job_id(jobs_.submit(req->spec()));
-      std::cerr << "ktune daemon: job " << reply->job_id() << " submitted (" << req->spec().ops_size()
-                << " operators on " << req->spec().device_key() << ")\n";
+      spdlog::debug("job {} submitted by {}", reply->job_id(), ctx->peer());  // JobManager logs the job
       return grpc::Status::OK;
     });
   }
@@ -165,6 +166,7 @@ class DaemonServer::TuningService final : public v1::Tuning::Service {
     return guarded(ctx, token_, [&] {
       if (req->job_id().empty()) return invalid("job_id is empty");
       *reply->mutable_job() = jobs_.cancel(req->job_id());
+      spdlog::debug("job {} cancelled by {}", req->job_id(), ctx->peer());  // JobManager logs the job
       return grpc::Status::OK;
     });
   }
@@ -175,7 +177,46 @@ class DaemonServer::TuningService final : public v1::Tuning::Service {
     });
   }
 
+  // A job's or a device key's records as JSONL lines, in chunks well under
+  // the message limit.
+  grpc::Status Pull(grpc::ServerContext* ctx, const v1::PullRequest* req,
+                    grpc::ServerWriter<v1::PullChunk>* writer) override {
+    return guarded(ctx, token_, [&] {
+      if (req->job_id().empty() == req->device_key().empty()) return invalid("give a job_id or a device_key");
+      RecordFilter filter;
+      filter.job = req->job_id();
+      if (!req->job_id().empty()) {
+        std::optional<JobRow> row = db_.job(req->job_id());
+        if (!row) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no job '" + req->job_id() + "'");
+        v1::JobSpec spec;
+        wire::from_json(row->spec, &spec, "job " + row->id + "'s spec");
+        filter.device_key = spec.device_key();
+      } else {
+        filter.device_key = req->device_key();
+      }
+      const std::vector<std::string> lines = jsonl_lines(db_, filter);
+      v1::PullChunk chunk;
+      size_t bytes = 0;
+      for (const std::string& line : lines) {
+        chunk.add_lines(line);
+        bytes += line.size();
+        if (bytes >= (1u << 20)) {
+          if (!writer->Write(chunk)) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+          chunk.Clear();
+          bytes = 0;
+        }
+      }
+      if (chunk.lines_size() > 0 && !writer->Write(chunk)) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      }
+      spdlog::info("{} records of {} pulled by {}", lines.size(),
+                   req->job_id().empty() ? "device key " + req->device_key() : "job " + req->job_id(), ctx->peer());
+      return grpc::Status::OK;
+    });
+  }
+
  private:
+  Database& db_;
   JobManager& jobs_;
   DeviceFarm& farm_;
   std::string token_;
@@ -183,7 +224,7 @@ class DaemonServer::TuningService final : public v1::Tuning::Service {
 
 DaemonServer::DaemonServer(Database& db, DeviceFarm& farm, JobManager& jobs, const ServerOptions& options)
     : farm_service_(std::make_unique<FarmService>(db, farm, options.token)),
-      tuning_service_(std::make_unique<TuningService>(jobs, farm, options.token)) {
+      tuning_service_(std::make_unique<TuningService>(db, jobs, farm, options.token)) {
   if (!is_loopback_address(options.listen) && options.token.empty()) {
     throw Error("listening on " + options.listen +
                 " (not loopback) needs a token: give --token or set KTUNE_TOKEN, so that only your workers and "

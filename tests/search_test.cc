@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <random>
@@ -23,9 +24,20 @@
 #include "tuner/replay_measurer.h"
 #include "tuner/transfer.h"
 #include "tuner/tuner.h"
+#include "tuner/tuning.h"
 
 namespace ktune {
 namespace {
+
+// The tuning log over a database (null: none), alive for the call it is passed to.
+struct log_of {
+  template <typename Db>
+  explicit log_of(const Db& db) {
+    if (db) log.emplace(*db);
+  }
+  operator TuningLog*() { return log ? &*log : nullptr; }
+  std::optional<DatabaseLog> log;
+};
 
 // The landscape (tests/landscape.h): better configs are near each other, as
 // in real spaces.
@@ -72,7 +84,7 @@ TEST(ReplayMeasurer, AnswersRecordedMeasurementsAndNamesTheOthers) {
   o.measure.repeat = 1;
   o.measure.number = 1;
   auto list = make_list_tuner(task, listed);
-  tune(task, *list, live, db.get(), o);
+  tune(task, *list, live, log_of(db), o);
 
   auto replay = ReplayMeasurer::from_database(db);
   std::vector<MeasureInput> inputs;

@@ -6,17 +6,29 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "measure/local_measurer.h"
 #include "schedule_space/error.h"
 #include "schedule_space/templates/templates.h"
 #include "tuner/tuner.h"
+#include "tuner/tuning.h"
 
 #include "tests/scratch_dir.h"
 
 namespace ktune {
 namespace {
+
+// The tuning log over a database (null: none), alive for the call it is passed to.
+struct log_of {
+  template <typename Db>
+  explicit log_of(const Db& db) {
+    if (db) log.emplace(*db);
+  }
+  operator TuningLog*() { return log ? &*log : nullptr; }
+  std::optional<DatabaseLog> log;
+};
 
 namespace fs = std::filesystem;
 
@@ -152,7 +164,7 @@ TEST_F(TunerTest, CrashingHangingAndWrongKernelsBecomeErrorsWhileTuningContinues
   auto tuner = make_grid_tuner(task);
   TuneOptions options = fast_options(10);
   options.measure.run_timeout_s = 2;
-  TuneSummary s = tune(task, *tuner, measurer, db.get(), options);
+  TuneSummary s = tune(task, *tuner, measurer, log_of(db), options);
 
   EXPECT_EQ(s.trials, 4);
   EXPECT_EQ(s.errors, 3);
@@ -198,14 +210,14 @@ TEST_F(TunerTest, RealTemplateFindsAValidKernelAndRerunsNeverRemeasure) {
   TuneOptions options = fast_options(8);
 
   auto first = make_random_tuner(task, 3);
-  TuneSummary s1 = tune(task, *first, measurer, db.get(), options);
+  TuneSummary s1 = tune(task, *first, measurer, log_of(db), options);
   ASSERT_TRUE(s1.best.has_value()) << s1.first_error;
   EXPECT_EQ(s1.trials, 8);
   EXPECT_GT(s1.best->gflops(), 0.0);
 
   // Same seed, same database: everything measured before is skipped.
   auto second = make_random_tuner(task, 3);
-  TuneSummary s2 = tune(task, *second, measurer, db.get(), options);
+  TuneSummary s2 = tune(task, *second, measurer, log_of(db), options);
   EXPECT_EQ(s2.skipped_already_measured, 8);  // distinct configs
   std::map<uint64_t, int> searched;
   for (const Record& r : db->history(w.key(), target_.device_key())) {
@@ -227,7 +239,7 @@ TEST_F(TunerTest, NoFinalRemeasurementTakesTheBestMeasured) {
   TuneOptions options = fast_options(6);
   options.final_top = 0;
   auto tuner = make_random_tuner(task, 5);
-  TuneSummary s = tune(task, *tuner, measurer, db.get(), options);
+  TuneSummary s = tune(task, *tuner, measurer, log_of(db), options);
   ASSERT_TRUE(s.best.has_value()) << s.first_error;
   const std::vector<Record> history = db->history(w.key(), target_.device_key());
   double fastest = std::numeric_limits<double>::infinity();
@@ -251,7 +263,7 @@ TEST_F(TunerTest, SeedConfigsAreMeasuredFirstAndNeverAgain) {
   LocalMeasurer measurer = make_measurer();
   const int trials = static_cast<int>(seeds.size()) + 4;
   auto tuner = make_random_tuner(task, 5);
-  TuneSummary s = tune(task, *tuner, measurer, db.get(), fast_options(trials));
+  TuneSummary s = tune(task, *tuner, measurer, log_of(db), fast_options(trials));
   ASSERT_TRUE(s.best.has_value()) << s.first_error;
   EXPECT_EQ(s.trials, trials);
   std::vector<uint64_t> searched;
@@ -267,7 +279,7 @@ TEST_F(TunerTest, SeedConfigsAreMeasuredFirstAndNeverAgain) {
   TuneOptions blind = fast_options(4);
   blind.seeds = false;
   auto random = make_random_tuner(task, 11);
-  tune(task, *random, measurer, blind_db.get(), blind);
+  tune(task, *random, measurer, log_of(blind_db), blind);
   const std::set<uint64_t> seed_set = indices_of(seeds);
   for (const Record& r : blind_db->history(w.key(), target_.device_key())) {
     if (r.kind == "search") {
@@ -333,7 +345,7 @@ TEST_F(TunerTest, CancelledResultsAreNotRecordedAndStopEndsTheRun) {
   options.stop = [&] { return stop; };
   auto tuner = make_random_tuner(task, 3);
   int batches = 0;
-  TuneSummary s = tune(task, *tuner, measurer, db.get(), options, [&](const TuneProgress&) {
+  TuneSummary s = tune(task, *tuner, measurer, log_of(db), options, [&](const TuneProgress&) {
     if (++batches == 2) stop = true;  // after the second batch: 4 answered + 2 answered, 2 cancelled
   });
   EXPECT_TRUE(s.stopped);

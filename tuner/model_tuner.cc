@@ -20,6 +20,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "cost_model/features.h"
@@ -95,7 +96,30 @@ class ModelTuner : public Tuner {
   bool has_next() const override { return visited_.size() < task_.space->size(); }
 
  private:
-  bool valid(const Config& c) const { return !task_.tmpl->check(task_.workload, task_.target, *task_.space, c); }
+  // The template's check, remembered: annealing meets the same configs often.
+  bool valid(const Config& c) {
+    auto it = valid_.find(c.index);
+    if (it != valid_.end()) return it->second;
+    const bool ok = !task_.tmpl->check(task_.workload, task_.target, *task_.space, c);
+    if (valid_.size() > (1u << 20)) valid_.clear();
+    return valid_.emplace(c.index, ok).first->second;
+  }
+
+  // Both feature kinds of configs not seen yet from one instantiation each
+  // (with transfer the base model reads curve features of every candidate).
+  void featurize(const std::vector<Config>& configs) {
+    if (!options_.base) return;
+    for (const Config& c : configs) {
+      if (features_.contains(c.index) && curve_.contains(c.index)) continue;
+      try {
+        const ir::Program p = task_.tmpl->instantiate(task_.workload, task_.target, *task_.space, c);
+        features_.get(c, p);
+        curve_.get(c, p);
+      } catch (const Error&) {
+        // get() below records zeros for a config that does not instantiate.
+      }
+    }
+  }
 
   // Retrains when there are results the model has not seen; false if it
   // cannot train (e.g. nothing measured valid yet).
@@ -142,6 +166,7 @@ class ModelTuner : public Tuner {
 
   // The base model's predictions for configs (their curve features).
   std::vector<float> base_margin(const std::vector<Config>& configs) {
+    featurize(configs);
     cost_model::Matrix x;
     x.reserve(configs.size());
     for (const Config& c : configs) x.push_back(curve_.get(c));
@@ -258,6 +283,7 @@ class ModelTuner : public Tuner {
   cost_model::FeatureExtractor features_;
   cost_model::FeatureExtractor curve_;  // for the transfer base model
   cost_model::XgbModel model_;
+  std::unordered_map<uint64_t, bool> valid_;  // check() results
   std::unordered_set<uint64_t> visited_;   // proposed, measured or excluded
   std::unordered_set<uint64_t> measured_;  // with a result in scores_
   std::vector<Config> measured_configs_;    // one per score, in order

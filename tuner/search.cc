@@ -5,6 +5,7 @@
 #include "schedule_space/error.h"
 #include "tuner/transfer.h"
 #include "tuner/tuner.h"
+#include "tuner/tuning_log.h"
 
 namespace ktune {
 
@@ -153,21 +154,27 @@ std::unique_ptr<Tuner> make_grid_tuner(const Task& task) {
   return std::make_unique<GridTuner>(task);
 }
 
+void check_tuner_name(const std::string& name) {
+  if (name != "random" && name != "grid" && name != "ga" && name != "xgb") {
+    throw Error("unknown tuner '" + name + "': accepted tuners are random, grid, ga, xgb");
+  }
+}
+
 std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uint64_t seed) {
+  check_tuner_name(name);
   if (name == "random") return make_random_tuner(task, seed);
   if (name == "grid") return make_grid_tuner(task);
   if (name == "ga") return make_genetic_tuner(task, seed);
-  if (name == "xgb") return make_xgb_tuner(task, seed);
-  throw Error("unknown tuner '" + name + "': accepted tuners are random, grid, ga, xgb");
+  return make_xgb_tuner(task, seed);
 }
 
-std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uint64_t seed, const Database* db,
+std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uint64_t seed, const TuningLog* log,
                                   bool transfer, size_t* learned_from) {
   if (learned_from) *learned_from = 0;
-  if (name != "xgb" || !transfer || !db) return make_tuner(name, task, seed);
+  if (name != "xgb" || !transfer || !log) return make_tuner(name, task, seed);
   TransferOptions options;
   const std::vector<Record> history =
-      db->device_history(task.target.device_key(), task.workload.key(), std::string(op_name(task.workload.op())),
+      log->device_history(task.target.device_key(), task.workload.key(), std::string(op_name(task.workload.op())),
                          static_cast<int>(4 * options.max_records));
   XgbTunerOptions xgb;
   xgb.base = TransferModel::train(history, task.target, options);

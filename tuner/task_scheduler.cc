@@ -26,15 +26,36 @@ void TaskScheduler::set_state(size_t task, int trials, double best_s) {
   s.best = best_s;
   s.best_before_last = best_s;
   s.last_trials = 0;
+  s.in_flight = 0;
+}
+
+void TaskScheduler::allocate(const Allocation& a) {
+  State& s = tasks_.at(a.task);
+  s.best_before_last = s.best;
+  s.last_trials = a.trials;
+  s.trials += a.trials;
+  s.in_flight += a.trials;
+}
+
+void TaskScheduler::complete(size_t task, int trials, double best_s) {
+  State& s = tasks_.at(task);
+  s.in_flight = std::max(0, s.in_flight - trials);
+  s.best = std::min(s.best, best_s);
+}
+
+void TaskScheduler::release(size_t task, int trials, bool exhausted) {
+  State& s = tasks_.at(task);
+  const int n = std::min(trials, s.in_flight);
+  s.in_flight -= n;
+  s.trials -= n;
+  s.last_trials = std::max(0, s.last_trials - n);
+  if (exhausted) s.exhausted = true;
 }
 
 void TaskScheduler::record(size_t task, int trials, double best_s) {
-  State& s = tasks_.at(task);
-  s.best_before_last = s.best;
-  s.last_trials = trials;
-  s.trials += trials;
-  s.best = std::min(s.best, best_s);
-  if (trials == 0) s.exhausted = true;  // asked for trials, got none: nothing left to try
+  allocate({task, trials});
+  complete(task, trials, best_s);
+  if (trials == 0) tasks_.at(task).exhausted = true;  // asked for trials, got none: nothing left to try
 }
 
 void TaskScheduler::exhausted(size_t task) { tasks_.at(task).exhausted = true; }
@@ -52,7 +73,7 @@ int TaskScheduler::trials_done() const {
   return n;
 }
 
-std::optional<TaskScheduler::Allocation> TaskScheduler::next() const {
+std::optional<TaskScheduler::Allocation> TaskScheduler::next(int chunk) const {
   // Warm-up first, in task order.
   for (size_t i = 0; i < tasks_.size(); ++i) {
     const int r = room(tasks_[i]);
@@ -81,7 +102,7 @@ std::optional<TaskScheduler::Allocation> TaskScheduler::next() const {
     }
   }
   if (!pick) return std::nullopt;
-  return Allocation{*pick, std::min(room(tasks_[*pick]), options_.chunk)};
+  return Allocation{*pick, std::min(room(tasks_[*pick]), chunk > 0 ? chunk : options_.chunk)};
 }
 
 double TaskScheduler::estimated_total() const {

@@ -11,7 +11,11 @@
 // and g_i / t_i the optimistic guess that another t_i trials would halve it.
 // A task without any valid measurement yet goes first. The budget counts
 // every trial; a task stops at its cap or when its space is exhausted.
-// Pure bookkeeping: the caller runs the trials and reports back.
+// Pure bookkeeping: the caller runs the trials and reports back. Trials are
+// counted from their allocation: with a farm, many allocations are in
+// flight at once (allocate, then complete or release each), and the
+// gradient of a task is what its last allocation has gained so far.
+// Not thread-safe: one caller (the tuning engine's thread).
 #pragma once
 
 #include <cstddef>
@@ -37,21 +41,33 @@ class TaskScheduler {
   // The task's state so far (cumulative trials, best seconds or +inf), e.g.
   // from the database when resuming.
   void set_state(size_t task, int trials, double best_s);
-  // After running `trials` more trials on task: its best time now.
-  void record(size_t task, int trials, double best_s);
-  // No more configs to try for this task.
-  void exhausted(size_t task);
-
   struct Allocation {
     size_t task;
     int trials;
   };
   // The next allocation, or nullopt when the budget is spent or no task can
-  // take more.
-  std::optional<Allocation> next() const;
+  // take more. Changes nothing until allocate(). After the warm-up an
+  // allocation is `chunk` trials (0: the options' chunk).
+  std::optional<Allocation> next(int chunk = 0) const;
+  // Counts a.trials as task a.task's from now on (in flight).
+  void allocate(const Allocation& a);
+  // `trials` of the task's allocated trials were measured; its best time is
+  // now best_s (or was already better).
+  void complete(size_t task, int trials, double best_s);
+  // `trials` of the task's allocated trials will not be measured (its
+  // tuner had no more configs, or they were cancelled): they go back to
+  // the budget. exhausted: the task has nothing more to try.
+  void release(size_t task, int trials, bool exhausted);
+  // allocate() and complete() at once, for a caller that runs each
+  // allocation to its end before asking again; 0 trials: exhausted.
+  void record(size_t task, int trials, double best_s);
+  // No more configs to try for this task.
+  void exhausted(size_t task);
 
+  // Trials allocated, in flight included.
   int trials_done() const;
   int trials(size_t task) const { return tasks_.at(task).trials; }
+  int in_flight(size_t task) const { return tasks_.at(task).in_flight; }
   double best(size_t task) const { return tasks_.at(task).best; }
   // Sum of weight x best time over tasks with a valid measurement.
   double estimated_total() const;
@@ -64,6 +80,7 @@ class TaskScheduler {
     double best = std::numeric_limits<double>::infinity();
     double best_before_last = std::numeric_limits<double>::infinity();
     int last_trials = 0;  // size of the last allocation
+    int in_flight = 0;    // allocated, neither completed nor released
     bool exhausted = false;
   };
   int room(const State& s) const;  // trials it can still take

@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <set>
 #include <tuple>
 
 #include "schedule_space/error.h"
 #include "schedule_space/template.h"
+#include "db/record_config.h"
+#include "schedule_space/config_resolver.h"
 #include "tuner/tuner.h"
 
 namespace ktune {
@@ -21,16 +24,21 @@ std::shared_ptr<const TransferModel> TransferModel::train(const std::vector<Reco
   std::map<std::string, std::vector<Row>> by_workload;
   std::set<std::tuple<std::string, std::string, uint64_t>> seen;
   size_t used = 0;
+  // Spaces are costly to build: one per (workload, template) of the history.
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<const ConfigSpace>> spaces;
   for (const Record& r : history) {
     if (used >= options.max_records) break;
-    if (!r.result.ok() || !is_current(r)) continue;
+    if (!usable(r)) continue;
     if (!seen.insert({r.workload_key, r.template_name, r.config_index}).second) continue;
     try {
       const Workload w = Workload::parse(r.workload_key);
-      const Template& tmpl = find_template(r.template_name);
-      const ConfigSpace space = tmpl.space(w, target);
-      if (r.config_index >= space.size()) continue;
-      const ir::Program p = tmpl.instantiate(w, target, space, space.get(r.config_index));
+      const Template& tmpl = resolve_template(r.template_name, r.template_version, w).get();
+      std::shared_ptr<const ConfigSpace>& space = spaces[{r.workload_key, r.template_name}];
+      if (!space) space = std::make_shared<const ConfigSpace>(tmpl.space(w, target));
+      // The index names this config only where the space decodes it as recorded.
+      const Config c = config_at(*space, r.config_index);
+      if (!r.config_text.empty() && space->describe(c) != r.config_text) continue;
+      const ir::Program p = tmpl.instantiate(w, target, *space, c);
       by_workload[r.workload_key].push_back({cost_model::curve_features(p), 1.0 / r.result.mean_cost()});
       ++used;
     } catch (const Error&) {

@@ -84,13 +84,16 @@ struct XgbTunerOptions {
 std::unique_ptr<Tuner> make_xgb_tuner(const Task& task, uint64_t seed, XgbTunerOptions options = {});
 // "random" | "grid" | "ga" | "xgb"; throws ktune::Error naming the accepted names.
 std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uint64_t seed);
-// The same, with transfer learning for "xgb" when `transfer` is set and db
+class TuningLog;  // tuner/tuning_log.h
+// The same, with transfer learning for "xgb" when `transfer` is set and log
 // holds valid records of other workloads on the task's device: a
-// TransferModel trained on Database::device_history (the task's operator
+// TransferModel trained on TuningLog::device_history (the task's operator
 // first, newest first). *learned_from, if given, is set to the records the
 // base model was trained on (0: no transfer).
-std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uint64_t seed, const Database* db,
+std::unique_ptr<Tuner> make_tuner(const std::string& name, const Task& task, uint64_t seed, const TuningLog* log,
                                   bool transfer, size_t* learned_from = nullptr);
+// Throws ktune::Error unless name is one of make_tuner's.
+void check_tuner_name(const std::string& name);
 
 struct TuneOptions {
   int trials = 200;           // candidates measured in the search
@@ -106,9 +109,10 @@ struct TuneOptions {
   // on this device (transfer learning); see make_tuner.
   bool transfer = true;
   MeasureOptions measure;
-  std::string job;            // recorded with every row
-  // Asked before every batch: true stops the search (a cancelled job, a
-  // daemon shutting down); then there is no re-measurement.
+  std::string job;            // recorded with every row; a job's records resume it
+  // Asked between batches (often, on a farm): true stops the search (a
+  // cancelled job, a daemon shutting down); candidates in flight are
+  // withdrawn, and there is no re-measurement.
   std::function<bool()> stop;
 };
 
@@ -139,18 +143,10 @@ struct TuneSummary {
 // they can be, the first ones one larger (e.g. between a workload's templates).
 int even_share(int total, size_t parts, size_t i);
 
-// Whether this build can use r: its template exists here at the version that
-// measured it (a config index names a config within one version only).
-bool is_current(const Record& r);
+// Whether a record is usable here (a successful measurement of a template
+// this build has at that version): db/record_config.h, the one resolver.
 
-// Runs the loop: ask for a batch, measure, record in db (may be null), update
-// the tuner, until trials or early stopping; then re-measures the top
-// candidates and marks the re-measured best in db. Configs already in db for
-// this (workload, device, template) are excluded from the search, given to
-// the tuner as results (a learning tuner starts from them), and count as
-// candidates for the final re-measurement.
-TuneSummary tune(const Task& task, Tuner& tuner, Measurer& measurer, Database* db,
-                 const TuneOptions& options,
-                 const std::function<void(const TuneProgress&)>& on_progress = {});
+// The tuning engine, tune() for workloads, models and one template with a
+// tuner of the caller's: tuner/tuning.h.
 
 }  // namespace ktune

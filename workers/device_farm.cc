@@ -1,5 +1,7 @@
 #include "workers/device_farm.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <ctime>
 #include <random>
@@ -69,7 +71,7 @@ v1::RegisterReply DeviceFarm::register_worker(const v1::RegisterRequest& request
     throw FarmError(FarmError::kInvalidArgument, std::string("worker's device description: ") + e.what());
   }
   const std::string key = target.device_key();
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   Worker w;
   w.status.set_worker_id("w-" + instance_ + "-" + std::to_string(++next_worker_));
   w.status.set_worker_name(request.worker_name());
@@ -78,6 +80,7 @@ v1::RegisterReply DeviceFarm::register_worker(const v1::RegisterRequest& request
   w.device = request.device();
   w.device.mutable_target()->set_device_key(key);
   w.last_seen = Clock::now();
+  w.parallel = std::max(1, request.parallel());
   devices_[key] = w.device;
   v1::RegisterReply reply;
   reply.set_worker_id(w.status.worker_id());
@@ -85,6 +88,9 @@ v1::RegisterReply DeviceFarm::register_worker(const v1::RegisterRequest& request
   reply.set_heartbeat_s(options_.heartbeat_s);
   reply.set_protocol_version(v1::PROTOCOL_VERSION);
   workers_.emplace(w.status.worker_id(), std::move(w));
+  lock.unlock();
+  spdlog::info("worker {} ({}) registered for {} from host {}, {} items at a time", request.worker_name(),
+               reply.worker_id(), key, request.device().host(), request.parallel());
   return reply;
 }
 
@@ -94,6 +100,10 @@ DeviceFarm::Worker& DeviceFarm::worker_locked(const std::string& worker_id) {
     throw FarmError(FarmError::kNotFound, "unknown worker id '" + worker_id + "': register again");
   }
   it->second.last_seen = Clock::now();
+  if (it->second.said_lost) {
+    it->second.said_lost = false;
+    spdlog::info("worker {} ({}) is back", it->second.status.worker_name(), worker_id);
+  }
   return it->second;
 }
 
@@ -147,6 +157,9 @@ std::vector<v1::MeasureItem> DeviceFarm::lease(const std::string& worker_id, int
   while (out.empty() && !shutdown_ && work_.wait_until(lock, until) == std::cv_status::no_timeout) take();
   take();  // work may have come with the timeout
   w.last_seen = Clock::now();
+  const std::string name = w.status.worker_name();
+  lock.unlock();
+  if (!out.empty()) spdlog::debug("worker {} leased {} items", name, out.size());
   return out;
 }
 
@@ -200,6 +213,7 @@ void DeviceFarm::deliver(Delivery& d) {
 v1::ReportReply DeviceFarm::report(const std::string& worker_id, const std::vector<v1::ItemResult>& results) {
   v1::ReportReply reply;
   Delivery d;
+  std::string name;
   {
     std::lock_guard lock(mu_);
     Worker& w = worker_locked(worker_id);
@@ -222,7 +236,10 @@ v1::ReportReply DeviceFarm::report(const std::string& worker_id, const std::vect
       complete_locked(it, std::move(result), d);
       reply.set_accepted(reply.accepted() + 1);
     }
+    name = w.status.worker_name();
   }
+  spdlog::debug("worker {} reported {} results: {} accepted, {} duplicates, {} unknown", name, results.size(),
+                reply.accepted(), reply.duplicates(), reply.unknown());
   deliver(d);
   return reply;
 }
@@ -249,6 +266,7 @@ std::vector<std::string> DeviceFarm::submit(const std::string& job, const std::s
       ++stats_.submitted;
     }
   }
+  spdlog::debug("job {} queued {} items for {}", job, ids.size(), device_key);
   work_.notify_all();
   return ids;
 }
@@ -270,9 +288,19 @@ void DeviceFarm::withdraw(const std::vector<std::string>& item_ids) {
 void DeviceFarm::expire() {
   Delivery d;
   bool requeued = false;
+  // What to log, written outside the lock.
+  std::vector<std::string> lost_workers, lost_items;
+  std::map<std::string, int> requeued_by_worker;  // worker name -> expired leases requeued
   {
     std::lock_guard lock(mu_);
     const auto now = Clock::now();
+    for (auto& [id, w] : workers_) {
+      if (w.said_lost || !lost(w, now)) continue;
+      w.said_lost = true;
+      lost_workers.push_back("worker " + w.status.worker_name() + " (" + id + ") lost: no heartbeat for " +
+                             std::to_string(static_cast<int>(std::chrono::duration<double>(now - w.last_seen).count())) +
+                             " s, " + std::to_string(w.in_flight.size()) + " items in flight");
+    }
     std::vector<std::string> expired;
     for (auto& [id, item] : items_) {
       if (!item.worker.empty() && item.deadline < now) expired.push_back(id);
@@ -291,6 +319,7 @@ void DeviceFarm::expire() {
                              holder_name + "): no worker finished it";
         lost.worker = holder_name;
         lost.timestamp = static_cast<int64_t>(std::time(nullptr));
+        lost_items.push_back("item " + id + " of job " + item.job + " recorded as device_lost: " + lost.error_message);
         ++stats_.lost;
         complete_locked(it, std::move(lost), d);
         continue;
@@ -298,9 +327,16 @@ void DeviceFarm::expire() {
       item.worker.clear();
       queues_[item.device_key].by_job[item.job].push_front(id);
       ++stats_.requeued;
+      ++requeued_by_worker[holder_name];
       requeued = true;
     }
   }
+  for (const std::string& line : lost_workers) spdlog::warn("{}", line);
+  for (const auto& [name, n] : requeued_by_worker) {
+    spdlog::warn("{} expired lease{} of worker {} (no heartbeat for {} s): requeued", n, n == 1 ? "" : "s", name,
+                 options_.lease_timeout_s);
+  }
+  for (const std::string& line : lost_items) spdlog::error("{}", line);
   if (requeued) work_.notify_all();
   deliver(d);
 }
@@ -321,6 +357,16 @@ int DeviceFarm::live_workers(const std::string& device_key) const {
   const auto now = Clock::now();
   int n = 0;
   for (const auto& [id, w] : workers_) n += w.status.device_key() == device_key && !lost(w, now);
+  return n;
+}
+
+int DeviceFarm::slots(const std::string& device_key) const {
+  std::lock_guard lock(mu_);
+  const auto now = Clock::now();
+  int n = 0;
+  for (const auto& [id, w] : workers_) {
+    if (w.status.device_key() == device_key && !lost(w, now)) n += w.parallel;
+  }
   return n;
 }
 

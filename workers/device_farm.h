@@ -7,7 +7,9 @@
 // of its queue, and after max_attempts leases it completes as a device_lost
 // error. The first report of an item completes it; a late or duplicated
 // report is counted and dropped, so every item has exactly one result.
-// Thread-safe; result callbacks run outside the farm's lock.
+// Thread-safe; result callbacks run outside the farm's lock. Logs workers
+// registered, lost and back, expired leases and device_lost items through
+// spdlog (logging/log.h).
 #pragma once
 
 #include <chrono>
@@ -91,6 +93,8 @@ class DeviceFarm {
   // The newest description a live or past worker gave of device_key.
   std::optional<v1::DeviceInfo> device(const std::string& device_key) const;
   int live_workers(const std::string& device_key) const;
+  // Items the live workers of device_key lease at a time, all together.
+  int slots(const std::string& device_key) const;
   std::vector<v1::WorkerStatus> workers() const;
   FarmStats stats() const;
   const FarmOptions& options() const { return options_; }
@@ -117,6 +121,8 @@ class DeviceFarm {
     v1::DeviceInfo device;
     Clock::time_point last_seen;
     std::set<std::string> in_flight;
+    bool said_lost = false;    // logged as lost, not heard from since
+    int parallel = 1;          // items it leases at a time
   };
   struct Queue {
     std::map<std::string, std::deque<std::string>> by_job;  // item ids, lazily pruned
