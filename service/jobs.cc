@@ -8,6 +8,7 @@
 #include <optional>
 #include <random>
 
+#include "db/stored_device.h"
 #include "schedule_space/template.h"
 #include "schedule_space/workload.h"
 #include "tuner/tuning.h"
@@ -210,17 +211,8 @@ void JobManager::run_job(Run& run) {
     Target target;
     bool waiting = false;
     while (true) {
-      std::optional<v1::DeviceInfo> info = farm_.device(spec.device_key());
-      if (!info) {
-        if (std::optional<std::string> stored = db_.device(spec.device_key())) {
-          v1::DeviceInfo d;
-          wire::from_json(*stored, &d, "device " + spec.device_key() + " in the database");
-          info = d;
-        }
-      }
-      if (info) {
-        target = wire::from_proto(info->target());
-        target.key = spec.device_key();
+      if (std::optional<Target> t = device_target(spec.device_key())) {
+        target = *t;
         break;
       }
       if (stop()) return;
@@ -283,6 +275,17 @@ void JobManager::run_job(Run& run) {
   }
 }
 
+std::optional<Target> JobManager::device_target(const std::string& device_key) const {
+  std::optional<Target> target;
+  if (std::optional<v1::DeviceInfo> info = farm_.device(device_key)) {
+    target = wire::from_proto(info->target());
+  } else if (std::optional<DeviceDescription> stored = stored_device(db_, device_key)) {
+    target = stored->target;
+  }
+  if (target) target->key = device_key;
+  return target;
+}
+
 v1::JobStatus JobManager::status_of(const JobRow& row, bool detailed) const {
   v1::JobStatus s;
   s.set_job_id(row.id);
@@ -326,18 +329,11 @@ v1::JobStatus JobManager::status_of(const JobRow& row, bool detailed) const {
   std::vector<TaskTimes> times(tasks.size());
   if (!live && detailed) {
     std::optional<Target> target;
-    if (std::optional<v1::DeviceInfo> info = farm_.device(spec.device_key())) {
-      target = wire::from_proto(info->target());
-    } else if (std::optional<std::string> stored = db_.device(spec.device_key())) {
-      try {
-        v1::DeviceInfo d;
-        wire::from_json(*stored, &d, "device " + spec.device_key());
-        target = wire::from_proto(d.target());
-      } catch (const Error&) {
-      }
+    try {
+      target = device_target(spec.device_key());
+    } catch (const Error&) {
     }
     if (target) {
-      target->key = spec.device_key();
       DatabaseLog log(db_);
       times = task_times(tasks, *target, log);
     }

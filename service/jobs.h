@@ -18,12 +18,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "db/database.h"
 #include "proto/ktune.pb.h"
+#include "schedule_space/target.h"
 #include "workers/device_farm.h"
 
 namespace ktune {
@@ -59,6 +61,10 @@ class JobManager {
   void start(const std::string& id, const v1::JobSpec& spec);
   void run_job(Run& run);
   v1::JobStatus status_of(const JobRow& row, bool detailed) const;
+  // The device key's target as its workers described it (now, or as stored
+  // when one registered before a restart); nullopt before any did. Throws
+  // ktune::Error for a stored description that does not read.
+  std::optional<Target> device_target(const std::string& device_key) const;
 
   Database& db_;
   DeviceFarm& farm_;

@@ -16,6 +16,7 @@
 
 #include "proto/ktune.grpc.pb.h"
 #include "measure/cuda_measurer.h"
+#include "schedule_space/config_resolver.h"
 #include "schedule_space/error.h"
 #include "schedule_space/template.h"
 #include "schedule_space/workload.h"
@@ -122,12 +123,8 @@ class ItemMeasurer {
   // The item's candidate, rebuilt as this build's template makes it; space:
   // the config space its config indexes.
   MeasureInput input(const v1::MeasureItem& item, std::shared_ptr<const ConfigSpace>& space) {
-    const Template& tmpl = find_template(item.template_name());
-    if (tmpl.version() != item.template_version()) {
-      throw Error("template " + item.template_name() + " is version " + std::to_string(tmpl.version()) +
-                  " here, the item wants version " + std::to_string(item.template_version()));
-    }
     Workload w = Workload::parse(item.workload_key());
+    const Template& tmpl = resolve_template(item.template_name(), item.template_version(), w).get();
     Target t = wire::from_proto(item.target());
     const std::string cache_key = item.workload_key() + "|" + item.template_name() + "|" + item.target().SerializeAsString();
     auto it = spaces_.find(cache_key);
@@ -135,12 +132,8 @@ class ItemMeasurer {
       if (spaces_.size() > 64) spaces_.clear();
       it = spaces_.emplace(cache_key, std::make_shared<const ConfigSpace>(tmpl.space(w, t))).first;
     }
-    if (item.config_index() >= it->second->size()) {
-      throw Error("config index " + std::to_string(item.config_index()) + " is outside the space (" +
-                  std::to_string(it->second->size()) + " configs)");
-    }
     space = it->second;
-    return MeasureInput{w, t, &tmpl, it->second->get(item.config_index())};
+    return MeasureInput{w, t, &tmpl, config_at(*space, item.config_index())};
   }
 
   const WorkerOptions& options_;
