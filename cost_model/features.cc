@@ -50,33 +50,7 @@ int64_t eval(const Expr& e, const std::string& var, int64_t value) {
     case ExprKind::kIntImm: return e->int_value;
     case ExprKind::kVar: return e->var_name == var ? value : 0;
     case ExprKind::kSelect: return eval(e->a, var, value) ? eval(e->b, var, value) : eval(e->c, var, value);
-    case ExprKind::kBinary: {
-      const int64_t a = eval(e->a, var, value), b = eval(e->b, var, value);
-      switch (e->op) {
-        case ir::BinaryOp::kAdd: return a + b;
-        case ir::BinaryOp::kSub: return a - b;
-        case ir::BinaryOp::kMul: return a * b;
-        case ir::BinaryOp::kDiv: {
-          if (b == 0) return 0;
-          int64_t q = a / b;
-          return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
-        }
-        case ir::BinaryOp::kMod: {
-          if (b == 0) return 0;
-          int64_t r = a % b;
-          return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
-        }
-        case ir::BinaryOp::kMin: return std::min(a, b);
-        case ir::BinaryOp::kMax: return std::max(a, b);
-        case ir::BinaryOp::kLT: return a < b;
-        case ir::BinaryOp::kLE: return a <= b;
-        case ir::BinaryOp::kEQ: return a == b;
-        case ir::BinaryOp::kNE: return a != b;
-        case ir::BinaryOp::kAnd: return a && b;
-        case ir::BinaryOp::kOr: return a || b;
-      }
-      return 0;
-    }
+    case ExprKind::kBinary: return ir::apply_int(e->op, eval(e->a, var, value), eval(e->b, var, value));
     default: return 0;
   }
 }

@@ -59,22 +59,8 @@ bool is_comparison_or_logic(BinaryOp op) {
 }
 
 std::optional<int64_t> fold_int(BinaryOp op, int64_t a, int64_t b) {
-  switch (op) {
-    case BinaryOp::kAdd: return a + b;
-    case BinaryOp::kSub: return a - b;
-    case BinaryOp::kMul: return a * b;
-    case BinaryOp::kDiv: if (b == 0) return std::nullopt; return floor_div(a, b);
-    case BinaryOp::kMod: if (b == 0) return std::nullopt; return floor_mod(a, b);
-    case BinaryOp::kMin: return std::min(a, b);
-    case BinaryOp::kMax: return std::max(a, b);
-    case BinaryOp::kLT: return a < b;
-    case BinaryOp::kLE: return a <= b;
-    case BinaryOp::kEQ: return a == b;
-    case BinaryOp::kNE: return a != b;
-    case BinaryOp::kAnd: return (a != 0) && (b != 0);
-    case BinaryOp::kOr: return (a != 0) || (b != 0);
-  }
-  return std::nullopt;
+  if ((op == BinaryOp::kDiv || op == BinaryOp::kMod) && b == 0) return std::nullopt;
+  return apply_int(op, a, b);
 }
 
 std::optional<float> fold_float(BinaryOp op, float a, float b) {
@@ -127,6 +113,25 @@ Expr var(const std::string& name) {
   auto e = node(ExprKind::kVar, DType::kInt);
   e->var_name = name;
   return e;
+}
+
+int64_t apply_int(BinaryOp op, int64_t a, int64_t b) {
+  switch (op) {
+    case BinaryOp::kAdd: return a + b;
+    case BinaryOp::kSub: return a - b;
+    case BinaryOp::kMul: return a * b;
+    case BinaryOp::kDiv: return b == 0 ? 0 : floor_div(a, b);
+    case BinaryOp::kMod: return b == 0 ? 0 : floor_mod(a, b);
+    case BinaryOp::kMin: return std::min(a, b);
+    case BinaryOp::kMax: return std::max(a, b);
+    case BinaryOp::kLT: return a < b;
+    case BinaryOp::kLE: return a <= b;
+    case BinaryOp::kEQ: return a == b;
+    case BinaryOp::kNE: return a != b;
+    case BinaryOp::kAnd: return (a != 0) && (b != 0);
+    case BinaryOp::kOr: return (a != 0) || (b != 0);
+  }
+  return 0;
 }
 
 Expr binary(BinaryOp op, Expr a, Expr b) {

@@ -75,6 +75,11 @@ Expr int_imm(int64_t v);
 Expr float_imm(float v);
 Expr var(const std::string& name);
 Expr binary(BinaryOp op, Expr a, Expr b);  // folds constants and x+0, x*1, x*0
+// The integer value of a op b as index expressions compute it: division and
+// modulo floor (toward minus infinity), and give 0 for a zero divisor;
+// comparisons and logic give 0 or 1. Every evaluator of index expressions
+// (constant folding, features, the simulated device) uses this one.
+int64_t apply_int(BinaryOp op, int64_t a, int64_t b);
 Expr load(Buffer b, std::vector<Expr> indices);
 Expr select(Expr cond, Expr then_value, Expr else_value);
 

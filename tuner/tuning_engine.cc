@@ -233,6 +233,9 @@ class Engine {
   void push(Event e);
   bool pop_all(std::vector<Event>& out, bool block);
   void notify_progress();
+  void loop();
+  void drain();
+  TuningResult result();
   TuningProgress snapshot() const;
   bool search_over(size_t task) const;
   int search_outstanding(std::optional<size_t> task) const;
@@ -254,7 +257,6 @@ class Engine {
   std::deque<Batch> ready_;  // proposed, not submitted yet
   std::unordered_map<uint64_t, Batch> batches_;
   uint64_t next_batch_ = 0;
-  std::unique_ptr<SearchPool> pool_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Event> events_;
@@ -265,6 +267,8 @@ class Engine {
   bool progressed_ = false;
   int trials_at_start_ = 0;
   size_t last_task_ = 0;
+  // Last: destroyed first, so that no tuner job outlives what it uses.
+  std::unique_ptr<SearchPool> pool_;
 };
 
 int Engine::outstanding() const {
@@ -794,9 +798,38 @@ void Engine::notify_progress() {
   observer_->progress(snapshot());
 }
 
+// Waits until nothing is in flight: every submitted candidate answered (the
+// measurer was told to cancel) and every tuner job back.
+void Engine::drain() {
+  const auto until = Clock::now() + std::chrono::minutes(5);
+  while (Clock::now() < until) {
+    bool busy = !batches_.empty();
+    for (const Unit& u : units_) busy |= u.busy;
+    if (!busy) return;
+    std::vector<Event> more;
+    pop_all(more, true);
+    for (Event& e : more) handle(e);
+  }
+}
+
 TuningResult Engine::run() {
-  prepare();
-  if (observer_) observer_->started(snapshot());
+  try {
+    prepare();
+    if (observer_) observer_->started(snapshot());
+    loop();
+  } catch (...) {
+    // Nothing may answer into this engine after it is gone.
+    if (!failure_) failure_ = std::current_exception();
+    stopping_ = true;
+    measurer_.cancel();
+    drain();
+  }
+  pool_.reset();  // joins the tuners' threads
+  if (failure_) std::rethrow_exception(failure_);
+  return result();
+}
+
+void Engine::loop() {
   auto stop_requested = [&] { return options_.stop && options_.stop(); };
   while (true) {
     std::vector<Event> events;
@@ -817,13 +850,8 @@ TuningResult Engine::run() {
       }
     }
     if (stopping_) {
-      bool busy = !batches_.empty();
-      for (const Unit& u : units_) busy |= u.busy;
-      if (!busy) break;
-      std::vector<Event> more;
-      pop_all(more, true);
-      for (Event& e : more) handle(e);
-      continue;
+      drain();
+      return;
     }
     // Candidates ready go out first; in sync mode one batch, then its results.
     if (!ready_.empty()) {
@@ -891,9 +919,9 @@ TuningResult Engine::run() {
     for (Event& e : more) handle(e);
     if (!more.empty()) notify_progress();
   }
-  pool_.reset();  // joins the tuners' threads
-  if (failure_) std::rethrow_exception(failure_);
+}
 
+TuningResult Engine::result() {
   TuningResult out;
   out.stopped = stopping_;
   out.elapsed_s = since(start_);

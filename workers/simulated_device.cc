@@ -100,13 +100,6 @@ bool unrolled_kind(LoopKind k, bool gpu) { return k == LoopKind::kUnrolled || (!
 
 // ---- integer index expressions ----
 
-int64_t floor_div(int64_t a, int64_t b) {
-  if (b == 0) return 0;
-  int64_t q = a / b;
-  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
-  return q;
-}
-
 // The value of an index expression with the given loop variables (others 0).
 int64_t eval(const Expr& e, const std::map<std::string, int64_t>& env) {
   if (!e) return 0;
@@ -119,24 +112,7 @@ int64_t eval(const Expr& e, const std::map<std::string, int64_t>& env) {
     }
     case ExprKind::kLoad: return 0;
     case ExprKind::kSelect: return eval(e->a, env) ? eval(e->b, env) : eval(e->c, env);
-    case ExprKind::kBinary: {
-      const int64_t a = eval(e->a, env), b = eval(e->b, env);
-      switch (e->op) {
-        case BinaryOp::kAdd: return a + b;
-        case BinaryOp::kSub: return a - b;
-        case BinaryOp::kMul: return a * b;
-        case BinaryOp::kDiv: return floor_div(a, b);
-        case BinaryOp::kMod: return b == 0 ? 0 : a - floor_div(a, b) * b;
-        case BinaryOp::kMin: return std::min(a, b);
-        case BinaryOp::kMax: return std::max(a, b);
-        case BinaryOp::kLT: return a < b;
-        case BinaryOp::kLE: return a <= b;
-        case BinaryOp::kEQ: return a == b;
-        case BinaryOp::kNE: return a != b;
-        case BinaryOp::kAnd: return a && b;
-        case BinaryOp::kOr: return a || b;
-      }
-    }
+    case ExprKind::kBinary: return ir::apply_int(e->op, eval(e->a, env), eval(e->b, env));
   }
   return 0;
 }
