@@ -3,6 +3,7 @@
 
   bench/farm_scaling.py MODEL.onnx [--trials 2000] [--workers 1,2,4,8,16,32,64]
                         [--delay-ms 300] [--ktune build/bin/ktune] [--out FILE.md]
+                        [--submit-arg=--no-seeds ...]
 
 For each worker count: a fresh `ktune daemon` on loopback with its own
 database, that many `ktune worker --simulate --simulate-ms DELAY` processes
@@ -50,7 +51,7 @@ def run(ktune, args, timeout=60):
     return out.stdout
 
 
-def one_run(ktune, model, trials, workers, delay_ms, key):
+def one_run(ktune, model, trials, workers, delay_ms, key, submit_args):
     work = tempfile.mkdtemp(prefix=f"ktune-scaling-{workers}-")
     port = free_port()
     address = f"127.0.0.1:{port}"
@@ -80,7 +81,7 @@ def one_run(ktune, model, trials, workers, delay_ms, key):
         cpu0 = cpu_seconds(daemon.pid)
         t0 = time.time()
         job = json.loads(run(ktune, ["submit", model, "--daemon", address, "--device-key", key, "--trials",
-                                     str(trials), "--format", "json"]))["job_id"]
+                                     str(trials), "--format", "json"] + submit_args))["job_id"]
         samples = []
         while True:
             status = json.loads(run(ktune, ["job", job, "--daemon", address, "--format", "json"]))
@@ -127,11 +128,12 @@ def main():
     ap.add_argument("--key", default="sim/scaling")
     ap.add_argument("--out", default="")
     ap.add_argument("--json", default="", help="also write the raw results here")
+    ap.add_argument("--submit-arg", action="append", default=[], help="passed to ktune submit (repeatable)")
     a = ap.parse_args()
     counts = [int(x) for x in a.workers.split(",")]
     results = []
     for n in counts:
-        r = one_run(os.path.abspath(a.ktune), os.path.abspath(a.model), a.trials, n, a.delay_ms, a.key)
+        r = one_run(os.path.abspath(a.ktune), os.path.abspath(a.model), a.trials, n, a.delay_ms, a.key, a.submit_arg)
         results.append(r)
         print(f"{n} workers: {r['wall_s']:.1f} s, daemon CPU {r['daemon_cpu_s']:.1f} s, "
               f"in flight {r['in_flight_mean']:.0f} mean / {r['engine_most_in_flight']} most, "
