@@ -13,6 +13,7 @@
 #include "db/jsonl.h"
 #include "schedule_space/workload.h"
 #include "tests/farm_fixture.h"
+#include "tests/job_records.h"
 #include "tests/onnx_models.h"
 
 namespace ktune {
@@ -21,6 +22,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::eventually;
 using testing::OnnxModelBuilder;
+using testing::total;
 
 // Two identical 3x3 convs (one task, weight 2), a 1x1 conv (two templates)
 // and a dense layer: three tasks.
@@ -70,21 +72,8 @@ class FarmModelTest : public testing::FarmFixture {
     EXPECT_EQ(out.exit_code, 0) << out.err;
     return nlohmann::json::parse(out.out);
   }
-  // (workload, template, config) -> search records of the job, in path's database.
   static std::map<std::string, int> search_configs(const std::string& path, const std::string& job) {
-    auto db = Database::open(path);
-    std::map<std::string, int> n;
-    for (const Record& r : db->records("", {})) {
-      if (r.job == job && r.kind == "search") {
-        ++n[r.workload_key + "|" + r.template_name + "#" + std::to_string(r.config_index)];
-      }
-    }
-    return n;
-  }
-  static int total(const std::map<std::string, int>& m) {
-    int t = 0;
-    for (const auto& [k, n] : m) t += n;
-    return t;
+    return testing::job_search_records(path, job);
   }
   static std::string job_log(const std::string& path, const std::string& job) {
     auto db = Database::open(path);

@@ -25,19 +25,12 @@
 #include "tuner/transfer.h"
 #include "tuner/tuner.h"
 #include "tuner/tuning.h"
+#include "tests/tuning_log_of.h"
 
 namespace ktune {
 namespace {
 
-// The tuning log over a database (null: none), alive for the call it is passed to.
-struct log_of {
-  template <typename Db>
-  explicit log_of(const Db& db) {
-    if (db) log.emplace(*db);
-  }
-  operator TuningLog*() { return log ? &*log : nullptr; }
-  std::optional<DatabaseLog> log;
-};
+using testing::log_of;
 
 // The landscape (tests/landscape.h): better configs are near each other, as
 // in real spaces.

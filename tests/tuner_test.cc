@@ -14,21 +14,14 @@
 #include "schedule_space/templates/templates.h"
 #include "tuner/tuner.h"
 #include "tuner/tuning.h"
+#include "tests/tuning_log_of.h"
 
 #include "tests/scratch_dir.h"
 
 namespace ktune {
 namespace {
 
-// The tuning log over a database (null: none), alive for the call it is passed to.
-struct log_of {
-  template <typename Db>
-  explicit log_of(const Db& db) {
-    if (db) log.emplace(*db);
-  }
-  operator TuningLog*() { return log ? &*log : nullptr; }
-  std::optional<DatabaseLog> log;
-};
+using testing::log_of;
 
 namespace fs = std::filesystem;
 

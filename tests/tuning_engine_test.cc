@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "schedule_space/error.h"
+#include "tests/job_records.h"
 #include "tests/landscape.h"
 #include "tests/scratch_dir.h"
 #include "tuner/tuning.h"
@@ -24,6 +25,7 @@ namespace ktune {
 namespace {
 
 using testing::synthetic_cost;
+using testing::total;
 
 MeasureResult synthetic(const MeasureInput& in) {
   MeasureResult r;
@@ -148,22 +150,7 @@ class TuningEngineTest : public ::testing::Test {
     r.tuner = "xgb";
     return r;
   }
-  // (workload, template, config) -> search records of the job.
-  std::map<std::string, int> search_records(const std::string& job) {
-    auto db = Database::open(path());
-    std::map<std::string, int> n;
-    for (const Record& r : db->records("", {})) {
-      if (r.job == job && r.kind == "search") {
-        ++n[r.workload_key + "|" + r.template_name + "#" + std::to_string(r.config_index)];
-      }
-    }
-    return n;
-  }
-  static int total(const std::map<std::string, int>& m) {
-    int t = 0;
-    for (const auto& [k, n] : m) t += n;
-    return t;
-  }
+  std::map<std::string, int> search_records(const std::string& job) { return testing::job_search_records(path(), job); }
   std::string path() const { return (dir_ / "t.db").string(); }
 
   ktune::testing::ScratchDir dir_{"ktune-engine-test"};
