@@ -8,6 +8,7 @@
 #include "cuda/cuda_driver.h"
 #include "schedule_space/codegen_cuda.h"
 #include "schedule_space/codegen_cpp.h"
+#include "schedule_space/config_resolver.h"
 #include "schedule_space/error.h"
 
 namespace ktune::cli {
@@ -20,7 +21,7 @@ struct SpaceArgs {
   int threads = 0;
   std::string target = "cpu";
   std::string format = "text";
-  std::optional<uint64_t> config_index;
+  std::string config;  // an index, or a config's text as `ktune space` prints it
   bool show_code = false;
 };
 
@@ -43,12 +44,11 @@ int run_space(const SpaceArgs& args) {
 
   std::optional<Config> config;
   std::optional<std::string> invalid_reason;
-  if (args.config_index) {
-    if (*args.config_index >= space.size()) {
-      throw Error("config index " + std::to_string(*args.config_index) + " is outside the space (size " +
-                  std::to_string(space.size()) + ")");
-    }
-    config = space.get(*args.config_index);
+  if (!args.config.empty()) {
+    // An index, or a config's text.
+    const bool index = args.config.find_first_not_of("0123456789") == std::string::npos;
+    if (index && args.config.size() > 19) throw Error("config index " + args.config + " is outside the space");
+    config = index ? config_at(space, std::stoull(args.config)) : space.parse(args.config);
     invalid_reason = tmpl.check(w, target, space, *config);
   }
 
@@ -113,7 +113,8 @@ CommandRun add_space_command(CLI::App& app) {
   cmd->add_option("--threads", args->threads, "threads for generated kernels (default: all cores)");
   cmd->add_option("--target", args->target, "cpu, cuda:N, or a GPU arch without a GPU: sm_80, sm_90")
       ->capture_default_str();
-  cmd->add_option("--config", args->config_index, "also show this config (index): its loop nest");
+  cmd->add_option("--config", args->config,
+                  "also show this config (its index, or its text as printed, e.g. 'tile_m=[4,128] mr=6 ...'): its loop nest");
   cmd->add_flag("--code", args->show_code, "with --config: print the generated C++ too");
   cmd->add_option("--format", args->format, kFormatHelp)->capture_default_str();
   return [args] { return run_space(*args); };

@@ -76,6 +76,15 @@ TEST_F(CliTest, SpaceOfResNetConvHoldsAMillionConfigs) {
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_NE(text.out.find("total:"), std::string::npos);
   EXPECT_NE(text.out.find("config #0"), std::string::npos);
+  // The same config named by its text, as `ktune space` printed it.
+  const size_t at = text.out.find("config #0: ") + std::string("config #0: ").size();
+  const std::string config_text = text.out.substr(at, text.out.find('\n', at) - at);
+  CommandOutput by_text = ktune({"space", "--op", "matmul(m=64,n=64,k=64)", "--config", config_text});
+  ASSERT_EQ(by_text.exit_code, 0) << by_text.err;
+  EXPECT_NE(by_text.out.find("config #0: " + config_text), std::string::npos) << by_text.out;
+  CommandOutput bad = ktune({"space", "--op", "matmul(m=64,n=64,k=64)", "--config", "tile_m=[1,64] bogus"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("bogus"), std::string::npos) << bad.err;
 }
 
 TEST_F(CliTest, BadOpSpecIsAOneLineErrorNamingTheProblem) {
