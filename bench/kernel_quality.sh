@@ -3,7 +3,10 @@
 # tunes every workload of the resnet18, matmul and depthwise sets with a
 # stated budget, at 1 thread and at all cores, then writes the `ktune bench`
 # tables (tuned vs OpenBLAS / oneDNN, side by side in one process) into
-# bench/results/kernel_quality-<date>.md (+ .json). Not run by CI.
+# bench/results/kernel_quality-<date>.md (+ .json). Not run by CI. It computes
+# no ratio itself: the headline is ktune bench's tuned/fastest (against the
+# fastest baseline of any library per workload; JSON ratio_vs_fastest and
+# geomean_ratio_vs_fastest), the per-library columns are for information.
 #
 #   bench/kernel_quality.sh [TRIALS] [SETS]   (defaults: 200, "matmul resnet18 depthwise")
 #
@@ -31,6 +34,7 @@ json=bench/results/kernel_quality-$stamp.json
   echo "- ktune commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "- budget: $trials trials per workload and thread count (each template's analytical seeds first, then random search; a 1x1 conv2d's trials shared by its two templates), then \`ktune bench\`"
   echo "- OpenBLAS: OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset, so it picks its own kernels for this CPU (named in each row)"
+  echo "- ratio: tuned/fastest = ktune's GFLOP/s over the fastest baseline of any library (OpenBLAS, oneDNN) for that workload, named in each row; > 1: ktune is faster. tuned/openblas and tuned/onednn: against each library alone, for information"
   echo "- command: \`bench/kernel_quality.sh $trials \"$sets\"\`, i.e. for each set and T in 1 $(nproc):"
   echo "  \`ktune bench --set SET --threads T --trials $trials --db $db\`"
   echo

@@ -119,8 +119,28 @@ struct WorkloadOutcome {
   std::optional<Record> record;
   BenchResult result;
   std::vector<std::string> missing;
-  // Tuned GFLOP/s over the fastest primary variant's, per library.
+  // The headline: tuned GFLOP/s over the fastest primary baseline's, across
+  // all libraries; nullptr / 0 when no library has a baseline here.
+  const ContenderTiming* fastest = nullptr;
+  double ratio_vs_fastest = 0;
+  // Tuned GFLOP/s over the fastest primary variant's, per library (for
+  // information: the user has whichever library is fastest).
   std::map<std::string, double> ratios;
+};
+
+// Geometric means of ratios, accumulated one workload at a time.
+class GeometricMean {
+ public:
+  void add(double ratio) {
+    log_sum_ += std::log(ratio);
+    ++count_;
+  }
+  bool empty() const { return count_ == 0; }
+  double value() const { return count_ ? std::exp(log_sum_ / count_) : 0; }
+
+ private:
+  double log_sum_ = 0;
+  int count_ = 0;
 };
 
 class BenchCommand {
@@ -263,6 +283,8 @@ class BenchCommand {
       const ContenderTiming* best = o.result.best_primary(t.library);
       if (best) o.ratios[t.library] = mine.gflops / best->gflops;
     }
+    o.fastest = o.result.fastest_baseline();
+    if (o.fastest) o.ratio_vs_fastest = mine.gflops / o.fastest->gflops;
     return o;
   }
 
@@ -280,12 +302,12 @@ class BenchCommand {
       return;
     }
     const ContenderTiming& mine = o.result.timings.front();
-    std::cout << "  " << pad_right("side", 16) << pad_left("median", 12) << pad_left("p10..p90", 10)
+    std::cout << "  " << pad_right("side", 20) << pad_left("median", 12) << pad_left("p10..p90", 10)
               << pad_left("GFLOP/s", 10) << pad_left("% peak", 8) << pad_left("tuned/side", 12)
               << "  timed layout transforms\n";
     for (const ContenderTiming& t : o.result.timings) {
       std::string ratio = &t == &mine ? "" : fixed(mine.gflops / t.gflops, 2) + "x";
-      std::cout << "  " << pad_right(t.display_name() + (t.primary ? "" : "*"), 16)
+      std::cout << "  " << pad_right(t.display_name() + (t.primary ? "" : "*"), 20)
                 << pad_left(time_text(t.median_s), 12)
                 << pad_left("±" + fixed(50 * t.spread(), 1) + "%", 11)
                 << pad_left(fixed(t.gflops, 2), 10) << pad_left(fixed(100 * t.gflops / peak, 1), 8)
@@ -296,7 +318,13 @@ class BenchCommand {
       any_info = any_info || !t.primary;
       above_peak = above_peak || t.gflops > peak;
     }
-    if (any_info) std::cout << "  * for information, not the baseline\n";
+    if (any_info) std::cout << "  * for information, not a baseline\n";
+    if (o.fastest) {
+      std::cout << "  tuned/fastest baseline (" << o.fastest->display_name()
+                << "): " << fixed(o.ratio_vs_fastest, 2) << "x\n";
+    } else {
+      std::cout << "  no library baseline in this build to compare with\n";
+    }
     if (above_peak) {
       std::cout << "  note: a side beats the stored FMA peak, which was probably measured on a busy "
                    "machine; --remeasure-peak on a quiet one\n";
@@ -304,7 +332,9 @@ class BenchCommand {
     std::cout << "\n";
   }
 
-  // One row per workload and the geometric means of the ratios.
+  // One row per workload: ktune, the fastest baseline and the ratio to it
+  // (the headline), then the ratio to each library's own fastest variant;
+  // and the geometric means of the ratios.
   void print_summary(const std::vector<WorkloadOutcome>& outcomes, double peak) const {
     std::vector<std::string> libraries;
     for (const WorkloadOutcome& o : outcomes) {
@@ -314,12 +344,13 @@ class BenchCommand {
     }
     size_t width = 8;
     for (const WorkloadOutcome& o : outcomes) width = std::max(width, o.workload.size() + 2);
-    std::cout << pad_right("workload", width) << pad_left("ktune GFLOP/s", 14) << pad_left("% peak", 8);
-    for (const std::string& lib : libraries) {
-      std::cout << pad_left(lib + " GFLOP/s", 18) << pad_left("tuned/" + lib, 16);
-    }
+    std::cout << pad_right("workload", width) << pad_left("ktune GFLOP/s", 14) << pad_left("% peak", 8)
+              << "  " << pad_right("fastest baseline", 22) << pad_left("GFLOP/s", 9)
+              << pad_left("tuned/fastest", 15);
+    for (const std::string& lib : libraries) std::cout << pad_left("tuned/" + lib, 16);
     std::cout << "\n";
-    std::map<std::string, std::pair<double, int>> log_sums;
+    GeometricMean vs_fastest;
+    std::map<std::string, GeometricMean> vs_library;
     for (const WorkloadOutcome& o : outcomes) {
       std::cout << pad_right(o.workload, width);
       if (o.error || o.result.timings.empty()) {
@@ -328,26 +359,31 @@ class BenchCommand {
       }
       const ContenderTiming& mine = o.result.timings.front();
       std::cout << pad_left(fixed(mine.gflops, 2), 14) << pad_left(fixed(100 * mine.gflops / peak, 1), 8);
+      if (o.fastest) {
+        vs_fastest.add(o.ratio_vs_fastest);
+        std::cout << "  " << pad_right(o.fastest->display_name(), 22) << pad_left(fixed(o.fastest->gflops, 2), 9)
+                  << pad_left(fixed(o.ratio_vs_fastest, 2) + "x", 15);
+      } else {
+        std::cout << "  " << pad_right("-", 22) << pad_left("-", 9) << pad_left("-", 15);
+      }
       for (const std::string& lib : libraries) {
-        const ContenderTiming* best = o.result.best_primary(lib);
-        if (!best) {
-          std::cout << pad_left("-", 18) << pad_left("-", 16);
+        auto it = o.ratios.find(lib);
+        if (it == o.ratios.end()) {
+          std::cout << pad_left("-", 16);
           continue;
         }
-        const double ratio = o.ratios.at(lib);
-        log_sums[lib].first += std::log(ratio);
-        log_sums[lib].second += 1;
-        std::cout << pad_left(fixed(best->gflops, 2), 18) << pad_left(fixed(ratio, 2) + "x", 16);
+        vs_library[lib].add(it->second);
+        std::cout << pad_left(fixed(it->second, 2) + "x", 16);
       }
       std::cout << "\n";
     }
-    std::cout << pad_right("geometric mean", width) << pad_left("", 22);
-    for (const std::string& lib : libraries) {
-      auto it = log_sums.find(lib);
-      std::string g = it == log_sums.end() ? "-" : fixed(std::exp(it->second.first / it->second.second), 2) + "x";
-      std::cout << pad_left("", 18) << pad_left(g, 16);
-    }
-    std::cout << "\n(tuned/X: ktune's GFLOP/s over X's fastest baseline variant; > 1 means ktune is faster)\n";
+    auto mean_text = [](const GeometricMean& g) { return g.empty() ? "-" : fixed(g.value(), 2) + "x"; };
+    std::cout << pad_right("geometric mean", width) << pad_left("", 22) << "  " << pad_right("", 22)
+              << pad_left("", 9) << pad_left(mean_text(vs_fastest), 15);
+    for (const std::string& lib : libraries) std::cout << pad_left(mean_text(vs_library[lib]), 16);
+    std::cout << "\n(tuned/fastest: ktune's GFLOP/s over the fastest baseline of any library for that "
+                 "workload, the headline; tuned/X: over library X's fastest baseline variant; > 1 means "
+                 "ktune is faster)\n";
   }
 
   nlohmann::json timing_json(const ContenderTiming& t, double peak) const {
@@ -369,7 +405,8 @@ class BenchCommand {
 
   nlohmann::json json_report(const std::vector<WorkloadOutcome>& outcomes, double peak) const {
     nlohmann::json workloads = nlohmann::json::array();
-    std::map<std::string, std::pair<double, int>> log_sums;
+    GeometricMean vs_fastest;
+    std::map<std::string, GeometricMean> vs_library;
     for (const WorkloadOutcome& o : outcomes) {
       nlohmann::json j;
       j["workload"] = o.workload;
@@ -396,21 +433,25 @@ class BenchCommand {
           j["baselines"].push_back(tj);
         }
       }
+      j["fastest_baseline"] = o.fastest ? timing_json(*o.fastest, peak) : nlohmann::json();
+      j["ratio_vs_fastest"] = o.fastest ? nlohmann::json(o.ratio_vs_fastest) : nlohmann::json();
+      if (o.fastest) vs_fastest.add(o.ratio_vs_fastest);
       j["ratios"] = o.ratios;
-      for (const auto& [lib, ratio] : o.ratios) {
-        log_sums[lib].first += std::log(ratio);
-        log_sums[lib].second += 1;
-      }
+      for (const auto& [lib, ratio] : o.ratios) vs_library[lib].add(ratio);
       workloads.push_back(j);
     }
     nlohmann::json geomeans = nlohmann::json::object();
-    for (const auto& [lib, sum] : log_sums) geomeans[lib] = std::exp(sum.first / sum.second);
+    for (const auto& [lib, mean] : vs_library) geomeans[lib] = mean.value();
     return {{"device_key", target_.device_key()},
             {"threads", threads()},
             {"peak_gflops", peak},
             {"set", args_.set},
-            {"ratio_definition", "tuned GFLOP/s / the library's fastest primary variant's GFLOP/s"},
+            {"ratio_definition",
+             "ratio_vs_fastest: tuned GFLOP/s / the GFLOP/s of the fastest primary baseline of any "
+             "library (fastest_baseline); ratios[library]: tuned GFLOP/s / that library's fastest "
+             "primary variant's"},
             {"workloads", workloads},
+            {"geomean_ratio_vs_fastest", vs_fastest.empty() ? nlohmann::json() : nlohmann::json(vs_fastest.value())},
             {"geomean_ratios", geomeans}};
   }
 

@@ -26,13 +26,14 @@ std::optional<std::pair<double, std::string>> vendor_baseline(const Workload& w,
     BenchOptions options;
     options.rounds = 5;
     BenchResult r = run_bench(data, contenders, options);
-    std::optional<std::pair<double, std::string>> best;
-    for (const char* lib : {"onednn", "openblas"}) {
-      if (const ContenderTiming* t = r.best_primary(lib)) {
-        if (!best || t->median_s < best->first) best = std::make_pair(t->median_s, t->display_name());
-      }
+    if (!r.agree()) {
+      std::string text;
+      for (const Disagreement& d : r.disagreements) text += (text.empty() ? "" : "; ") + d.who + ": " + d.message;
+      throw Error("a library disagrees with the reference: " + text);
     }
-    return best;
+    const ContenderTiming* fastest = r.fastest_baseline();
+    if (!fastest) return std::nullopt;
+    return std::make_pair(fastest->median_s, fastest->display_name());
   } catch (const Error& e) {
     std::cerr << "vendor baseline for " << w.key() << " skipped: " << e.what() << "\n";
     return std::nullopt;

@@ -15,9 +15,13 @@ namespace ktune::cli {
 
 // load_onnx_tasks with --input-shape texts; throws ktune::Error.
 ModelTasks load_model(const std::string& path, const std::vector<std::string>& input_shapes);
-// The vendor library's time for a workload (the faster of oneDNN and
-// OpenBLAS where both apply) with `threads` threads, and its name; nullopt
-// when this build has no baseline for it. Prints why on stderr if one fails.
+// The vendor libraries' time for a workload with `threads` threads: the
+// fastest primary baseline of every library in this build (measure/
+// baselines.h: OpenBLAS and oneDNN's matmul for matmul, dense and
+// batch_matmul; oneDNN for convolutions), as `ktune bench` takes it, and its
+// name, e.g. "onednn matmul"; nullopt when this build has no baseline for
+// the operator. Prints why on stderr if a library fails or disagrees with
+// the reference.
 std::optional<std::pair<double, std::string>> vendor_baseline(const Workload& w, int threads);
 
 // {"model", "opset", "tasks": [{workload, op, fields..., weight, flops, nodes}], "not_tunable": [...]}

@@ -106,6 +106,14 @@ const ContenderTiming* BenchResult::best_primary(const std::string& library) con
   return best;
 }
 
+const ContenderTiming* BenchResult::fastest_baseline() const {
+  const ContenderTiming* best = nullptr;
+  for (const ContenderTiming& t : timings) {
+    if (t.library != "ktune" && t.primary && (!best || t.median_s < best->median_s)) best = &t;
+  }
+  return best;
+}
+
 BenchResult run_bench(const BenchData& data, const std::vector<Contender*>& contenders,
                       const BenchOptions& options) {
   if (options.rounds < 1 || !(options.min_sample_s >= 0)) {

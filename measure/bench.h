@@ -62,14 +62,15 @@ struct BenchData {
 class Contender {
  public:
   virtual ~Contender() = default;
-  // Who: "ktune", "openblas", "onednn"; the ratio is taken per library.
+  // Who: "ktune" (the tuned kernel), "openblas", "onednn" (the baselines).
   virtual std::string library() const = 0;
-  // Which way of the library, e.g. "sgemm", "sgemv", "blocked", "nchw"
-  // ("" when there is one).
+  // Which way of the library, e.g. "sgemm", "sgemv", "matmul", "blocked",
+  // "nchw" ("" when there is one).
   virtual std::string variant() const { return ""; }
-  // Whether this variant is the library's baseline for the workload (the
-  // ratio tuned/baseline is against the fastest primary variant); others are
-  // shown for information, e.g. oneDNN forced to plain NCHW.
+  // Whether this variant is a baseline for the workload: what a user of the
+  // library would call. The headline ratio is against the fastest primary
+  // variant of all libraries; the others are shown for information, e.g.
+  // oneDNN forced to plain NCHW.
   virtual bool primary() const { return true; }
   // Layout transforms of activations inside the timed region, in words;
   // "none" when the timed region is the computation alone.
@@ -129,6 +130,10 @@ struct BenchResult {
   bool agree() const { return disagreements.empty(); }
   // The timing of library's fastest primary variant; nullptr if none.
   const ContenderTiming* best_primary(const std::string& library) const;
+  // The fastest primary variant of any library but "ktune": the baseline a
+  // tuned kernel has to beat, as the user could have called any of them.
+  // nullptr if there is none (no library in this build has the operator).
+  const ContenderTiming* fastest_baseline() const;
 };
 
 // Checks, then times the contenders as described at the top of this file.

@@ -17,6 +17,7 @@
 #include "measure/bench.h"
 #include "measure/builder.h"
 #include "measure/peak.h"
+#include "measure/verify.h"
 #include "schedule_space/codegen_cpp.h"
 #include "schedule_space/template.h"
 
@@ -52,6 +53,14 @@ class BenchTest : public ::testing::Test {
     }
     ADD_FAILURE() << "no valid config of " << tmpl.name() << " for " << w.key();
     return "";
+  }
+
+  // The contender of that display name ("onednn matmul"), or nullptr.
+  static Contender* find(const Baselines& b, const std::string& name) {
+    for (const auto& c : b.contenders) {
+      if (c->display_name() == name) return c.get();
+    }
+    return nullptr;
   }
 
   static BenchOptions quick() {
@@ -120,8 +129,13 @@ TEST_F(BenchTest, ATunedMatmulAgreesWithOpenBlasAndBothAreTimed) {
     EXPECT_LE(t.min_s, t.median_s);
     EXPECT_LE(t.median_s, t.max_s);
   }
+  const size_t libraries_missing = (have_openblas() ? 0 : 1) + (have_onednn() ? 0 : 1);
+  EXPECT_EQ(baselines.missing.size(), libraries_missing);
+  if (have_onednn()) {
+    ASSERT_NE(r.best_primary("onednn"), nullptr);
+    EXPECT_EQ(r.best_primary("onednn")->variant, "matmul");
+  }
   if (!have_openblas()) {
-    ASSERT_EQ(baselines.missing.size(), 1u);
     EXPECT_NE(baselines.missing[0].find("install libopenblas-dev and rebuild"), std::string::npos);
     GTEST_SKIP() << "built without OpenBLAS: no sgemm baseline to compare with";
   }
@@ -134,13 +148,94 @@ TEST_F(BenchTest, Batch1DenseHasBothSgemmAndSgemvBaselines) {
   const Workload w = Workload::parse("dense(batch=1,in=32,out=20,bias=1)");
   BenchData data(w);
   Baselines baselines = make_baselines(data, 1);
+  Contender* sgemm = find(baselines, "openblas sgemm");
+  Contender* sgemv = find(baselines, "openblas sgemv");
+  ASSERT_NE(sgemm, nullptr);
+  ASSERT_NE(sgemv, nullptr);
+  BenchResult r = run_bench(data, {sgemm, sgemv}, quick());
+  ASSERT_TRUE(r.agree()) << r.disagreements[0].who << ": " << r.disagreements[0].message;
+  EXPECT_TRUE(r.timings[0].primary && r.timings[1].primary) << "both are OpenBLAS baselines";
+}
+
+// oneDNN's matmul primitive is a baseline of every GEMM-like operator, with
+// dense's bias as the primitive's bias (at batch 1 and above, where oneDNN
+// takes different paths) and batch_matmul as one call on 3-D tensors. The
+// bench checks every side against the reference before it times anything.
+TEST_F(BenchTest, OneDnnMatmulIsABaselineOfMatmulDenseAndBatchMatmulAndAgrees) {
+  if (!have_onednn()) {
+    const BenchData data(Workload::parse("matmul(m=8,n=8,k=8)"));
+    Baselines b = make_baselines(data, 1);
+    ASSERT_FALSE(b.missing.empty());
+    EXPECT_NE(b.missing.back().find("oneDNN baseline not available"), std::string::npos) << b.missing.back();
+    GTEST_SKIP() << "built without oneDNN (install libdnnl-dev and rebuild): no matmul primitive baseline";
+  }
+  for (const char* spec : {"matmul(m=24,n=40,k=16)", "matmul(m=1,n=33,k=7)",
+                           "dense(batch=1,in=32,out=20,bias=1)", "dense(batch=4,in=32,out=20,bias=1)",
+                           "dense(batch=4,in=19,out=13,bias=0)", "batch_matmul(b=3,m=5,n=7,k=9)",
+                           "batch_matmul(b=3,m=16,n=24,k=8)"}) {
+    SCOPED_TRACE(spec);
+    const Workload w = Workload::parse(spec);
+    BenchData data(w);
+    Baselines baselines = make_baselines(data, 1);
+    Contender* onednn = find(baselines, "onednn matmul");
+    ASSERT_NE(onednn, nullptr);
+    EXPECT_TRUE(onednn->primary());
+    const std::string transforms = onednn->timed_transforms();
+    EXPECT_EQ(transforms.rfind("none", 0), 0u) << "activations are not reordered: " << transforms;
+    if (w.op() == OpKind::kDense) {
+      EXPECT_NE(transforms.find("reordered once, untimed"), std::string::npos) << transforms;
+    }
+    std::vector<Contender*> contenders;
+    for (auto& b : baselines.contenders) contenders.push_back(b.get());
+    BenchResult r = run_bench(data, contenders, quick());
+    ASSERT_TRUE(r.agree()) << r.disagreements[0].who << ": " << r.disagreements[0].message;
+    // After the timed calls the answer is still right: no call accumulates
+    // into the last one's output (a bias added twice would).
+    std::vector<float> out(data.reference.size());
+    onednn->read_output(out.data());
+    const auto wrong = compare_with_reference(w, out.data(), data.reference.data(),
+                                              static_cast<int64_t>(out.size()));
+    EXPECT_FALSE(wrong.has_value()) << *wrong;
+  }
+}
+
+// Without a batched sgemm in the installed OpenBLAS the baseline is a loop
+// of sgemm calls, and says so.
+TEST_F(BenchTest, OpenBlasBatchMatmulNamesHowItIsCalledAndAgrees) {
+  if (!have_openblas()) GTEST_SKIP() << "built without OpenBLAS";
+  const Workload w = Workload::parse("batch_matmul(b=3,m=5,n=7,k=9)");
+  BenchData data(w);
+  Baselines baselines = make_baselines(data, 1);
   std::vector<Contender*> contenders;
   for (auto& b : baselines.contenders) contenders.push_back(b.get());
-  ASSERT_EQ(contenders.size(), 2u);
   BenchResult r = run_bench(data, contenders, quick());
   ASSERT_TRUE(r.agree()) << r.disagreements[0].who << ": " << r.disagreements[0].message;
-  EXPECT_EQ(r.timings[0].variant, "sgemm");
-  EXPECT_EQ(r.timings[1].variant, "sgemv");
+  const ContenderTiming* blas = r.best_primary("openblas");
+  ASSERT_NE(blas, nullptr);
+  EXPECT_TRUE(blas->variant == "sgemm_batch" || blas->variant == "sgemm loop") << blas->variant;
+}
+
+ContenderTiming timing(const std::string& library, const std::string& variant, double median_s,
+                       bool primary = true) {
+  ContenderTiming t;
+  t.library = library;
+  t.variant = variant;
+  t.median_s = median_s;
+  t.gflops = 1 / median_s;
+  t.primary = primary;
+  return t;
+}
+
+TEST(BenchResultTest, TheFastestBaselineIsTheFastestPrimaryVariantOfAnyLibraryButKtune) {
+  BenchResult r;
+  r.timings = {timing("ktune", "", 1.0), timing("openblas", "sgemm", 3.0), timing("openblas", "sgemv", 2.5),
+               timing("onednn", "matmul", 2.0), timing("onednn", "nchw", 1.5, /*primary=*/false)};
+  ASSERT_NE(r.fastest_baseline(), nullptr);
+  EXPECT_EQ(r.fastest_baseline()->display_name(), "onednn matmul");
+  EXPECT_EQ(r.best_primary("openblas")->display_name(), "openblas sgemv");
+
+  r.timings = {timing("ktune", "", 1.0), timing("onednn", "nchw", 1.5, /*primary=*/false)};
+  EXPECT_EQ(r.fastest_baseline(), nullptr) << "information-only variants are no baseline";
 }
 
 TEST_F(BenchTest, ConvolutionsAgreeWithOneDnnAndSayWhatIsTimed) {
@@ -273,20 +368,49 @@ TEST_F(BenchCliTest, TunesFirstWithTrialsAndReportsJson) {
   }
   EXPECT_TRUE(tuned["timed_layout_transforms"].is_string());
   EXPECT_GT(tuned["gflops"].get<double>(), 0);
-  if (!have_openblas()) {
+  if (!have_openblas() && !have_onednn()) {
     EXPECT_TRUE(w["baselines"].empty());
+    EXPECT_TRUE(w["fastest_baseline"].is_null());
+    EXPECT_TRUE(w["ratio_vs_fastest"].is_null());
     EXPECT_NE(w["missing_baselines"][0].get<std::string>().find("OpenBLAS baseline not available"),
               std::string::npos);
-    GTEST_SKIP() << "built without OpenBLAS: no baseline fields to check";
+    GTEST_SKIP() << "built without OpenBLAS and oneDNN: no baseline fields to check";
   }
-  ASSERT_EQ(w["baselines"].size(), 1u);
-  const nlohmann::json& blas = w["baselines"][0];
-  EXPECT_EQ(blas["name"], "openblas sgemm");
-  EXPECT_GT(blas["gflops"].get<double>(), 0);
-  EXPECT_GT(blas["ratio"].get<double>(), 0);
-  EXPECT_EQ(blas["timed_layout_transforms"].get<std::string>().rfind("none", 0), 0u);
-  EXPECT_GT(w["ratios"]["openblas"].get<double>(), 0);
-  EXPECT_GT(report["geomean_ratios"]["openblas"].get<double>(), 0);
+  std::vector<std::string> names;
+  for (const nlohmann::json& b : w["baselines"]) {
+    names.push_back(b["name"]);
+    EXPECT_GT(b["gflops"].get<double>(), 0) << b["name"];
+    EXPECT_GT(b["ratio"].get<double>(), 0) << b["name"];
+    EXPECT_EQ(b["timed_layout_transforms"].get<std::string>().rfind("none", 0), 0u) << b["name"];
+  }
+  auto named = [&](const std::string& name) { return std::count(names.begin(), names.end(), name) == 1; };
+  if (have_openblas()) {
+    EXPECT_TRUE(named("openblas sgemm"));
+    EXPECT_GT(w["ratios"]["openblas"].get<double>(), 0);
+    EXPECT_GT(report["geomean_ratios"]["openblas"].get<double>(), 0);
+  }
+  if (have_onednn()) {
+    EXPECT_TRUE(named("onednn matmul"));
+    EXPECT_GT(w["ratios"]["onednn"].get<double>(), 0);
+  }
+  // The headline ratio is against the fastest baseline of all libraries:
+  // named, the fastest of the rows, and never kinder to ktune than any
+  // library's own ratio.
+  const nlohmann::json& fastest = w["fastest_baseline"];
+  ASSERT_TRUE(fastest.is_object()) << w.dump();
+  EXPECT_TRUE(named(fastest["name"].get<std::string>())) << fastest["name"];
+  for (const nlohmann::json& b : w["baselines"]) {
+    if (b["primary"].get<bool>()) {
+      EXPECT_GE(fastest["gflops"].get<double>(), b["gflops"].get<double>()) << b["name"];
+    }
+  }
+  const double ratio = w["ratio_vs_fastest"].get<double>();
+  EXPECT_NEAR(ratio, tuned["gflops"].get<double>() / fastest["gflops"].get<double>(), 1e-9 * ratio);
+  for (const auto& [library, library_ratio] : w["ratios"].items()) {
+    EXPECT_LE(ratio, library_ratio.get<double>() * (1 + 1e-12)) << library;
+  }
+  EXPECT_NEAR(report["geomean_ratio_vs_fastest"].get<double>(), ratio, 1e-9 * ratio)
+      << "one workload: the geometric mean is its ratio";
 
   // The peak is measured once per device and thread count, then reused.
   CommandOutput again = ktune({"bench", "--op", "matmul(m=16,n=16,k=16)", "--db", db(), "--threads",
@@ -294,6 +418,7 @@ TEST_F(BenchCliTest, TunesFirstWithTrialsAndReportsJson) {
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(again.err.find("measuring the FMA peak"), std::string::npos) << again.err;
   EXPECT_NE(again.out.find("openblas sgemm"), std::string::npos) << again.out;
+  EXPECT_NE(again.out.find("tuned/fastest baseline ("), std::string::npos) << again.out;
 }
 
 }  // namespace
