@@ -98,6 +98,9 @@ class CppEmitter {
  private:
   // statements
   void stmt(const Stmt& s);
+  std::string threads_text() const;
+  bool shares_one_region(const Stmt& seq) const;
+  void parallel_region(const Stmt& seq);
   void vector_stmt(const Stmt& s);
   void for_loop(const Stmt& s);
   void unrolled(const Stmt& s, bool vector_context);
@@ -134,6 +137,7 @@ class CppEmitter {
   std::string vec_var_;                // the vectorized loop variable, when inside one
   int64_t vec_width_ = 0;
   bool in_parallel_ = false;
+  bool in_region_ = false;  // inside one `omp parallel` region shared by several loops
   bool in_prepare_ = false;
   std::set<int64_t> widths_;
 };
@@ -505,10 +509,8 @@ void CppEmitter::for_loop(const Stmt& s) {
   declare_var(v);
   bool parallel = false;
   if (s->loop_kind == LoopKind::kParallel && !in_parallel_ && program_.threads > 1) {
-    line("#pragma omp parallel for num_threads(" +
-         (options_.threads_hook.empty() ? std::to_string(program_.threads)
-                                        : options_.threads_hook + "(" + std::to_string(program_.threads) + ")") +
-         ") schedule(static)");
+    line(in_region_ ? std::string("#pragma omp for schedule(static)")
+                    : "#pragma omp parallel for num_threads(" + threads_text() + ") schedule(static)");
     parallel = true;
   } else if (s->loop_kind == LoopKind::kUnrolled) {
     line("#pragma GCC unroll " + std::to_string(s->extent));
@@ -524,12 +526,41 @@ void CppEmitter::for_loop(const Stmt& s) {
   line("}");
 }
 
+std::string CppEmitter::threads_text() const {
+  return options_.threads_hook.empty() ? std::to_string(program_.threads)
+                                       : options_.threads_hook + "(" + std::to_string(program_.threads) + ")";
+}
+
+// Two or more parallel loops one after the other (a packing loop, then the
+// compute) run in one `omp parallel` region, each an `omp for` with its
+// barrier: one fork and join per call instead of one per loop, which small
+// kernels on several threads feel.
+bool CppEmitter::shares_one_region(const Stmt& seq) const {
+  if (in_parallel_ || in_region_ || program_.threads <= 1 || seq->seq.size() < 2) return false;
+  for (const Stmt& c : seq->seq) {
+    if (!c || c->kind != StmtKind::kFor || c->loop_kind != LoopKind::kParallel || c->extent <= 1) return false;
+  }
+  return true;
+}
+
+void CppEmitter::parallel_region(const Stmt& seq) {
+  line("#pragma omp parallel num_threads(" + threads_text() + ")");
+  line("{");
+  ++indent_;
+  in_region_ = true;
+  for (const Stmt& c : seq->seq) stmt(c);
+  in_region_ = false;
+  --indent_;
+  line("}");
+}
+
 void CppEmitter::stmt(const Stmt& s) {
   if (!s) return;
   switch (s->kind) {
     case StmtKind::kFor:
       return for_loop(s);
     case StmtKind::kSeq:
+      if (shares_one_region(s)) return parallel_region(s);
       for (const Stmt& c : s->seq) stmt(c);
       return;
     case StmtKind::kStore:

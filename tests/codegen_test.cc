@@ -168,6 +168,37 @@ TEST(CodegenTest, OnlyTheOutermostParallelLoopGetsThePragma) {
   EXPECT_EQ(count(emit_cpp(p), "#pragma omp"), 0u) << "one thread needs no OpenMP";
 }
 
+// Two parallel loops one after the other, the second reading what other
+// threads wrote in the first (a transpose into a workspace buffer, then the
+// matmul from it): one OpenMP region with a barrier between the loops.
+TEST(CodegenTest, ConsecutiveParallelLoopsShareOneRegionAndItsBarrier) {
+  const int64_t m = 7, n = 5, k = 9;
+  Program p = transposed_matmul(m, n, k, 3);
+  Buffer b = p.params[1], bt = make_buffer("Bt2", {n, k});
+  Buffer acc = make_buffer("acc", {1}, Scope::kStack);
+  Expr i = var("i"), j = var("j"), kk = var("kk");
+  p.workspace.push_back(bt);
+  Stmt transpose = for_loop("tj", n, LoopKind::kParallel,
+                            for_loop("tk", k, LoopKind::kSerial,
+                                     store(bt, {var("tj"), var("tk")}, load(b, {var("tk"), var("tj")}))));
+  Stmt matmul = for_loop(
+      "i", m, LoopKind::kParallel,
+      for_loop("j", n, LoopKind::kSerial,
+               allocate(acc, seq({store(acc, {int_imm(0)}, float_imm(0)),
+                                  for_loop("kk", k, LoopKind::kSerial,
+                                           accumulate(acc, {int_imm(0)}, load(p.params[0], {i, kk}) * load(bt, {j, kk}))),
+                                  store(p.params[2], {i, j}, load(acc, {int_imm(0)}))}))));
+  p.body = seq({transpose, matmul});
+  const std::string src = emit_cpp(p);
+  EXPECT_EQ(count(src, "#pragma omp parallel num_threads(3)"), 1u) << src;
+  EXPECT_EQ(count(src, "#pragma omp for schedule(static)"), 2u) << src;
+  EXPECT_EQ(count(src, "parallel for"), 0u) << src;
+  const Workload w(MatmulShape{m, n, k});
+  const auto inputs = testing::random_inputs(w);
+  const std::vector<float> got = testing::run_program(p, inputs);
+  EXPECT_LT(testing::max_relative_error(got, testing::reference_output(w, inputs)), 1e-5);
+}
+
 TEST(CodegenTest, CompiledMatmulWithPrepareMatchesReference) {
   const Workload w(MatmulShape{7, 5, 9});
   for (int threads : {1, 3}) {
