@@ -15,6 +15,7 @@ const std::vector<const Template*>& all_templates() {
       &batch_matmul_cpu_template(),
       &conv2d_cpu_template(),
       &conv2d_1x1_cpu_template(),
+      &conv2d_nchw_cpu_template(),
       &depthwise_conv2d_cpu_template(),
       &depthwise_conv2d_nchw_cpu_template(),
       &matmul_cuda_template(),
@@ -37,7 +38,7 @@ std::vector<const Template*> templates_for(OpKind op, TargetKind kind) {
 std::vector<const Template*> templates_for(const Workload& w, TargetKind kind) {
   // Specialized templates take a subset of their operator's shapes, and
   // where they apply they beat the general template of the operator.
-  static const std::vector<const Template*> specialized = {&conv2d_1x1_cpu_template()};
+  static const std::vector<const Template*> specialized = {&conv2d_1x1_cpu_template(), &conv2d_nchw_cpu_template()};
   std::vector<const Template*> found;
   for (const Template* t : templates_for(w.op(), kind)) {
     if (t->unsupported(w)) continue;

@@ -87,6 +87,33 @@ TEST(DepthwiseConv2dTemplate, TheNchwTemplateComputesTheRightAnswerOnAwkwardShap
                      6);
 }
 
+// The NCHW conv2d template for few input channels: bands of rows with a
+// partial last band, partial tiles along the rows, strides (its phase split),
+// dilation, asymmetric padding, batch 2, and the 1x1 and stem shapes.
+TEST(Conv2dTemplate, TheNchwTemplateComputesTheRightAnswerOnAwkwardShapes) {
+  expect_all_correct(conv2d_nchw_cpu_template(),
+                     {
+                         "conv2d(n=1,c=3,h=31,w=29,k=16,r=3,s=3,stride=2,pad=0)",
+                         "conv2d(n=1,c=3,h=15,w=15,k=16,r=7,s=7,stride=2,pad=3)",
+                         "conv2d(n=2,c=5,h=10,w=11,k=6,r=3,s=2,stride=1,pad=0x1x1x0)",
+                         "conv2d(n=1,c=8,h=13,w=13,k=24,r=1,s=1,stride=2,pad=0)",
+                         "conv2d(n=1,c=4,h=11,w=12,k=16,r=3,s=3,stride=2x3,pad=1,dilation=1x2)",
+                         "conv2d(n=1,c=1,h=9,w=1,k=3,r=3,s=1,stride=1,pad=1x0x1x0)",
+                     },
+                     6);
+}
+
+// It is offered for few input channels only, and first there: a stem conv's
+// untuned default is one of its seeds.
+TEST(Conv2dTemplate, TheNchwTemplateIsForFewInputChannels) {
+  const Workload stem = Workload::parse("conv2d(n=1,c=3,h=224,w=224,k=64,r=7,s=7,stride=2,pad=3)");
+  EXPECT_EQ(templates_for(stem, TargetKind::kCpu).front(), &conv2d_nchw_cpu_template());
+  EXPECT_FALSE(conv2d_nchw_cpu_template().seed_configs(stem, test_target(), conv2d_nchw_cpu_template().space(stem, test_target())).empty());
+  const Workload wide = Workload::parse("conv2d(n=1,c=64,h=56,w=56,k=64,r=3,s=3,stride=1,pad=1)");
+  for (const Template* t : templates_for(wide, TargetKind::kCpu)) EXPECT_NE(t, &conv2d_nchw_cpu_template());
+  EXPECT_TRUE(conv2d_nchw_cpu_template().unsupported(wide).has_value());
+}
+
 TEST(Conv2dTemplate, ResNetLayerSpaceIsLargeAndMostlyValid) {
   const Template& tmpl = conv2d_cpu_template();
   const Workload w = Workload::parse("conv2d(n=1,c=128,h=28,w=28,k=128,r=3,s=3,stride=1,pad=1)");
