@@ -174,26 +174,30 @@ class Conv2dNchw : public Template {
     // Input row of band row y: y + band_y0 * stride_h - pad_top.
     const Expr row0 = band_y0 * ir::int_imm(s.stride_h) + ir::int_imm(-s.pad_top);
 
-    // The band's input: zeros, then per channel the image rows it reads and,
-    // per phase, the columns that fall inside the image.
-    Stmt zero = templates::fill(buf, "z", [](const std::vector<Expr>&) { return ir::float_imm(0.0f); });
-    std::vector<Stmt> copies;
+    // The band's input, per channel and phase: the image rows it reads,
+    // their columns inside the image copied and the padding columns zeroed;
+    // rows outside the image zeroed whole.
+    std::vector<Stmt> fills;
     for (int64_t p = 0; p < st; ++p) {
       // Column x of phase p is padded column x*st + p, input column x*st + p - pad_left.
-      const int64_t x_lo = std::max<int64_t>(0, ceil_div(s.pad_left - p, st));
-      const int64_t x_hi = std::min(wp, ceil_div(s.pad_left + s.w - p, st));
-      if (x_hi <= x_lo) continue;
+      const int64_t x_lo = std::min(wp, std::max<int64_t>(0, ceil_div(s.pad_left - p, st)));
+      const int64_t x_hi = std::max(x_lo, std::min(wp, ceil_div(s.pad_left + s.w - p, st)));
       const std::string q = std::to_string(p);
-      LoopNest copy;
-      copy.add("cc" + q, s.c);
-      copy.add("cy" + q, rows);
-      copy.add("cx" + q, x_hi - x_lo);
-      const Expr cc = copy.var("cc" + q), y = copy.var("cy" + q), x = copy.var("cx" + q) + x_lo;
-      const Expr in_y = y + row0;
-      copy.guard("cy" + q, ir::logical_and(ir::le(ir::int_imm(0), in_y), ir::lt(in_y, ir::int_imm(s.h))));
-      copies.push_back(copy.wrap(ir::store(
-          buf, {cc, y, ir::int_imm(p), x},
-          ir::load(data, {n, cc, in_y, x * ir::int_imm(st) + ir::int_imm(p - s.pad_left)}))));
+      const Expr cc = ir::var("cc" + q), y = ir::var("cy" + q), in_y = y + row0;
+      // Zeros or a copy over columns [x0, x1) of row y.
+      auto columns = [&](const std::string& var, int64_t x0, int64_t x1, bool copy) -> Stmt {
+        if (x1 <= x0) return nullptr;
+        const Expr x = ir::var(var) + x0;
+        Expr value = copy ? ir::load(data, {n, cc, in_y, x * ir::int_imm(st) + ir::int_imm(p - s.pad_left)})
+                          : ir::float_imm(0.0f);
+        return ir::for_loop(var, x1 - x0, LoopKind::kSerial, ir::store(buf, {cc, y, ir::int_imm(p), x}, value));
+      };
+      const Stmt inside = ir::seq({columns("zl" + q, 0, x_lo, false), columns("cx" + q, x_lo, x_hi, true),
+                                   columns("zr" + q, x_hi, wp, false)});
+      const Stmt row = ir::if_then_else(
+          ir::logical_and(ir::le(ir::int_imm(0), in_y), ir::lt(in_y, ir::int_imm(s.h))), inside,
+          columns("zx" + q, 0, wp, false));
+      fills.push_back(ir::for_loop("cc" + q, s.c, LoopKind::kSerial, ir::for_loop("cy" + q, rows, LoopKind::kSerial, row)));
     }
 
     // Register tiles: rows of a tile are (output row yy, output channel kk),
@@ -235,7 +239,7 @@ class Conv2dNchw : public Template {
     ir::Program p;
     p.name = name();
     p.params = params;
-    p.body = outer.wrap(ir::allocate(buf, ir::seq({zero, ir::seq(std::move(copies)), compute})));
+    p.body = outer.wrap(ir::allocate(buf, ir::seq({ir::seq(std::move(fills)), compute})));
     p.threads = t.cpu.threads;
     return p;
   }

@@ -112,16 +112,36 @@ class DepthwiseConv2dNchw : public Template {
     const Expr n = planes.var("n"), k = planes.var("k");
     const Expr channel = s.multiplier == 1 ? k : ir::floordiv(k, ir::int_imm(s.multiplier));
 
-    // The padded plane: zeros, then the image's rows and, per phase, the
-    // columns that fall inside it.
-    Stmt zero = templates::fill(plane, "z", [](const std::vector<Expr>&) { return ir::float_imm(0.0f); });
-    std::vector<Stmt> copies;
+    // The padded plane: the image's rows and, per phase, the columns that
+    // fall inside it, copied; zeros only around them (a small plane's
+    // zeroing would cost as much as its copy).
+    std::vector<Stmt> zeros, copies;
     const int64_t row_lo = s.pad_top, row_hi = std::min(hp, s.pad_top + s.h);
+    // Zeros over rows [y0, y1) x columns [x0, x1) of phase p.
+    auto zero = [&](int64_t y0, int64_t y1, int64_t p, int64_t x0, int64_t x1) {
+      if (y1 <= y0 || x1 <= x0) return;
+      const std::string q = std::to_string(zeros.size());
+      LoopNest z;
+      z.add("zy" + q, y1 - y0);
+      z.add("zx" + q, x1 - x0);
+      zeros.push_back(z.wrap(ir::store(plane, {z.var("zy" + q) + y0, ir::int_imm(p), z.var("zx" + q) + x0},
+                                       ir::float_imm(0.0f))));
+    };
+    for (int64_t p = 0; p < st; ++p) {
+      zero(0, std::min(row_lo, hp), p, 0, wp);
+      zero(std::max(row_hi, row_lo), hp, p, 0, wp);
+    }
     for (int64_t p = 0; p < st; ++p) {
       // Plane column x of phase p is padded column x*st + p, input column x*st + p - pad_left.
       const int64_t x_lo = std::max<int64_t>(0, ceil_div(s.pad_left - p, st));
       const int64_t x_hi = std::min(wp, ceil_div(s.pad_left + s.w - p, st));
-      if (row_hi <= row_lo || x_hi <= x_lo) continue;
+      if (row_hi <= row_lo) continue;
+      if (x_hi <= x_lo) {
+        zero(row_lo, row_hi, p, 0, wp);
+        continue;
+      }
+      zero(row_lo, row_hi, p, 0, x_lo);
+      zero(row_lo, row_hi, p, x_hi, wp);
       LoopNest copy;
       copy.add("cy" + std::to_string(p), row_hi - row_lo);
       copy.add("cx" + std::to_string(p), x_hi - x_lo);
@@ -157,7 +177,7 @@ class DepthwiseConv2dNchw : public Template {
     ir::Program p;
     p.name = name();
     p.params = params;
-    p.body = planes.wrap(ir::allocate(plane, ir::seq({zero, ir::seq(std::move(copies)), compute})));
+    p.body = planes.wrap(ir::allocate(plane, ir::seq({ir::seq(std::move(zeros)), ir::seq(std::move(copies)), compute})));
     p.threads = t.cpu.threads;
     return p;
   }
