@@ -3,6 +3,7 @@
 // valid on a real layer, and check() explains what it rejects.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -112,6 +113,23 @@ TEST(Conv2dTemplate, TheNchwTemplateIsForFewInputChannels) {
   const Workload wide = Workload::parse("conv2d(n=1,c=64,h=56,w=56,k=64,r=3,s=3,stride=1,pad=1)");
   for (const Template* t : templates_for(wide, TargetKind::kCpu)) EXPECT_NE(t, &conv2d_nchw_cpu_template());
   EXPECT_TRUE(conv2d_nchw_cpu_template().unsupported(wide).has_value());
+}
+
+// Rows narrower than their tiles: above a plane's last row the cut vector is
+// stored whole, spilling into the next row that is written after it; two
+// threads on neighbouring channels, one tile per row band and several tiles
+// per row, and tiles of several rows, where that would not hold.
+TEST(DepthwiseConv2dTemplate, TheNchwTemplateSpillsCutVectorsOnlyIntoRowsWrittenLater) {
+  const Target t = detect_cpu_target(2);
+  const std::string v = std::to_string(std::max(2, t.cpu.vector_lanes));
+  const std::string h = std::to_string(std::max(1, t.cpu.vector_lanes / 2));
+  for (const std::string& spec : std::vector<std::string>{"depthwise_conv2d(n=1,c=8,h=14,w=14,r=3,s=3,stride=1,pad=1)",
+                                 "depthwise_conv2d(n=2,c=5,h=9,w=" + std::to_string(2 * std::stoi(v) + 3) +
+                                     ",r=3,s=3,stride=1,pad=1)"}) {
+    testing::expect_configs_correct(depthwise_conv2d_nchw_cpu_template(), spec, t,
+                                    {"tile_y=1 tile_x=1 vec=" + v + " unroll=2", "tile_y=2 tile_x=1 vec=" + v + " unroll=2",
+                                     "tile_y=3 tile_x=1 vec=" + h + " unroll=1", "tile_y=2 tile_x=2 vec=" + h + " unroll=0"});
+  }
 }
 
 TEST(Conv2dTemplate, ResNetLayerSpaceIsLargeAndMostlyValid) {

@@ -12,7 +12,8 @@
 // tiles of tile_y output rows x tile_x vectors of output columns: for every
 // tap one unaligned vector load of the plane and one broadcast weight per
 // accumulator. The output is written in vectors along its rows (NCHW is
-// contiguous there); a partial last tile writes only its valid part.
+// contiguous there); a row's cut vector spills into the next row, which is
+// written after it, and only the plane's last rows are written exactly.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -169,9 +170,17 @@ class DepthwiseConv2dNchw : public Template {
     };
     const Expr valid_rows = oh % d.tile_y == 0 ? nullptr : ir::int_imm(oh) - y0;
     const Expr valid_cols = ow % d.cols() == 0 ? nullptr : ir::int_imm(ow) - x0;
-    Stmt write = tile.write_back(
-        [&](Expr row, Expr col, Expr value) { return ir::store(out, {n, k, y0 + row, x0 + col}, value); }, valid_rows,
-        valid_cols);
+    auto store = [&](Expr row, Expr col, Expr value) { return ir::store(out, {n, k, y0 + row, x0 + col}, value); };
+    Stmt write = tile.write_back(store, valid_rows, valid_cols);
+    // A row narrower than its tiles: the tiles above the plane's last row
+    // store whole vectors, the cut one spilling into the next row of the
+    // plane (NCHW rows are contiguous), which is written after it (one tile
+    // per row band, or one row per tile) — one vector store in place of a
+    // store per element. The tile holding the last row stores exactly (its
+    // spill would reach the next channel's plane, another thread's).
+    if (valid_cols && tiles_x * d.cols() - ow <= ow && oh > d.tile_y && (tiles_x == 1 || d.tile_y == 1)) {
+      write = ir::if_then_else(ir::lt(y0 + ir::int_imm(d.tile_y), ir::int_imm(oh)), tile.write_back(store), write);
+    }
     Stmt compute = tiles.wrap(tile.compute(taps, product, write));
 
     ir::Program p;
