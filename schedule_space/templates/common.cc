@@ -295,6 +295,42 @@ Stmt RegisterTile::compute(const LoopNest& reduction, const std::function<Expr(E
   return ir::allocate(acc, ir::seq({zero(), reduction.wrap(accumulate(f)), std::move(write_back_stmt)}));
 }
 
+// ---- stride phases ----
+
+std::pair<int64_t, int64_t> StridePhases::inside(int64_t p) const {
+  const int64_t lo = std::min(cols, std::max<int64_t>(0, ceil_div(pad_left - p, stride)));
+  const int64_t hi = std::max(lo, std::min(cols, ceil_div(pad_left + width - p, stride)));
+  return {lo, hi};
+}
+
+Expr StridePhases::image_col(const Expr& x, int64_t p) const {
+  return x * ir::int_imm(stride) + ir::int_imm(p - pad_left);
+}
+
+Expr StridePhases::phase(const Expr& tap_col) const {
+  return stride == 1 ? ir::int_imm(0) : ir::floormod(tap_col, ir::int_imm(stride));
+}
+
+Expr StridePhases::shift(const Expr& tap_col) const {
+  return stride == 1 ? tap_col : ir::floordiv(tap_col, ir::int_imm(stride));
+}
+
+Stmt StridePhases::fill_row(int64_t p, const std::string& var_prefix,
+                            const std::function<Stmt(Expr col, Expr value)>& store,
+                            const std::function<Expr(Expr image_col)>& image) const {
+  // Columns [x0, x1): copies or zeros.
+  auto columns = [&](const std::string& var, int64_t x0, int64_t x1, bool copy) -> Stmt {
+    if (x1 <= x0) return nullptr;
+    const Expr x = ir::var(var) + x0;
+    return ir::for_loop(var, x1 - x0, LoopKind::kSerial,
+                        store(x, copy ? image(image_col(x, p)) : ir::float_imm(0.0f)));
+  };
+  if (!image) return columns(var_prefix + "xz", 0, cols, false);
+  const auto [lo, hi] = inside(p);
+  return ir::seq({columns(var_prefix + "xl", 0, lo, false), columns(var_prefix + "x", lo, hi, true),
+                  columns(var_prefix + "xr", hi, cols, false)});
+}
+
 // ---- fill ----
 
 Stmt fill(const ir::Buffer& dst, const std::string& prefix,

@@ -197,6 +197,32 @@ struct RegisterTile {
                    ir::Stmt write_back) const;
 };
 
+// ---- input rows split by stride phase (the NCHW templates) ----
+
+// A buffer of input rows whose columns are split by phase of the stride:
+// column x of phase p holds padded column x * stride + p, image column
+// x * stride + p - pad_left, so every kernel tap reads contiguous columns
+// whatever the stride. `cols` columns per phase; width: the image's.
+struct StridePhases {
+  int64_t stride = 1, pad_left = 0, width = 0, cols = 0;
+
+  // The columns [lo, hi) of phase p that hold image columns; the others are
+  // padding (zeros).
+  std::pair<int64_t, int64_t> inside(int64_t p) const;
+  // The image column that column x of phase p holds.
+  ir::Expr image_col(const ir::Expr& x, int64_t p) const;
+  // A tap at padded-column offset tap_col (its column times the dilation)
+  // reads phase(tap_col), its columns shifted by shift(tap_col).
+  ir::Expr phase(const ir::Expr& tap_col) const;
+  ir::Expr shift(const ir::Expr& tap_col) const;
+  // One row of phase p, all its columns (loop variable var_prefix + "x..."):
+  // store(column, value) with image(image column) inside the image and 0
+  // in the padding; with no image, zeros everywhere.
+  ir::Stmt fill_row(int64_t p, const std::string& var_prefix,
+                    const std::function<ir::Stmt(ir::Expr col, ir::Expr value)>& store,
+                    const std::function<ir::Expr(ir::Expr image_col)>& image) const;
+};
+
 // ---- layout transforms ----
 
 // dst[i0, ..., in] = value({i0, ..., in}) for every element of dst: the loop

@@ -177,26 +177,16 @@ class Conv2dNchw : public Template {
     // The band's input, per channel and phase: the image rows it reads,
     // their columns inside the image copied and the padding columns zeroed;
     // rows outside the image zeroed whole.
+    const templates::StridePhases phases{st, s.pad_left, s.w, wp};
     std::vector<Stmt> fills;
     for (int64_t p = 0; p < st; ++p) {
-      // Column x of phase p is padded column x*st + p, input column x*st + p - pad_left.
-      const int64_t x_lo = std::min(wp, std::max<int64_t>(0, ceil_div(s.pad_left - p, st)));
-      const int64_t x_hi = std::max(x_lo, std::min(wp, ceil_div(s.pad_left + s.w - p, st)));
       const std::string q = std::to_string(p);
       const Expr cc = ir::var("cc" + q), y = ir::var("cy" + q), in_y = y + row0;
-      // Zeros or a copy over columns [x0, x1) of row y.
-      auto columns = [&](const std::string& var, int64_t x0, int64_t x1, bool copy) -> Stmt {
-        if (x1 <= x0) return nullptr;
-        const Expr x = ir::var(var) + x0;
-        Expr value = copy ? ir::load(data, {n, cc, in_y, x * ir::int_imm(st) + ir::int_imm(p - s.pad_left)})
-                          : ir::float_imm(0.0f);
-        return ir::for_loop(var, x1 - x0, LoopKind::kSerial, ir::store(buf, {cc, y, ir::int_imm(p), x}, value));
-      };
-      const Stmt inside = ir::seq({columns("zl" + q, 0, x_lo, false), columns("cx" + q, x_lo, x_hi, true),
-                                   columns("zr" + q, x_hi, wp, false)});
+      auto put = [&](Expr x, Expr value) { return ir::store(buf, {cc, y, ir::int_imm(p), x}, value); };
       const Stmt row = ir::if_then_else(
-          ir::logical_and(ir::le(ir::int_imm(0), in_y), ir::lt(in_y, ir::int_imm(s.h))), inside,
-          columns("zx" + q, 0, wp, false));
+          ir::logical_and(ir::le(ir::int_imm(0), in_y), ir::lt(in_y, ir::int_imm(s.h))),
+          phases.fill_row(p, "c" + q, put, [&](Expr col) { return ir::load(data, {n, cc, in_y, col}); }),
+          phases.fill_row(p, "c" + q, put, nullptr));
       fills.push_back(ir::for_loop("cc" + q, s.c, LoopKind::kSerial, ir::for_loop("cy" + q, rows, LoopKind::kSerial, row)));
     }
 
@@ -216,8 +206,7 @@ class Conv2dNchw : public Template {
     red.add("s", s.s, d.unroll >= 1 ? LoopKind::kUnrolled : LoopKind::kSerial);
     const Expr ci = red.var("c"), r = red.var("r"), q = red.var("s");
     const Expr tap_col = q * ir::int_imm(s.dilation_w);  // padded column offset of tap q
-    const Expr phase = st == 1 ? ir::int_imm(0) : ir::floormod(tap_col, ir::int_imm(st));
-    const Expr shift = st == 1 ? tap_col : ir::floordiv(tap_col, ir::int_imm(st));
+    const Expr phase = phases.phase(tap_col), shift = phases.shift(tap_col);
     const RegisterTile tile("acc", d.tile_y * d.tile_k, d.cols(), d.vec);
     auto k_of = [&](Expr row) { return kb * ir::int_imm(d.tile_k) + ir::floormod(row, ir::int_imm(d.tile_k)); };
     auto y_of = [&](Expr row) { return y0 + ir::floordiv(row, ir::int_imm(d.tile_k)); };

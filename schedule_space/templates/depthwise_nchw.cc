@@ -116,6 +116,7 @@ class DepthwiseConv2dNchw : public Template {
     // The padded plane: the image's rows and, per phase, the columns that
     // fall inside it, copied; zeros only around them (a small plane's
     // zeroing would cost as much as its copy).
+    const templates::StridePhases phases{st, s.pad_left, s.w, wp};
     std::vector<Stmt> zeros, copies;
     const int64_t row_lo = s.pad_top, row_hi = std::min(hp, s.pad_top + s.h);
     // Zeros over rows [y0, y1) x columns [x0, x1) of phase p.
@@ -133,9 +134,7 @@ class DepthwiseConv2dNchw : public Template {
       zero(std::max(row_hi, row_lo), hp, p, 0, wp);
     }
     for (int64_t p = 0; p < st; ++p) {
-      // Plane column x of phase p is padded column x*st + p, input column x*st + p - pad_left.
-      const int64_t x_lo = std::max<int64_t>(0, ceil_div(s.pad_left - p, st));
-      const int64_t x_hi = std::min(wp, ceil_div(s.pad_left + s.w - p, st));
+      const auto [x_lo, x_hi] = phases.inside(p);
       if (row_hi <= row_lo) continue;
       if (x_hi <= x_lo) {
         zero(row_lo, row_hi, p, 0, wp);
@@ -149,7 +148,7 @@ class DepthwiseConv2dNchw : public Template {
       const Expr y = copy.var("cy" + std::to_string(p)) + row_lo, x = copy.var("cx" + std::to_string(p)) + x_lo;
       copies.push_back(copy.wrap(ir::store(
           plane, {y, ir::int_imm(p), x},
-          ir::load(data, {n, channel, y + ir::int_imm(-s.pad_top), x * ir::int_imm(st) + ir::int_imm(p - s.pad_left)}))));
+          ir::load(data, {n, channel, y + ir::int_imm(-s.pad_top), phases.image_col(x, p)}))));
     }
 
     LoopNest tiles;
@@ -161,8 +160,7 @@ class DepthwiseConv2dNchw : public Template {
     taps.add("s", s.s, d.unroll >= 1 ? LoopKind::kUnrolled : LoopKind::kSerial);
     const Expr r = taps.var("r"), q = taps.var("s");
     const Expr tap_col = q * ir::int_imm(s.dilation_w);  // padded column offset of tap q
-    const Expr phase = st == 1 ? ir::int_imm(0) : ir::floormod(tap_col, ir::int_imm(st));
-    const Expr shift = st == 1 ? tap_col : ir::floordiv(tap_col, ir::int_imm(st));
+    const Expr phase = phases.phase(tap_col), shift = phases.shift(tap_col);
     const RegisterTile tile("acc", d.tile_y, d.cols(), d.vec);
     auto product = [&](Expr row, Expr col) {
       const Expr py = (y0 + row) * ir::int_imm(s.stride_h) + r * ir::int_imm(s.dilation_h);
