@@ -22,10 +22,18 @@ struct BestArgs {
   std::string format = "text";
 };
 
+// ", spread +-1.3%" (nothing with fewer than three repeats).
+std::string spread_text(const Record& r) {
+  if (r.result.costs.size() < 3) return "";
+  char buf[48];
+  std::snprintf(buf, sizeof buf, ", spread \u00b1%.1f%%", 100 * r.result.spread());
+  return buf;
+}
+
 void print_best_text(const Record& best) {
   std::cout << best.workload_key << " on " << best.device_key << "\n"
             << "  " << speed_text(best) << "  (" << best.kind << " measurement, "
-            << best.result.costs.size() << " repeats)\n"
+            << best.result.costs.size() << " repeats" << spread_text(best) << ")\n"
             << "  template " << best.template_name << " v" << best.template_version << ", config #"
             << best.config_index << ": " << best.config_text << "\n";
 }

@@ -56,6 +56,7 @@ nlohmann::json record_json(const Record& r) {
   j["costs"] = r.result.costs;
   j["mean_cost_s"] = r.result.ok() ? nlohmann::json(r.result.mean_cost()) : nlohmann::json();
   j["gflops"] = r.gflops();
+  j["spread"] = r.result.spread();  // half the p10..p90 range of the repeats over their median
   j["error"] = std::string(error_name(r.result.error));
   j["error_message"] = r.result.error_message;
   j["kind"] = r.kind;

@@ -1,5 +1,6 @@
 #include "measure/measure.h"
 
+#include <algorithm>
 #include <array>
 #include <limits>
 #include <numeric>
@@ -52,6 +53,16 @@ std::vector<MeasureResult> Measurer::measure_each(const std::vector<MeasureInput
     for (size_t i = 0; i < results.size() && i < inputs.size(); ++i) on_result(i, results[i]);
   }
   return results;
+}
+
+double MeasureResult::spread() const {
+  if (costs.size() < 3) return 0;
+  std::vector<double> c = costs;
+  std::sort(c.begin(), c.end());
+  // Nearest-rank percentiles.
+  auto at = [&](double q) { return c[std::min(c.size() - 1, static_cast<size_t>(q * static_cast<double>(c.size())))]; };
+  const double median = c.size() % 2 ? c[c.size() / 2] : (c[c.size() / 2 - 1] + c[c.size() / 2]) / 2;
+  return median > 0 ? (at(0.9) - at(0.1)) / 2 / median : 0;
 }
 
 double MeasureResult::mean_cost() const {

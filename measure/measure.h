@@ -56,6 +56,9 @@ struct MeasureResult {
 
   bool ok() const { return error == MeasureError::kNone && !costs.empty(); }
   double mean_cost() const;  // +inf if not ok
+  // How much the repeats disagree: half the p10..p90 range of costs over
+  // their median (0.02: +-2%); 0 with fewer than three costs.
+  double spread() const;
 };
 
 struct MeasureOptions {

@@ -265,7 +265,11 @@ void append_table(std::string& out, const DeviceSection& section) {
     if (t.failed > 0) trials += " <span class=\"note\">(" + std::to_string(t.failed) + " failed)</span>";
     out += cell(trials);
     if (t.best) {
-      out += "<td class=\"num\" title=\"" + escape(best_title(*t.best)) + "\">" + ms_text(*t.best_s()) + "</td>";
+      std::string best_ms = ms_text(*t.best_s());
+      if (t.best->result.costs.size() >= 3) {
+        best_ms += format(" <span class=\"note\">\u00b1%.1f%%</span>", 100 * t.best->result.spread());
+      }
+      out += "<td class=\"num\" title=\"" + escape(best_title(*t.best)) + "\">" + best_ms + "</td>";
       out += cell(format("%.2f", t.best->gflops()));
     } else {
       std::string why = t.records == 0 ? "not measured" : "no valid measurement";

@@ -50,9 +50,11 @@ TEST_F(CliTest, TuneStoresABestThatBestPrints) {
   EXPECT_EQ(b[0]["config_index"], summary[0]["best"]["config_index"]);
   EXPECT_EQ(b[0]["kind"], "final");
 
+  EXPECT_GE(b[0]["spread"].get<double>(), 0.0);
   CommandOutput text = ktune({"best", "--op", kSmallMatmul, "--db", db(), "--threads", "1"});
   EXPECT_EQ(text.exit_code, 0);
   EXPECT_NE(text.out.find("GFLOP/s"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("10 repeats, spread"), std::string::npos) << text.out;  // the interleaved finals
 }
 
 TEST_F(CliTest, TuneTwiceResumesWithoutRemeasuring) {

@@ -99,7 +99,8 @@ TEST_F(FarmProcessTest, ADaemonAndTwoWorkersCompleteAJobWithOneRecordPerConfig) 
     finals += r.kind == "final";
     EXPECT_TRUE(r.result.ok()) << r.result.error_message;
   }
-  EXPECT_EQ(finals, 3);
+  EXPECT_GE(finals, 3);  // the top 3, and the untuned default unless it is one of them
+  EXPECT_LE(finals, 4);
   EXPECT_EQ(workers, (std::set<std::string>{"wA", "wB"}));  // both did work
   EXPECT_TRUE(db->best(Workload::parse(kOp).key(), key).has_value());
   testing::CommandOutput shown = client({"job", job});
@@ -178,8 +179,11 @@ TEST_F(FarmProcessTest, JobsForTwoDeviceKeysGoOnlyToMatchingWorkers) {
   ASSERT_TRUE(eventually([&] { return job_state(job_a) == "done" && job_state(job_b) == "done"; })) << daemon->log();
   auto db = Database::open(db_path());
   std::vector<Record> ra = job_records(*db, job_a), rb = job_records(*db, job_b);
-  EXPECT_EQ(ra.size(), 23u);  // 20 trials and 3 re-measured
-  EXPECT_EQ(rb.size(), 23u);
+  // 20 trials, and 3 re-measured with the untuned default unless it is among them.
+  EXPECT_GE(ra.size(), 23u);
+  EXPECT_LE(ra.size(), 24u);
+  EXPECT_GE(rb.size(), 23u);
+  EXPECT_LE(rb.size(), 24u);
   for (const Record& r : ra) {
     EXPECT_EQ(r.result.worker, "wA");
     EXPECT_EQ(r.device_key, "lab/key-a");

@@ -104,6 +104,17 @@ TEST(MeasureErrorTest, MeanCostIsInfiniteUnlessOk) {
   EXPECT_TRUE(std::isinf(r.mean_cost()));
 }
 
+// What `ktune best` and the report show of a winner's repeats.
+TEST(MeasureErrorTest, SpreadIsHalfTheP10ToP90RangeOverTheMedian) {
+  MeasureResult r;
+  r.costs = {1.0, 1.0};
+  EXPECT_EQ(r.spread(), 0.0);  // too few repeats to say
+  r.costs = {1.0, 1.1, 0.9, 1.0, 1.0, 1.05, 0.95, 1.0, 1.0, 1.0};
+  EXPECT_NEAR(r.spread(), 0.075, 1e-9);  // p10 0.95, p90 1.1, median 1.0: (1.1 - 0.95) / 2
+  r.costs = {2.0, 2.0, 2.0};
+  EXPECT_EQ(r.spread(), 0.0);
+}
+
 TEST_F(MeasureTest, CorrectKernelIsTimedWithTheRequestedRepeats) {
   std::string artifact = build_ok(matmul_kernel());
   RunnerProcess runner(kRunnerPath);

@@ -86,7 +86,7 @@ struct TuningResult {
   bool stopped = false;  // options.stop ended it: no re-measurement, nothing marked
   double elapsed_s = 0;
   double search_s = 0;   // tuner time (training, proposals), summed over threads
-  int max_in_flight = 0; // most candidates in flight at once
+  int max_in_flight = 0; // most candidates submitted to the measurer and not answered at once
   int proposals = 0;     // tuner calls (each trains if it has new results, then proposes a batch)
   // Sum of weight x best_s (untuned: x default_s) over tasks that have one.
   double estimated_s() const;

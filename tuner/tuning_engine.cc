@@ -47,6 +47,15 @@ Record make_record(const Task& task, const Config& config, const MeasureResult& 
   return r;
 }
 
+// The median of a record's costs: what decides between finalists, whom one
+// slow repeat should not sink.
+double median_cost(const Record& r) {
+  std::vector<double> c = r.result.costs;
+  if (!r.result.ok() || c.empty()) return kNoTime;
+  std::sort(c.begin(), c.end());
+  return c.size() % 2 ? c[c.size() / 2] : (c[c.size() / 2 - 1] + c[c.size() / 2]) / 2;
+}
+
 // The fastest distinct configs among records, best first.
 std::vector<uint64_t> top_configs(const std::vector<Record>& records, int n) {
   std::map<uint64_t, double> best_cost;
@@ -153,6 +162,16 @@ struct TaskState {
   int finals_in_flight = 0;
   size_t next_template = 0;         // kModel: the templates take turns
   std::string first_error;
+  // The final re-measurement: the top candidates of every template and the
+  // untuned default, measured in rounds that interleave them.
+  struct Finalist {
+    size_t unit = 0;
+    Config config;
+    MeasureResult result;  // every round's costs together
+    bool failed = false;
+  };
+  std::vector<Finalist> finalists;
+  int rounds_left = 0;
 };
 
 // Candidates measured together: one unit's, or one config of each of
@@ -160,6 +179,7 @@ struct TaskState {
 struct Batch {
   std::vector<size_t> units;  // one per config
   std::vector<Config> configs;
+  std::vector<size_t> finalists;  // a final round's: the task's finalist of each config
   std::string kind;           // "search" or "final"
   MeasureOptions options;
   size_t answered = 0;
@@ -227,6 +247,8 @@ class Engine {
   void on_proposal(Event& e);
   void advance_phases();
   void start_finals(TaskState& t);
+  void final_round(TaskState& t);
+  void end_finals(TaskState& t);
   void decide(TaskState& t);
   void finish_unit(Unit& u);
   int outstanding() const;
@@ -263,6 +285,7 @@ class Engine {
   bool stopping_ = false;
   std::exception_ptr failure_;
   int max_in_flight_ = 0;
+  int submitted_ = 0;  // items submitted to the measurer, not answered yet
   int proposals_ = 0;
   bool progressed_ = false;
   int trials_at_start_ = 0;
@@ -575,8 +598,9 @@ void Engine::submit(Batch b) {
   }
   const uint64_t id = next_batch_++;
   const MeasureOptions options = b.options;
+  submitted_ += static_cast<int>(b.configs.size());
   batches_.emplace(id, std::move(b));
-  max_in_flight_ = std::max(max_in_flight_, outstanding());
+  max_in_flight_ = std::max(max_in_flight_, submitted_);
   measurer_.submit(inputs, options, [this, id](size_t i, const MeasureResult& r) {
     Event e;
     e.kind = Event::kResult;
@@ -591,6 +615,7 @@ void Engine::on_result(Event& e) {
   auto it = batches_.find(e.batch);
   if (it == batches_.end() || e.index >= it->second.configs.size()) return;
   Batch& b = it->second;
+  --submitted_;
   const size_t unit = b.units[e.index];
   Unit& u = units_[unit];
   TaskState& t = tasks_[u.task];
@@ -600,6 +625,30 @@ void Engine::on_result(Event& e) {
     --u.in_flight;
   } else {
     --t.finals_in_flight;
+    // A final round's result joins its finalist's other rounds.
+    TaskState::Finalist& f = t.finalists.at(b.finalists.at(e.index));
+    if (e.result.error == MeasureError::kCancelled) {
+      f.failed = true;
+    } else if (!e.result.ok()) {
+      f.failed = true;
+      f.result = e.result;
+    } else if (!f.failed) {
+      f.result.costs.insert(f.result.costs.end(), e.result.costs.begin(), e.result.costs.end());
+      f.result.build_seconds += e.result.build_seconds;
+      f.result.run_seconds += e.result.run_seconds;
+      f.result.worker = e.result.worker;
+      f.result.timestamp = e.result.timestamp;
+    }
+    if (++b.answered == b.configs.size()) {
+      batches_.erase(it);
+      if (stopping_) return;  // a stopped run decides nothing
+      if (--t.rounds_left > 0) {
+        final_round(t);
+      } else {
+        end_finals(t);
+      }
+    }
+    return;
   }
   if (e.result.error == MeasureError::kCancelled) {
     // Never measured: neither stored nor learned from, and not a trial.
@@ -635,8 +684,6 @@ void Engine::on_result(Event& e) {
       if (model()) scheduler_->complete(u.task, 1, t.best_s);
       progressed_ = true;
       last_task_ = u.task;
-    } else {
-      u.finals.push_back(r);
     }
     u.pool.push_back(std::move(r));
   }
@@ -714,19 +761,71 @@ void Engine::start_finals(TaskState& t) {
     decide(t);
     return;
   }
-  t.phase = TaskState::kFinals;
-  MeasureOptions final_options = options_.measure;
-  final_options.repeat = std::max(options_.final_repeat, options_.measure.repeat);
-  final_options.best_so_far_s = 0;  // never cut a finalist short
+  // The finalists: every template's top candidates, and the untuned
+  // default (so that a winner is never slower than what it replaces).
   for (size_t k : t.units) {
     Unit& u = units_[k];
-    std::vector<uint64_t> top = top_configs(u.pool, options_.final_top);
-    if (top.empty()) continue;
-    Batch b;
-    b.kind = "final";
-    b.options = final_options;
-    for (uint64_t index : top) b.add(k, u.spec.space->get(index));
-    ready_.push_back(std::move(b));
+    for (uint64_t index : top_configs(u.pool, options_.final_top)) {
+      t.finalists.push_back({k, u.spec.space->get(index), {}, false});
+    }
+  }
+  const size_t first = t.units.front();
+  const bool default_measured = std::any_of(units_[first].pool.begin(), units_[first].pool.end(), [&](const Record& r) {
+    return r.config_index == t.default_index && r.result.ok();
+  });
+  const bool default_in = std::any_of(t.finalists.begin(), t.finalists.end(), [&](const TaskState::Finalist& f) {
+    return f.unit == first && f.config.index == t.default_index;
+  });
+  if (default_measured && !default_in) {
+    t.finalists.push_back({first, units_[first].spec.space->get(t.default_index), {}, false});
+  }
+  if (t.finalists.empty()) {
+    decide(t);
+    return;
+  }
+  t.phase = TaskState::kFinals;
+  // In rounds of a couple of repeats each, every finalist once per round
+  // in a rotated order, so that a slow spell of the machine is shared by
+  // all of them rather than deciding between them.
+  const int repeats = std::max(options_.final_repeat, options_.measure.repeat);
+  t.rounds_left = std::clamp(repeats / 2, 1, 5);
+  final_round(t);
+}
+
+void Engine::final_round(TaskState& t) {
+  const int repeats = std::max(options_.final_repeat, options_.measure.repeat);
+  const int rounds = std::clamp(repeats / 2, 1, 5);
+  Batch b;
+  b.kind = "final";
+  b.options = options_.measure;
+  b.options.repeat = (repeats + rounds - 1) / rounds;
+  b.options.best_so_far_s = 0;  // never cut a finalist short
+  const size_t n = t.finalists.size();
+  const size_t rotation = static_cast<size_t>(rounds - t.rounds_left) % n;
+  for (size_t j = 0; j < n; ++j) {
+    const size_t i = (j + rotation) % n;
+    if (t.finalists[i].failed) continue;
+    b.add(t.finalists[i].unit, t.finalists[i].config);
+    b.finalists.push_back(i);
+  }
+  if (b.configs.empty()) {
+    t.rounds_left = 0;
+    end_finals(t);
+    return;
+  }
+  ready_.push_back(std::move(b));
+}
+
+// Each finalist's rounds become one "final" record.
+void Engine::end_finals(TaskState& t) {
+  for (TaskState::Finalist& f : t.finalists) {
+    // Nothing measured (cancelled): no record.
+    if (f.failed ? f.result.error == MeasureError::kNone : f.result.costs.empty()) continue;
+    Unit& u = units_[f.unit];
+    Record r = make_record(u.spec, f.config, f.result, "final", options_.job);
+    if (log_) log_->store(r);
+    u.finals.push_back(r);
+    u.pool.push_back(std::move(r));
   }
 }
 
@@ -741,10 +840,10 @@ void Engine::decide(TaskState& t) {
     tuned.insert(u.spec.tmpl->name());
     const Record* unit_best = nullptr;
     for (const Record& r : options_.final_top > 0 && !t.finals_done_before ? u.finals : u.pool) {
-      if (r.result.ok() && (!unit_best || r.result.mean_cost() < unit_best->result.mean_cost())) unit_best = &r;
+      if (r.result.ok() && (!unit_best || median_cost(r) < median_cost(*unit_best))) unit_best = &r;
     }
     if (unit_best) u.summary.best = *unit_best;
-    if (unit_best && (!winner || unit_best->result.mean_cost() < winner->result.mean_cost())) winner = unit_best;
+    if (unit_best && (!winner || median_cost(*unit_best) < median_cost(*winner))) winner = unit_best;
   }
   if (!winner) return;
   if (log_ && !(options_.final_top > 0 && t.finals_done_before)) {
