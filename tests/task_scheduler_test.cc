@@ -81,3 +81,34 @@ TEST(TaskSchedulerTest, ATaskWithNothingValidYetGoesFirstAndBadOptionsAreRefused
 
 }  // namespace
 }  // namespace ktune
+
+namespace ktune {
+namespace {
+
+// At a small budget the warm-up goes where the time is: after each task's
+// untuned default, a task that holds most of the model's estimated time gets
+// most of the warm-up; every task still gets a few trials.
+TEST(TaskSchedulerTest, AWeightedWarmupGivesMostToTheTasksThatHoldMostOfTheTime) {
+  TaskSchedulerOptions o;
+  o.trials = 3 * 12;  // 12 trials per task on average, all of it warm-up
+  o.warmup = 12;
+  o.chunk = 12;
+  o.weighted_warmup = true;
+  TaskScheduler s({1, 1, 4}, o);
+  // The defaults measured: task 0 takes 10 ms, task 1 1 ms, task 2 4 x 1 ms.
+  s.record(0, 1, 10e-3);
+  s.record(1, 1, 1e-3);
+  s.record(2, 1, 1e-3);
+  EXPECT_GT(s.warmup_target(0), s.warmup_target(2));
+  EXPECT_GT(s.warmup_target(2), s.warmup_target(1));
+  EXPECT_GE(s.warmup_target(1), 3);  // a quarter of the warm-up at least
+  EXPECT_EQ(s.next()->task, 0u);     // the heaviest first
+  std::vector<int> trials = drive(s, {10e-3, 1e-3, 1e-3});
+  EXPECT_EQ(trials[0] + trials[1] + trials[2], 36);
+  EXPECT_GT(trials[0], trials[2]);
+  EXPECT_GT(trials[2], trials[1]);
+  EXPECT_GE(trials[1], 3);
+}
+
+}  // namespace
+}  // namespace ktune

@@ -73,12 +73,56 @@ int TaskScheduler::trials_done() const {
   return n;
 }
 
-std::optional<TaskScheduler::Allocation> TaskScheduler::next(int chunk) const {
-  // Warm-up first, in task order.
+// A task's share of the time the model is estimated to take (weight x best
+// time); a task without a valid time yet counts as the mean of the others.
+std::vector<double> TaskScheduler::time_shares() const {
+  std::vector<double> t(tasks_.size(), 0);
+  double known = 0;
+  int n_known = 0;
   for (size_t i = 0; i < tasks_.size(); ++i) {
+    if (std::isfinite(tasks_[i].best)) {
+      t[i] = tasks_[i].weight * tasks_[i].best;
+      known += t[i];
+      ++n_known;
+    }
+  }
+  const double fill = n_known > 0 ? known / n_known : 1.0;
+  double total = 0;
+  for (size_t i = 0; i < tasks_.size(); ++i) {
+    if (!std::isfinite(tasks_[i].best)) t[i] = fill;
+    total += t[i];
+  }
+  for (double& x : t) x = total > 0 ? x / total : 1.0 / static_cast<double>(tasks_.size());
+  return t;
+}
+
+int TaskScheduler::warmup_target(size_t task) const {
+  if (!options_.weighted_warmup) return options_.warmup;
+  // Every task a quarter of the warm-up; the rest of all tasks' warm-up
+  // shared by their share of the estimated time, at most three times the
+  // warm-up each: a task that holds most of the model's time starts with
+  // most of the trials.
+  const int floor = std::max(1, options_.warmup / 4);
+  const double pool = static_cast<double>(options_.warmup - floor) * static_cast<double>(tasks_.size());
+  const std::vector<double> shares = time_shares();
+  const int extra = static_cast<int>(std::lround(pool * shares.at(task)));
+  return std::min(floor + extra, 3 * options_.warmup);
+}
+
+std::optional<TaskScheduler::Allocation> TaskScheduler::next(int chunk) const {
+  // Warm-up first: the tasks that hold the most estimated time first.
+  const std::vector<double> shares = time_shares();
+  std::vector<size_t> order(tasks_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  if (options_.weighted_warmup) {
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return shares[a] > shares[b]; });
+  }
+  for (size_t i : order) {
     const int r = room(tasks_[i]);
-    if (r > 0 && tasks_[i].trials < options_.warmup) {
-      return Allocation{i, std::min(r, options_.warmup - tasks_[i].trials)};
+    const int target = warmup_target(i);
+    if (r > 0 && tasks_[i].trials < target) {
+      const int want = target - tasks_[i].trials;
+      return Allocation{i, std::min({r, want, chunk > 0 ? std::max(chunk, options_.warmup) : want})};
     }
   }
   std::optional<size_t> pick;

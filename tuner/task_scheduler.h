@@ -27,7 +27,11 @@ namespace ktune {
 
 struct TaskSchedulerOptions {
   int trials = 0;       // the model's budget (all tasks together)
-  int warmup = 16;      // trials every task gets first
+  int warmup = 16;      // trials every task gets first (on average, when weighted)
+  // Share the warm-up by the tasks' estimated time (weight x best time, as
+  // the untuned defaults give it) instead of evenly: every task gets a
+  // quarter of it, the rest goes where the time is.
+  bool weighted_warmup = false;
   int chunk = 16;       // trials per allocation after the warm-up
   int task_cap = 0;     // at most this many trials per task; 0: no cap
   double alpha = 0.2;   // weight of the observed improvement vs the optimistic guess
@@ -67,6 +71,9 @@ class TaskScheduler {
   // Trials allocated, in flight included.
   int trials_done() const;
   int trials(size_t task) const { return tasks_.at(task).trials; }
+  // The trials task gets in the warm-up, before the gradient decides.
+  int warmup_target(size_t task) const;
+  bool warming_up(size_t task) const { return trials(task) < warmup_target(task); }
   int in_flight(size_t task) const { return tasks_.at(task).in_flight; }
   double best(size_t task) const { return tasks_.at(task).best; }
   // Sum of weight x best time over tasks with a valid measurement.
@@ -84,6 +91,7 @@ class TaskScheduler {
     bool exhausted = false;
   };
   int room(const State& s) const;  // trials it can still take
+  std::vector<double> time_shares() const;
   TaskSchedulerOptions options_;
   std::vector<State> tasks_;
 };

@@ -275,7 +275,6 @@ class Engine {
   std::vector<Unit> units_;
   std::optional<std::vector<Config>> list_;
   std::unique_ptr<TaskScheduler> scheduler_;
-  int warmup_ = 0;
   std::deque<Batch> ready_;  // proposed, not submitted yet
   std::unordered_map<uint64_t, Batch> batches_;
   uint64_t next_batch_ = 0;
@@ -417,7 +416,7 @@ void Engine::prepare() {
     o.chunk = options_.batch_size;
     o.warmup = std::min(options_.batch_size, std::max(1, options_.trials / static_cast<int>(tasks_.size())));
     o.task_cap = request_.task_cap;
-    warmup_ = o.warmup;
+    o.weighted_warmup = true;
     std::vector<double> weights;
     for (const TaskState& t : tasks_) weights.push_back(t.task.weight);
     scheduler_ = std::make_unique<TaskScheduler>(weights, o);
@@ -560,7 +559,7 @@ bool Engine::allocate() {
   TaskState& t = tasks_[a->task];
   // The warm-up is shared by the task's templates (a 1x1 conv has two);
   // later allocations take turns.
-  const bool warmup = scheduler_->trials(a->task) < warmup_;
+  const bool warmup = scheduler_->warming_up(a->task);
   scheduler_->allocate(*a);
   std::vector<size_t> live;
   for (size_t k : t.units) {
