@@ -171,7 +171,8 @@ struct TaskState {
     bool failed = false;
   };
   std::vector<Finalist> finalists;
-  int rounds_left = 0;
+  int rounds_left = 0;  // rounds not answered yet
+  int next_round = 0;   // the next round to queue
 };
 
 // Candidates measured together: one unit's, or one config of each of
@@ -247,7 +248,7 @@ class Engine {
   void on_proposal(Event& e);
   void advance_phases();
   void start_finals(TaskState& t);
-  void final_round(TaskState& t);
+  bool final_round(TaskState& t);
   void end_finals(TaskState& t);
   void decide(TaskState& t);
   void finish_unit(Unit& u);
@@ -641,11 +642,8 @@ void Engine::on_result(Event& e) {
     if (++b.answered == b.configs.size()) {
       batches_.erase(it);
       if (stopping_) return;  // a stopped run decides nothing
-      if (--t.rounds_left > 0) {
-        final_round(t);
-      } else {
-        end_finals(t);
-      }
+      // Locally the next round goes out now; on a farm all went at once.
+      if (--t.rounds_left == 0 || (sync() && !final_round(t))) end_finals(t);
     }
     return;
   }
@@ -786,12 +784,22 @@ void Engine::start_finals(TaskState& t) {
   // In rounds of a couple of repeats each, every finalist once per round
   // in a rotated order, so that a slow spell of the machine is shared by
   // all of them rather than deciding between them.
+  // On a farm the rounds go out together: different workers measure them,
+  // and waiting for each would only lengthen the job's tail.
   const int repeats = std::max(options_.final_repeat, options_.measure.repeat);
   t.rounds_left = std::clamp(repeats / 2, 1, 5);
-  final_round(t);
+  t.next_round = 0;
+  const int now = sync() ? 1 : t.rounds_left;
+  for (int i = 0; i < now; ++i) {
+    if (!final_round(t)) {
+      end_finals(t);
+      return;
+    }
+  }
 }
 
-void Engine::final_round(TaskState& t) {
+// Queues the next round; false when no finalist is left to measure.
+bool Engine::final_round(TaskState& t) {
   const int repeats = std::max(options_.final_repeat, options_.measure.repeat);
   const int rounds = std::clamp(repeats / 2, 1, 5);
   Batch b;
@@ -800,7 +808,7 @@ void Engine::final_round(TaskState& t) {
   b.options.repeat = (repeats + rounds - 1) / rounds;
   b.options.best_so_far_s = 0;  // never cut a finalist short
   const size_t n = t.finalists.size();
-  const size_t rotation = static_cast<size_t>(rounds - t.rounds_left) % n;
+  const size_t rotation = static_cast<size_t>(t.next_round++) % n;
   for (size_t j = 0; j < n; ++j) {
     const size_t i = (j + rotation) % n;
     if (t.finalists[i].failed) continue;
@@ -809,10 +817,10 @@ void Engine::final_round(TaskState& t) {
   }
   if (b.configs.empty()) {
     t.rounds_left = 0;
-    end_finals(t);
-    return;
+    return false;
   }
   ready_.push_back(std::move(b));
+  return true;
 }
 
 // Each finalist's rounds become one "final" record.
