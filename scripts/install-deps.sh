@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config ccache git
-  libsqlite3-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libspdlog-dev
+  libsqlite3-dev zlib1g-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libspdlog-dev
   libxgboost-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc openssl
   libonnx-dev libonnx-testdata

@@ -14,7 +14,9 @@
 // or proposed are kept; the batch is the best of those, configs at least two
 // knobs apart from each other, one of them a tile split, first (diversity),
 // plus an epsilon share of random configs (rounded up: at least one per
-// batch). Nothing is proposed twice.
+// batch). Nothing is proposed twice. With a pool (a recorded landscape) the
+// model ranks every pool config not yet visited in place of the annealing,
+// and random configs are drawn from the pool.
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -93,7 +95,11 @@ class ModelTuner : public Tuner {
     }
   }
 
-  bool has_next() const override { return visited_.size() < task_.space->size(); }
+  bool has_next() const override {
+    if (!options_.pool) return visited_.size() < task_.space->size();
+    return std::any_of(options_.pool->begin(), options_.pool->end(),
+                       [&](const Config& c) { return !visited_.count(c.index); });
+  }
 
  private:
   // The template's check, remembered: annealing meets the same configs often.
@@ -138,6 +144,19 @@ class ModelTuner : public Tuner {
   }
 
   void fill_random(std::vector<Config>& batch, int n) {
+    if (options_.pool) {
+      std::vector<const Config*> left;
+      for (const Config& c : *options_.pool) {
+        if (!visited_.count(c.index)) left.push_back(&c);
+      }
+      std::shuffle(left.begin(), left.end(), rng_);
+      for (const Config* c : left) {
+        if (static_cast<int>(batch.size()) >= n) break;
+        visited_.insert(c->index);
+        if (valid(*c)) batch.push_back(*c);
+      }
+      return;
+    }
     int attempts = 200 * std::max(n, 1);
     while (static_cast<int>(batch.size()) < n && attempts-- > 0 && has_next()) {
       Config c = task_.space->random(rng_);
@@ -213,6 +232,7 @@ class ModelTuner : public Tuner {
 
   // The best-predicted valid configs never visited, best first, at most `keep`.
   std::vector<std::pair<float, Config>> anneal(size_t keep) {
+    if (options_.pool) return rank_pool(keep);
     std::vector<Config> points;
     for (const auto& [score, c] : best_) {
       if (points.size() >= static_cast<size_t>(options_.chains) / 2) break;
@@ -274,6 +294,23 @@ class ModelTuner : public Tuner {
     std::vector<std::pair<float, Config>> out;
     for (auto& [index, entry] : plan) out.push_back(std::move(entry));
     std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    return out;
+  }
+
+  // The pool's valid configs never visited, by the model's prediction, best
+  // first, at most `keep`.
+  std::vector<std::pair<float, Config>> rank_pool(size_t keep) {
+    std::vector<Config> left;
+    for (const Config& c : *options_.pool) {
+      if (!visited_.count(c.index) && valid(c)) left.push_back(c);
+    }
+    if (left.empty()) return {};
+    const std::vector<float> predicted = predict(left);
+    std::vector<std::pair<float, Config>> out;
+    out.reserve(left.size());
+    for (size_t i = 0; i < left.size(); ++i) out.emplace_back(predicted[i], std::move(left[i]));
+    std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    if (out.size() > keep) out.resize(keep);
     return out;
   }
 

@@ -80,6 +80,10 @@ struct XgbTunerOptions {
   int chains = 64;        // annealing walks per batch
   int steps = 60;         // steps per walk
   double epsilon = 0.05;  // share of each batch proposed at random
+  // When set, the search space is these configs alone (a recorded
+  // landscape, tuner/landscape.h): the model ranks all of them in place of
+  // annealing, and random proposals draw from them.
+  std::shared_ptr<const std::vector<Config>> pool;
 };
 std::unique_ptr<Tuner> make_xgb_tuner(const Task& task, uint64_t seed, XgbTunerOptions options = {});
 // "random" | "grid" | "ga" | "xgb"; throws ktune::Error naming the accepted names.
