@@ -1,7 +1,11 @@
 // The landscape benchmark (issue 18): search strategies replayed on
 // recorded landscapes (tuner/landscape.h), where noise cannot decide.
 //
-//   ktune-landscape-replay LANDSCAPES [SEEDS] [THREADS]   (defaults: 20 seeds, 2 threads)
+//   ktune-landscape-replay LANDSCAPES [--seeds 20] [--threads 2] [--features itervar]
+//       [--objective rank:pairwise] [--warmup 16] [--epsilon 0.05] [--no-recall]
+//
+// The xgb flags set the tuner's options for the replay (XgbTunerOptions):
+// the experiments behind its defaults.
 //
 // For every landscape and seed: random, xgb and xgb+transfer (from the
 // other landscapes' records), each until it has measured the landscape's
@@ -20,6 +24,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <CLI/CLI.hpp>
 
 #include "schedule_space/error.h"
 #include "tuner/landscape.h"
@@ -40,14 +46,27 @@ const char* kStrategies[] = {"random", "xgb", "xgb+transfer"};
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: %s LANDSCAPES [SEEDS] [THREADS]\n", argv[0]);
-    return 2;
-  }
-  const int seeds = argc > 2 ? std::atoi(argv[2]) : 20;
-  const int threads = argc > 3 ? std::max(1, std::atoi(argv[3])) : 2;
+  CLI::App app("search strategies replayed on recorded landscapes");
+  std::string path, features = "itervar";
+  int seeds = 20, threads = 2;
+  bool no_recall = false;
+  XgbTunerOptions xgb;
+  app.add_option("landscapes", path, "landscapes file (bench/landscapes/landscapes.jsonl.gz)")->required();
+  app.add_option("--seeds", seeds, "seeds per strategy and landscape")->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "landscapes replayed at once")->check(CLI::PositiveNumber);
+  app.add_option("--features", features, "xgb feature kind: itervar, curve, knob, itervar+knob");
+  app.add_option("--objective", xgb.model.objective, "xgb objective: rank:pairwise or reg:squarederror");
+  app.add_option("--warmup", xgb.warmup, "xgb: random configs measured before its own model");
+  app.add_option("--epsilon", xgb.epsilon, "xgb: share of each batch drawn at random");
+  app.add_flag("--no-recall", no_recall, "skip the cost model's recall table");
+  bool transfer_first = false;
+  app.add_flag("--transfer-first", transfer_first,
+               "xgb+transfer: the base model guides only until the task's own model (no base margin)");
+  CLI11_PARSE(app, argc, argv);
   try {
-    const LandscapeSet set = LandscapeSet::load(argv[1]);
+    xgb.features = cost_model::parse_feature_kind(features);
+    xgb.base_margin = !transfer_first;
+    const LandscapeSet set = LandscapeSet::load(path);
     const size_t units = set.landscapes.size();
     // trials[unit][strategy][seed] to the top 1% and to the best.
     struct Cell {
@@ -76,6 +95,7 @@ int main(int argc, char** argv) {
           for (int seed = 0; seed < seeds; ++seed) {
             ReplayOptions o;
             o.base = base;
+            o.xgb = xgb;
             o.strategy = kStrategies[s];
             o.seed = static_cast<uint64_t>(seed) + 1;
             o.trials = static_cast<int>(l.configs.size());
@@ -95,7 +115,9 @@ int main(int argc, char** argv) {
     for (auto& t : pool) t.join();
     if (!failed.empty()) throw Error(failed);
 
-    std::printf("Device: %s\n\n", set.device.target.device_key().c_str());
+    std::printf("Device: %s; xgb: %s features, %s, warm-up %d, epsilon %.2f\n\n",
+                set.device.target.device_key().c_str(), features.c_str(), xgb.model.objective.c_str(), xgb.warmup,
+                xgb.epsilon);
     std::printf("Trials to reach the recorded top 1%% / the best config, median over %d seeds "
                 "(a strategy searches the recorded sample alone):\n\n", seeds);
     std::printf("| workload | template | configs (valid) | random | xgb | xgb+transfer | xgb / random | "
@@ -124,6 +146,7 @@ int main(int argc, char** argv) {
                 median(transfer_vs_xgb_best), worst_transfer);
     std::printf("Targets: xgb / random <= 0.33, transfer / xgb <= 0.5, worst transfer / xgb <= 1.10.\n\n");
 
+    if (no_recall) return 0;
     std::printf("Cost model top-10 recall on held-out configs (trained on a random half of the valid "
                 "configs, mean over 5 splits):\n\n| workload | itervar | curve | knob | itervar+knob |\n"
                 "| --- | --- | --- | --- | --- |\n");

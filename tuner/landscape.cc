@@ -150,13 +150,21 @@ std::vector<Record> history_without(const LandscapeSet& set, size_t which) {
       out.push_back(std::move(r));
     }
   }
-  // TransferModel takes the first max_records: interleave the landscapes
-  // so every one of them is in it.
-  std::stable_sort(out.begin(), out.end(), [](const Record& a, const Record& b) {
-    return std::hash<uint64_t>{}(a.config_index * 0x9e3779b97f4a7c15ull) <
-           std::hash<uint64_t>{}(b.config_index * 0x9e3779b97f4a7c15ull);
-  });
-  return out;
+  // As tuning reads the database's history (TuningLog::device_history): the
+  // task's operator first. TransferModel takes the first max_records:
+  // interleave the landscapes so that each of them is in it.
+  const OpKind op = Workload::parse(set.landscapes[which].workload_key).op();
+  auto key = [&](const Record& r) {
+    const bool same = Workload::parse(r.workload_key).op() == op;
+    return std::make_pair(!same, r.config_index * 0x9e3779b97f4a7c15ull);
+  };
+  std::vector<std::pair<std::pair<bool, uint64_t>, size_t>> order;
+  for (size_t i = 0; i < out.size(); ++i) order.emplace_back(key(out[i]), i);
+  std::stable_sort(order.begin(), order.end());
+  std::vector<Record> sorted;
+  sorted.reserve(out.size());
+  for (const auto& [k, i] : order) sorted.push_back(std::move(out[i]));
+  return sorted;
 }
 
 }  // namespace
@@ -179,9 +187,9 @@ ReplayRun replay(const LandscapeSet& set, size_t which, const ReplayOptions& opt
     std::shuffle(order.begin(), order.end(), rng);
     tuner = make_list_tuner(task, std::move(order));
   } else if (options.strategy == "xgb" || options.strategy == "xgb+transfer") {
-    XgbTunerOptions o;
-    o.features = options.features;
+    XgbTunerOptions o = options.xgb;
     o.pool = pool;
+    o.base = nullptr;
     if (options.strategy == "xgb+transfer") {
       o.base = options.base ? options.base : landscape_transfer_model(set, which);
       if (!o.base) throw Error("replay: too few records in the other landscapes for a transfer model");

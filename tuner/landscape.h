@@ -66,7 +66,9 @@ struct ReplayOptions {
   int trials = 100;
   int batch_size = 16;
   uint64_t seed = 1;
-  cost_model::FeatureKind features = cost_model::FeatureKind::kItervar;
+  // xgb's options (features, model, warm-up, exploration); its pool is the
+  // landscape, and its base model is `base` below for xgb+transfer.
+  XgbTunerOptions xgb;
   double stop_at = 0;  // seconds: stop once a config this fast is measured (0: run every trial)
   // xgb+transfer: this base model (landscape_transfer_model, trained once
   // for many runs); null: trained for the run.

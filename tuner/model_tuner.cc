@@ -138,7 +138,7 @@ class ModelTuner : public Tuner {
     cost_model::Matrix x;
     x.reserve(measured_configs_.size());
     for (const Config& c : measured_configs_) x.push_back(features_.get(c));  // cached
-    model_.fit(x, y, options_.base ? base_margin(measured_configs_) : std::vector<float>{});
+    model_.fit(x, y, margin_in_model() ? base_margin(measured_configs_) : std::vector<float>{});
     fitted_rows_ = measured_configs_.size();
     return true;
   }
@@ -183,6 +183,8 @@ class ModelTuner : public Tuner {
     return true;
   }
 
+  bool margin_in_model() const { return options_.base && options_.base_margin; }
+
   // The base model's predictions for configs (their curve features).
   std::vector<float> base_margin(const std::vector<Config>& configs) {
     featurize(configs);
@@ -195,8 +197,8 @@ class ModelTuner : public Tuner {
   // The task model's scores (on the base margin with transfer), or the base
   // model's alone while the task has no model of its own.
   std::vector<float> predict(const std::vector<Config>& configs) {
-    std::vector<float> margin = options_.base ? base_margin(configs) : std::vector<float>{};
-    if (!model_.trained()) return margin;
+    if (!model_.trained()) return options_.base ? base_margin(configs) : std::vector<float>{};
+    std::vector<float> margin = margin_in_model() ? base_margin(configs) : std::vector<float>{};
     cost_model::Matrix x;
     x.reserve(configs.size());
     for (const Config& c : configs) x.push_back(features_.get(c));

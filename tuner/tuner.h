@@ -76,6 +76,11 @@ struct XgbTunerOptions {
   cost_model::FeatureKind features = cost_model::FeatureKind::kItervar;
   cost_model::XgbOptions model;
   std::shared_ptr<const TransferModel> base;  // null: no transfer
+  // With a base model: true, its predictions stay the task model's base
+  // margin (the task model learns the residual); false, it guides the
+  // search only until the task has `warmup` measurements of its own, then
+  // the task's own model alone does.
+  bool base_margin = true;
   int warmup = 16;        // measured configs before the task's own model is used
   int chains = 64;        // annealing walks per batch
   int steps = 60;         // steps per walk
