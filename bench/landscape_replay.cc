@@ -59,13 +59,22 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", xgb.warmup, "xgb: random configs measured before its own model");
   app.add_option("--epsilon", xgb.epsilon, "xgb: share of each batch drawn at random");
   app.add_flag("--no-recall", no_recall, "skip the cost model's recall table");
-  bool transfer_first = false;
-  app.add_flag("--transfer-first", transfer_first,
-               "xgb+transfer: the base model guides only until the task's own model (no base margin)");
+  std::string transfer = "margin";
+  app.add_option("--transfer", transfer,
+                 "xgb+transfer, after the warm-up: margin (the base model is the task model's base margin), "
+                 "first (the task's own model alone) or joint (one model on the history's rows and the task's)");
   CLI11_PARSE(app, argc, argv);
   try {
     xgb.features = cost_model::parse_feature_kind(features);
-    xgb.base_margin = !transfer_first;
+    if (transfer == "margin") {
+      xgb.transfer = XgbTunerOptions::Transfer::kMargin;
+    } else if (transfer == "first") {
+      xgb.transfer = XgbTunerOptions::Transfer::kFirst;
+    } else if (transfer == "joint") {
+      xgb.transfer = XgbTunerOptions::Transfer::kJoint;
+    } else {
+      throw Error("--transfer: expected margin, first or joint, got '" + transfer + "'");
+    }
     const LandscapeSet set = LandscapeSet::load(path);
     const size_t units = set.landscapes.size();
     // trials[unit][strategy][seed] to the top 1% and to the best.
@@ -115,9 +124,9 @@ int main(int argc, char** argv) {
     for (auto& t : pool) t.join();
     if (!failed.empty()) throw Error(failed);
 
-    std::printf("Device: %s; xgb: %s features, %s, warm-up %d, epsilon %.2f\n\n",
+    std::printf("Device: %s; xgb: %s features, %s, warm-up %d, epsilon %.2f, transfer %s\n\n",
                 set.device.target.device_key().c_str(), features.c_str(), xgb.model.objective.c_str(), xgb.warmup,
-                xgb.epsilon);
+                xgb.epsilon, transfer.c_str());
     std::printf("Trials to reach the recorded top 1%% / the best config, median over %d seeds "
                 "(a strategy searches the recorded sample alone):\n\n", seeds);
     std::printf("| workload | template | configs (valid) | random | xgb | xgb+transfer | xgb / random | "

@@ -136,6 +136,20 @@ class ModelTuner : public Tuner {
     std::vector<float> y;
     for (double s : scores_) y.push_back(static_cast<float>(s / top));
     cost_model::Matrix x;
+    if (joint()) {
+      // The base model's rows and groups, then the task's as one more group.
+      featurize(measured_configs_);
+      x = options_.base->rows();
+      std::vector<float> all = options_.base->scores();
+      std::vector<unsigned> groups = options_.base->groups();
+      for (const Config& c : measured_configs_) x.push_back(curve_.get(c));
+      all.insert(all.end(), y.begin(), y.end());
+      groups.push_back(static_cast<unsigned>(y.size()));
+      const bool ranking = model_.options().objective == "rank:pairwise";
+      model_.fit(x, all, {}, ranking ? groups : std::vector<unsigned>{});
+      fitted_rows_ = measured_configs_.size();
+      return true;
+    }
     x.reserve(measured_configs_.size());
     for (const Config& c : measured_configs_) x.push_back(features_.get(c));  // cached
     model_.fit(x, y, margin_in_model() ? base_margin(measured_configs_) : std::vector<float>{});
@@ -183,7 +197,8 @@ class ModelTuner : public Tuner {
     return true;
   }
 
-  bool margin_in_model() const { return options_.base && options_.base_margin; }
+  bool margin_in_model() const { return options_.base && options_.transfer == XgbTunerOptions::Transfer::kMargin; }
+  bool joint() const { return options_.base && options_.transfer == XgbTunerOptions::Transfer::kJoint; }
 
   // The base model's predictions for configs (their curve features).
   std::vector<float> base_margin(const std::vector<Config>& configs) {
@@ -201,7 +216,8 @@ class ModelTuner : public Tuner {
     std::vector<float> margin = margin_in_model() ? base_margin(configs) : std::vector<float>{};
     cost_model::Matrix x;
     x.reserve(configs.size());
-    for (const Config& c : configs) x.push_back(features_.get(c));
+    if (joint()) featurize(configs);
+    for (const Config& c : configs) x.push_back(joint() ? curve_.get(c) : features_.get(c));
     return model_.predict(x, margin);
   }
 

@@ -63,6 +63,9 @@ std::shared_ptr<const TransferModel> TransferModel::train(const std::vector<Reco
   auto out = std::shared_ptr<TransferModel>(new TransferModel(std::move(model)));
   out->records_ = x.size();
   out->workloads_ = by_workload.size();
+  out->rows_ = std::move(x);
+  out->scores_ = std::move(y);
+  out->groups_ = std::move(groups);
   return out;
 }
 

@@ -37,12 +37,20 @@ class TransferModel {
   // Base margins for rows of curve features.
   std::vector<float> predict(const cost_model::Matrix& curve_rows) const { return model_.predict(curve_rows); }
   size_t records() const { return records_; }
+  // What it was trained on: curve-feature rows, their throughput over their
+  // workload's best, and the rows per workload (consecutive).
+  const cost_model::Matrix& rows() const { return rows_; }
+  const std::vector<float>& scores() const { return scores_; }
+  const std::vector<unsigned>& groups() const { return groups_; }
   size_t workloads() const { return workloads_; }
 
  private:
   explicit TransferModel(cost_model::XgbModel model) : model_(std::move(model)) {}
   cost_model::XgbModel model_;
   size_t records_ = 0, workloads_ = 0;
+  cost_model::Matrix rows_;
+  std::vector<float> scores_;
+  std::vector<unsigned> groups_;
 };
 
 }  // namespace ktune

@@ -76,11 +76,15 @@ struct XgbTunerOptions {
   cost_model::FeatureKind features = cost_model::FeatureKind::kItervar;
   cost_model::XgbOptions model;
   std::shared_ptr<const TransferModel> base;  // null: no transfer
-  // With a base model: true, its predictions stay the task model's base
-  // margin (the task model learns the residual); false, it guides the
-  // search only until the task has `warmup` measurements of its own, then
-  // the task's own model alone does.
-  bool base_margin = true;
+  // How a base model is used, once the task has `warmup` measurements of
+  // its own (before that, its predictions alone guide the search):
+  // kMargin, its predictions are the task model's base margin (the task
+  // model learns the residual); kFirst, the task's own model alone guides;
+  // kJoint, the task model is trained on the base model's rows (curve
+  // features, ranked within their workloads) and the task's own, in the
+  // curve features (AutoTVM's transfer when its history is trained with it).
+  enum class Transfer { kMargin, kFirst, kJoint };
+  Transfer transfer = Transfer::kMargin;
   int warmup = 16;        // measured configs before the task's own model is used
   int chains = 64;        // annealing walks per batch
   int steps = 60;         // steps per walk
