@@ -60,6 +60,9 @@ int main(int argc, char** argv) {
   app.add_option("--epsilon", xgb.epsilon, "xgb: share of each batch drawn at random");
   app.add_flag("--no-recall", no_recall, "skip the cost model's recall table");
   std::string transfer = "margin";
+  bool same_template = false;
+  app.add_flag("--same-template", same_template,
+               "xgb+transfer: learn from the landscapes of the same template only, where there are some");
   app.add_option("--transfer", transfer,
                  "xgb+transfer, after the warm-up: margin (the base model is the task model's base margin), "
                  "first (the task's own model alone) or joint (one model on the history's rows and the task's)");
@@ -95,7 +98,7 @@ int main(int argc, char** argv) {
         const auto [u, s] = jobs[j];
         const Landscape& l = set.landscapes[u];
         try {
-          const auto base = s == 2 ? landscape_transfer_model(set, u) : nullptr;
+          const auto base = s == 2 ? landscape_transfer_model(set, u, same_template) : nullptr;
           if (s == 2 && !base) {  // too few other records: no transfer column
             std::fill(cells[u][s].top1.begin(), cells[u][s].top1.end(), NAN);
             std::fill(cells[u][s].best.begin(), cells[u][s].best.end(), NAN);
@@ -126,7 +129,7 @@ int main(int argc, char** argv) {
 
     std::printf("Device: %s; xgb: %s features, %s, warm-up %d, epsilon %.2f, transfer %s\n\n",
                 set.device.target.device_key().c_str(), features.c_str(), xgb.model.objective.c_str(), xgb.warmup,
-                xgb.epsilon, transfer.c_str());
+                xgb.epsilon, (transfer + (same_template ? ", same template" : "")).c_str());
     std::printf("Trials to reach the recorded top 1%% / the best config, median over %d seeds "
                 "(a strategy searches the recorded sample alone):\n\n", seeds);
     std::printf("| workload | template | configs (valid) | random | xgb | xgb+transfer | xgb / random | "

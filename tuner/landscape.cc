@@ -133,10 +133,11 @@ std::shared_ptr<const std::vector<Config>> pool_of(const Task& task, const Lands
 }
 
 // The other landscapes' valid configs as records, for a transfer model.
-std::vector<Record> history_without(const LandscapeSet& set, size_t which) {
+std::vector<Record> history_without(const LandscapeSet& set, size_t which, bool same_template) {
   std::vector<Record> out;
   for (size_t i = 0; i < set.landscapes.size(); ++i) {
     if (i == which) continue;
+    if (same_template && set.landscapes[i].template_name != set.landscapes[which].template_name) continue;
     const Landscape& l = set.landscapes[i];
     for (const LandscapeConfig& c : l.configs) {
       if (!c.ok()) continue;
@@ -169,9 +170,14 @@ std::vector<Record> history_without(const LandscapeSet& set, size_t which) {
 
 }  // namespace
 
-std::shared_ptr<const TransferModel> landscape_transfer_model(const LandscapeSet& set, size_t which) {
+std::shared_ptr<const TransferModel> landscape_transfer_model(const LandscapeSet& set, size_t which,
+                                                              bool same_template) {
   if (which >= set.landscapes.size()) throw Error("transfer: no landscape #" + std::to_string(which));
-  return TransferModel::train(history_without(set, which), set.device.target);
+  if (same_template) {
+    auto model = TransferModel::train(history_without(set, which, true), set.device.target);
+    if (model) return model;
+  }
+  return TransferModel::train(history_without(set, which, false), set.device.target);
 }
 
 ReplayRun replay(const LandscapeSet& set, size_t which, const ReplayOptions& options) {

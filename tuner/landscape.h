@@ -93,7 +93,10 @@ ReplayRun replay(const LandscapeSet& set, size_t which, const ReplayOptions& opt
 // The transfer model "xgb+transfer" starts from on set.landscapes[which]:
 // trained on every other landscape's valid configs. Null when they are too
 // few.
-std::shared_ptr<const TransferModel> landscape_transfer_model(const LandscapeSet& set, size_t which);
+// With same_template, only the landscapes of the same template (then of
+// the same operator, then any) when they hold enough records.
+std::shared_ptr<const TransferModel> landscape_transfer_model(const LandscapeSet& set, size_t which,
+                                                              bool same_template = false);
 
 // The cost model's ranking on held-out records of a landscape: trained on
 // a random half of its valid configs (seed), the share of the other half's
