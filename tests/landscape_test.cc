@@ -71,6 +71,19 @@ TEST(Landscape, AFileIsReadWhole) {
   }
 }
 
+TEST(Landscape, RandomSamplingsExactMedianIsTheTrialByWhichHalfTheRunsHit) {
+  Landscape l;
+  for (int i = 0; i < 4; ++i) l.configs.push_back({static_cast<uint64_t>(i), 1.0 + i, MeasureError::kNone});
+  // One target in four: no hit in 2 draws with probability 3/4 * 2/3 = 1/2.
+  EXPECT_EQ(l.random_median_trials(1.0), 2);
+  EXPECT_EQ(l.random_median_trials(4.0), 1);  // every config
+  EXPECT_TRUE(std::isnan(l.random_median_trials(0.5)));
+  Landscape big;
+  for (int i = 0; i < 400; ++i) big.configs.push_back({static_cast<uint64_t>(i), 1.0 + i, MeasureError::kNone});
+  // Four targets in 400: 1 - (1 - 4/400)^t crosses 1/2 near t = 400 (1 - 2^(-1/4)).
+  EXPECT_NEAR(big.random_median_trials(big.top_seconds(0.01)), 400 * (1 - std::pow(2.0, -0.25)), 2);
+}
+
 TEST(Landscape, AGzipFileIsReadAsAPlainOne) {
   testing::ScratchDir dir("landscape");
   const std::string plain = (dir / "l.jsonl").string();

@@ -32,6 +32,20 @@ size_t Landscape::valid() const {
   return static_cast<size_t>(std::count_if(configs.begin(), configs.end(), [](const auto& c) { return c.ok(); }));
 }
 
+double Landscape::random_median_trials(double seconds) const {
+  const double n = static_cast<double>(configs.size());
+  const double k = static_cast<double>(
+      std::count_if(configs.begin(), configs.end(), [&](const auto& c) { return c.ok() && c.seconds <= seconds; }));
+  if (k == 0) return NAN;
+  // P(no hit in the first t draws) = prod_{i<t} (n - k - i) / (n - i).
+  double miss = 1;
+  for (double t = 1; t <= n; ++t) {
+    miss *= std::max(0.0, n - k - (t - 1)) / (n - (t - 1));
+    if (miss <= 0.5) return t;
+  }
+  return n;
+}
+
 LandscapeSet LandscapeSet::parse(const std::string& text) {
   LandscapeSet set;
   std::istringstream in(text);

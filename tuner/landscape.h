@@ -48,6 +48,10 @@ struct Landscape {
   // it measures a config this fast.
   double top_seconds(double share) const;
   size_t valid() const;
+  // The median number of trials random sampling of this landscape (without
+  // repeats) needs to measure a config at most `seconds` fast: exact, where
+  // replayed random runs over a few seeds are noisy.
+  double random_median_trials(double seconds) const;
 };
 
 struct LandscapeSet {
