@@ -1,7 +1,7 @@
 // The landscape benchmark (issue 18): search strategies replayed on
 // recorded landscapes (tuner/landscape.h), where noise cannot decide.
 //
-//   ktune-landscape-replay LANDSCAPES [--seeds 20] [--threads 2] [--features itervar]
+//   ktune-landscape-replay LANDSCAPES [--seeds 20] [--threads 2] [--features curve]
 //       [--objective rank:pairwise] [--warmup 16] [--epsilon 0.05] [--no-recall]
 //
 // The xgb flags set the tuner's options for the replay (XgbTunerOptions):
@@ -47,7 +47,7 @@ const char* kStrategies[] = {"random", "xgb", "xgb+transfer"};
 
 int main(int argc, char** argv) {
   CLI::App app("search strategies replayed on recorded landscapes");
-  std::string path, features = "itervar";
+  std::string path, features = "curve";
   int seeds = 20, threads = 2;
   bool no_recall = false;
   XgbTunerOptions xgb;
@@ -57,7 +57,12 @@ int main(int argc, char** argv) {
   app.add_option("--features", features, "xgb feature kind: itervar, curve, knob, itervar+knob");
   app.add_option("--objective", xgb.model.objective, "xgb objective: rank:pairwise or reg:squarederror");
   app.add_option("--warmup", xgb.warmup, "xgb: random configs measured before its own model");
+  app.add_option("--rounds", xgb.model.rounds, "xgb: boosting rounds per training");
+  app.add_option("--max-depth", xgb.model.max_depth, "xgb: tree depth");
+  app.add_option("--eta", xgb.model.eta, "xgb: learning rate");
   app.add_option("--epsilon", xgb.epsilon, "xgb: share of each batch drawn at random");
+  app.add_option("--base-share", xgb.base_share,
+                 "xgb+transfer: share of a batch the base model picks before the task's own model");
   app.add_flag("--no-recall", no_recall, "skip the cost model's recall table");
   std::string transfer = "margin";
   bool same_template = false;
@@ -127,9 +132,14 @@ int main(int argc, char** argv) {
     for (auto& t : pool) t.join();
     if (!failed.empty()) throw Error(failed);
 
-    std::printf("Device: %s; xgb: %s features, %s, warm-up %d, epsilon %.2f, transfer %s\n\n",
-                set.device.target.device_key().c_str(), features.c_str(), xgb.model.objective.c_str(), xgb.warmup,
-                xgb.epsilon, (transfer + (same_template ? ", same template" : "")).c_str());
+    std::printf("Device: %s; xgb: %s features, %s (%d rounds, depth %d, eta %.2f), warm-up %d, epsilon %.2f, "
+                "transfer %s\n\n",
+                set.device.target.device_key().c_str(), features.c_str(), xgb.model.objective.c_str(),
+                xgb.model.rounds, xgb.model.max_depth, xgb.model.eta, xgb.warmup,
+                xgb.epsilon,
+                (transfer + (same_template ? ", same template" : "") + ", base share " +
+                 std::to_string(xgb.base_share).substr(0, 4))
+                    .c_str());
     std::printf("Trials to reach the recorded top 1%% / the best config, median over %d seeds "
                 "(a strategy searches the recorded sample alone):\n\n", seeds);
     std::printf("| workload | template | configs (valid) | random, exact | random, replayed | xgb | xgb+transfer | "

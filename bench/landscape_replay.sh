@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 seeds=${1:-20}
 threads=${2:-$(nproc)}
 landscapes=${3:-bench/landscapes/landscapes.jsonl.gz}
-replay=./build/bin/ktune-landscape-replay
+replay=${REPLAY:-./build/bin/ktune-landscape-replay}
 [ -x "$replay" ] || ./scripts/build.sh
 out=bench/results/landscape_replay-$(date -u +%F).md
 {

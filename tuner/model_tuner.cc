@@ -61,7 +61,10 @@ class ModelTuner : public Tuner {
       return batch;
     }
     const std::vector<std::pair<float, Config>> plan = anneal(static_cast<size_t>(4 * n));
-    const int random_share = static_cast<int>(std::ceil(options_.epsilon * n));
+    // While only the base model guides, it picks base_share of the batch
+    // (a hedge against a base that misleads on this task), the rest random.
+    const double explore = own_model ? options_.epsilon : std::max(options_.epsilon, 1.0 - options_.base_share);
+    const int random_share = static_cast<int>(std::ceil(explore * n));
     const int from_model = std::max(0, n - random_share);
     // Diverse first: at least two knobs away from every config already taken.
     std::vector<bool> taken(plan.size(), false);

@@ -68,12 +68,14 @@ class TransferModel;  // tuner/transfer.h
 // guides the search from the first batch and is the task model's base
 // margin). Throws ktune::Error on bad options.
 struct XgbTunerOptions {
-  // itervar: the search-efficiency benchmark (bench/results/
-  // search_efficiency-2026-12-01) reached 90% / 95% of the best in 14 / 81
-  // trials (median) with it and 21 / 103 with curve features, although curve
-  // features rank held-out measurements better (Spearman 0.80 vs 0.63,
-  // cost_model_eval.md there). Both within the benchmark's noise.
-  cost_model::FeatureKind features = cost_model::FeatureKind::kItervar;
+  // curve: on the recorded landscapes (bench/results/landscape_replay-
+  // 2026-12-05.md, 14 landscapes x 20 seeds, no noise) xgb reached the top
+  // 1% / the best in 0.48x / 0.27x random's trials with curve features and
+  // 0.50x / 0.36x with itervar ones, and curve features recall more of the
+  // held-out top 10 (0.45 vs 0.27 on the first landscapes). The earlier live
+  // benchmark (search_efficiency-2026-12-01) had itervar ahead within its
+  // noise.
+  cost_model::FeatureKind features = cost_model::FeatureKind::kCurve;
   cost_model::XgbOptions model;
   std::shared_ptr<const TransferModel> base;  // null: no transfer
   // How a base model is used, once the task has `warmup` measurements of
@@ -85,6 +87,9 @@ struct XgbTunerOptions {
   // curve features (AutoTVM's transfer when its history is trained with it).
   enum class Transfer { kMargin, kFirst, kJoint };
   Transfer transfer = Transfer::kMargin;
+  // While the base model alone guides (before the warm-up's measurements),
+  // the share of each batch it picks; the rest is random.
+  double base_share = 1.0;
   int warmup = 16;        // measured configs before the task's own model is used
   int chains = 64;        // annealing walks per batch
   int steps = 60;         // steps per walk
