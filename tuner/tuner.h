@@ -72,7 +72,7 @@ struct XgbTunerOptions {
   // 2026-12-05.md, 14 landscapes x 20 seeds, no noise) xgb reached the top
   // 1% / the best in 0.48x / 0.27x random's trials with curve features and
   // 0.50x / 0.36x with itervar ones, and curve features recall more of the
-  // held-out top 10 (0.45 vs 0.27 on the first landscapes). The earlier live
+  // held-out top 10 (0.35 vs 0.31, mean over the 14). The earlier live
   // benchmark (search_efficiency-2026-12-01) had itervar ahead within its
   // noise.
   cost_model::FeatureKind features = cost_model::FeatureKind::kCurve;
