@@ -494,7 +494,7 @@ CommandRun add_bench_command(CLI::App& app) {
   cmd->add_option("--op", args->ops, "operator spec (repeatable)");
   cmd->add_option("--set", args->set, "a benchmark set: resnet18, matmul or depthwise");
   cmd->add_option("--db", args->db_path, "SQLite tuning log")->capture_default_str();
-  cmd->add_option("--threads", args->threads, "threads for every side (default: all cores)");
+  add_threads_option(cmd, args->threads, "threads for every side (default: all cores)");
   cmd->add_option("--target", args->target, "cpu (vs OpenBLAS/oneDNN) or cuda:N (vs cuBLAS/cuDNN)")->capture_default_str();
   cmd->add_option("--trials", args->trials,
                   "tune a workload without a tuned record first, with this many trials (0: don't)")

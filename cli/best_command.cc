@@ -59,7 +59,7 @@ int run_best(const BestArgs& args) {
   const std::vector<Workload> workloads = args.selection.workloads();
   std::string device_key = args.device_key.empty() ? detect_cpu_target(args.threads).device_key()
                                                    : args.device_key;
-  std::unique_ptr<Database> db = Database::open(args.db_path);
+  std::unique_ptr<Database> db = Database::open(args.db_path, Database::Access::kReadOnly);
   if (workloads.empty()) return list_bests(*db, args, device_key);
   nlohmann::json json_out = nlohmann::json::array();
   bool all_found = true;
@@ -98,7 +98,7 @@ CommandRun add_best_command(CLI::App& app) {
       cmd, "operator spec (repeatable; without --op or --model: every workload with a valid best on the device)");
   cmd->add_option("--db", args->db_path, "SQLite tuning log")->capture_default_str()->check(CLI::ExistingFile);
   cmd->add_option("--device-key", args->device_key, "device key (default: this machine's)");
-  cmd->add_option("--threads", args->threads, "threads, to derive this machine's device key (default: all cores)");
+  add_threads_option(cmd, args->threads, "threads, to derive this machine's device key (default: all cores)");
   cmd->add_option("--format", args->format, kFormatHelp)->capture_default_str();
   return [args] { return run_best(*args); };
 }

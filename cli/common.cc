@@ -17,6 +17,21 @@ const Template& choose_template(const Workload& w, const std::string& template_n
   return *templates_to_tune(w, template_name, kind).front();
 }
 
+CLI::Option* add_threads_option(CLI::App* command, int& threads, const std::string& help) {
+  // Without the flag, threads stays 0: all cores. Given, 0 would mean the
+  // same silently, which nobody asking for "0 threads" expects.
+  const CLI::Validator at_least_one(
+      [](std::string& value) -> std::string {
+        int n = 0;
+        if (!CLI::detail::lexical_cast(value, n) || n < 1) {
+          return "must be a whole number of threads >= 1, got '" + value + "' (leave --threads out to use all cores)";
+        }
+        return "";
+      },
+      "INT>=1");
+  return command->add_option("--threads", threads, help)->check(at_least_one);
+}
+
 Target target_from_flag(const std::string& flag, const std::string& value, int threads) {
   if (value == "cpu") return detect_cpu_target(threads);
   if (value.rfind("cuda:", 0) == 0) return cuda_target(value);

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "db/database.h"
@@ -35,6 +36,13 @@ TuneSummary tune_workload(const Workload& w, const Target& target, const std::st
                           const std::string& tuner_name, uint64_t seed, Measurer& measurer,
                           Database* db, const TuneOptions& options, bool announce,
                           const std::vector<std::string>& configs = {});
+
+// Adds --threads to a command, with help text `help` (which should say
+// that the default is all cores). A value must be at least 1; 0 and negative
+// values are refused with an error naming the flag, and leaving the flag out
+// keeps threads at 0, which target_from_flag and detect_cpu_target take as
+// all cores.
+CLI::Option* add_threads_option(CLI::App* command, int& threads, const std::string& help);
 
 // A --target / --device value: "cpu" (threads: 0 = all cores) or "cuda:N".
 // Throws ktune::Error naming the flag and what is accepted, or saying that

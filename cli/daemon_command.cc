@@ -20,6 +20,8 @@ struct DaemonArgs {
   ServerOptions server;
   std::string db_path = "ktune.db";
   FarmOptions farm;
+  JobLimits jobs;
+  int max_request_mb = 4;
   std::string log_level = "info";
 };
 
@@ -28,8 +30,9 @@ int run_daemon(DaemonArgs& args) {
   args.server.token = token_or_env(args.server.token);
   sigset_t signals = block_stop_signals();
   std::unique_ptr<Database> db = Database::open(args.db_path);
+  args.server.max_message_bytes = args.max_request_mb << 20;
   DeviceFarm farm(args.farm);
-  JobManager jobs(*db, farm);
+  JobManager jobs(*db, farm, args.jobs);
   DaemonServer server(*db, farm, jobs, args.server);
   const std::string address =
       args.server.listen.substr(0, args.server.listen.rfind(':')) + ":" + std::to_string(server.port());
@@ -39,6 +42,9 @@ int run_daemon(DaemonArgs& args) {
   std::cout << "ktune daemon: listening on " << address << " (" << details << ")" << std::endl;
   spdlog::info("listening on {} ({}); lease timeout {} s, heartbeat {} s, {} leases per item at most", address,
                details, args.farm.lease_timeout_s, args.farm.heartbeat_s, args.farm.max_attempts);
+  spdlog::info("limits: {} unfinished jobs, {} measurement items, {} workers, {} calls at once, {} MiB per request",
+               args.jobs.max_jobs, args.farm.max_items, args.farm.max_workers, args.server.max_calls,
+               args.max_request_mb);
   jobs.resume();
   const int sig = wait_for_signal(signals);
   spdlog::info("{}: stopping; unfinished jobs resume at the next start", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -67,6 +73,21 @@ CommandRun add_daemon_command(CLI::App& app) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   daemon->add_option("--max-attempts", d->farm.max_attempts, "leases of one item before it is recorded as device_lost")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  // Limits: a flood of clients or workers gets RESOURCE_EXHAUSTED naming the
+  // flag, and the daemon's memory stays bounded.
+  daemon->add_option("--max-jobs", d->jobs.max_jobs, "unfinished jobs at once; more submissions are refused")
+      ->capture_default_str()->check(CLI::Range(1, 100000));
+  daemon->add_option("--max-queued-items", d->farm.max_items,
+                     "measurement items queued or leased at once; jobs wait and new submissions are refused past it")
+      ->capture_default_str()->check(CLI::Range(1, 10000000));
+  daemon->add_option("--max-workers", d->farm.max_workers,
+                     "workers registered; past it the longest-lost one is forgotten, or registering is refused")
+      ->capture_default_str()->check(CLI::Range(1, 100000));
+  daemon->add_option("--max-calls", d->server.max_calls,
+                     "calls served at once (each waiting lease holds one); more are refused")
+      ->capture_default_str()->check(CLI::Range(1, 100000));
+  daemon->add_option("--max-request-mb", d->max_request_mb, "largest request accepted (MiB)")
+      ->capture_default_str()->check(CLI::Range(1, 1024));
   daemon->add_option("--log-level", d->log_level, kLogLevelHelp)->capture_default_str();
   return [d] { return run_daemon(*d); };
 }

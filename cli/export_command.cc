@@ -75,7 +75,7 @@ int run_export(const ExportArgs& args) {
   // empty database and an empty export.
   if (!std::filesystem::exists(args.db_path)) throw Error("no database " + args.db_path);
   const std::vector<Workload> workloads = args.selection.workloads();
-  std::unique_ptr<Database> db = Database::open(args.db_path);
+  std::unique_ptr<Database> db = Database::open(args.db_path, Database::Access::kReadOnly);
   if (args.format == "cpp") return export_cpp(*db, args, workloads);
 
   RecordFilter filter;

@@ -84,7 +84,7 @@ int run_report(const ReportArgs& args) {
       }
     }
   }
-  std::unique_ptr<Database> db = Database::open(args.db_path);
+  std::unique_ptr<Database> db = Database::open(args.db_path, Database::Access::kReadOnly);
   const std::string html = render_html_report(*db, input);
   write_text_file(args.out_path, html, "the report");
   std::cout << "wrote " << args.out_path << " (" << task_count(*db, input) << " tasks)\n";
@@ -105,7 +105,7 @@ CommandRun add_report_command(CLI::App& app) {
   cmd->add_option("--model", args->model, "ONNX model: report its tasks with their weights");
   cmd->add_option("--input-shape", args->input_shapes, "model input shape NAME=D1xD2x... (repeatable)");
   cmd->add_flag("--baseline", args->baseline, "time the vendor libraries (oneDNN, OpenBLAS) on this machine for the speedup column");
-  cmd->add_option("--threads", args->threads, "threads for --baseline (default: all cores; match the tuned device key)");
+  add_threads_option(cmd, args->threads, "threads for --baseline (default: all cores; match the tuned device key)");
   return [args] { return run_report(*args); };
 }
 

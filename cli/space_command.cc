@@ -110,7 +110,7 @@ CommandRun add_space_command(CLI::App& app) {
   cmd->add_option("--op", args->op, "operator spec, e.g. 'conv2d(n=1,c=64,h=56,w=56,k=64,r=3,s=3,pad=1)'")
       ->required();
   cmd->add_option("--template", args->template_name, "schedule template (default: the operator's first)");
-  cmd->add_option("--threads", args->threads, "threads for generated kernels (default: all cores)");
+  add_threads_option(cmd, args->threads, "threads for generated kernels (default: all cores)");
   cmd->add_option("--target", args->target, "cpu, cuda:N, or a GPU arch without a GPU: sm_80, sm_90")
       ->capture_default_str();
   cmd->add_option("--config", args->config,

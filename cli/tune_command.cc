@@ -249,7 +249,7 @@ CommandRun add_tune_command(CLI::App& app) {
   cmd->add_option("--tuner", args->tuner, "search strategy: xgb (cost model + simulated annealing), ga (genetic), random or grid")->capture_default_str();
   cmd->add_option("--template", args->template_name,
                   "schedule template (default: every template that takes the operator, trials shared evenly)");
-  cmd->add_option("--threads", args->threads, "threads for generated kernels (default: all cores)");
+  add_threads_option(cmd, args->threads, "threads for generated kernels (default: all cores)");
   cmd->add_option("--target", args->device, "where to tune: cpu, or cuda:N (a local NVIDIA GPU)")->capture_default_str();
   cmd->add_option("--seed", args->seed, "random seed")->capture_default_str();
   cmd->add_option("--config", args->configs,

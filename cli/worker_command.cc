@@ -65,7 +65,7 @@ CommandRun add_worker_command(CLI::App& app) {
   worker->add_option("--tls-key", w->options.tls.key_file, "PEM client key (mutual TLS)");
   worker->add_option("--device", w->device, "device to measure on: cpu or cuda:N")->capture_default_str();
   worker->add_option("--key", w->key, "device key to register as (default: derived from the hardware)");
-  worker->add_option("--threads", w->threads, "threads for generated kernels (default: all cores)");
+  add_threads_option(worker, w->threads, "threads for generated kernels (default: all cores)");
   worker->add_option("--parallel", w->options.parallel, "items leased and built in parallel at a time")
       ->capture_default_str()->check(CLI::PositiveNumber);
   worker->add_option("--name", w->options.name, "worker name (default: host name and pid)");

@@ -1,7 +1,11 @@
 #include "db/database.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -107,8 +112,11 @@ CREATE INDEX measurements_by_job ON measurements (job, workload_key);
 
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 
-// SQLite waits this long for another connection's write lock before giving up.
-constexpr int kBusyTimeoutMs = 5000;
+// How long a connection waits for another's lock (another process writing a
+// big batch, a checkpoint) before giving up. Long: a tuner that gave up would
+// lose the measurement it was storing; a warning is logged while it waits.
+constexpr auto kLockWait = std::chrono::minutes(10);
+constexpr auto kLockWaitWarning = std::chrono::seconds(10);
 
 constexpr std::string_view kSqliteMagic{"SQLite format 3\0", 16};
 constexpr size_t kSqliteHeaderSize = 100;
@@ -146,6 +154,54 @@ void check_sqlite_header(const std::string& path) {
   if (got < kSqliteHeaderSize) {
     throw Error(not_ktune_database(
         path, "the SQLite header is truncated (" + std::to_string(got) + " bytes)"));
+  }
+}
+
+// Whether a failed write may have found no room, as far as this process
+// can tell (SQLite does not always keep the system's errno): a file-size
+// limit on it, or a file system with almost no space left. "" if neither.
+std::string room_problem(const std::string& path) {
+  struct rlimit limit {};
+  if (getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+    return "a file-size limit (ulimit -f) of " + std::to_string(limit.rlim_cur) + " bytes";
+  }
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  struct statvfs fs {};
+  if (statvfs(dir.empty() ? "." : dir.c_str(), &fs) == 0 &&
+      static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize < (uint64_t{1} << 20)) {
+    return std::to_string(static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize / 1024) + " KiB free on its file system";
+  }
+  return "";
+}
+
+// SQLite's message for the connection's last error, with what a user needs
+// to act on it: a full disk, a read-only file or a lock held too long say
+// so, and an I/O error names the system's reason.
+std::string sqlite_problem(sqlite3* db, const std::string& path) {
+  const int code = sqlite3_extended_errcode(db);
+  const std::string message = sqlite3_errmsg(db);
+  const int system = sqlite3_system_errno(db);
+  const bool io_write = (code & 0xff) == SQLITE_IOERR && code != SQLITE_IOERR_READ && code != SQLITE_IOERR_SHORT_READ;
+  std::string room;
+  if ((code & 0xff) == SQLITE_FULL || (io_write && (system == ENOSPC || system == EFBIG || system == EDQUOT))) {
+    room = system ? std::strerror(system) : "no space left";
+  } else if (io_write) {
+    room = room_problem(path);
+  }
+  if (!room.empty()) {
+    return message + " (" + room +
+           "): the disk or the file-size limit is full; free space and run again (what was stored before is intact)";
+  }
+  switch (code & 0xff) {
+    case SQLITE_READONLY:
+      return message + ": the file is read-only; make it writable or use another database file";
+    case SQLITE_BUSY:
+      return message + ": another process held its lock for more than " +
+             std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kLockWait).count()) + " s";
+    case SQLITE_IOERR:
+      return system ? message + " (" + std::strerror(system) + ")" : message;
+    default:
+      return message;
   }
 }
 
@@ -218,7 +274,7 @@ class Statement {
   void check(int rc) {
     if (rc != SQLITE_OK) fail("binding a query parameter");
   }
-  [[noreturn]] void fail(const char* doing) { throw SqliteError(path_, doing, sqlite3_errmsg(db_)); }
+  [[noreturn]] void fail(const char* doing) { throw SqliteError(path_, doing, sqlite_problem(db_, path_)); }
 
   sqlite3* db_;
   const std::string& path_;
@@ -228,9 +284,8 @@ class Statement {
 void exec(sqlite3* db, const std::string& path, const std::string& sql) {
   char* message = nullptr;
   if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
-    std::string text = message ? message : sqlite3_errmsg(db);
-    sqlite3_free(message);
-    throw SqliteError(path, ("running " + sql).c_str(), text);
+    sqlite3_free(message);  // the same text sqlite_problem() starts with
+    throw SqliteError(path, ("running " + sql).c_str(), sqlite_problem(db, path));
   }
 }
 
@@ -239,9 +294,30 @@ int64_t query_int(sqlite3* db, const std::string& path, const std::string& sql) 
   return s.step() ? s.int64(0) : 0;
 }
 
+// The busy handler: waits for another connection's lock up to kLockWait,
+// saying so in the log every kLockWaitWarning, instead of failing at once.
+struct LockWait {
+  std::string path;
+  std::chrono::steady_clock::time_point since, warned;
+};
+
+int wait_for_lock(void* state, int attempt) {
+  LockWait& w = *static_cast<LockWait*>(state);
+  const auto now = std::chrono::steady_clock::now();
+  if (attempt == 0) w.since = w.warned = now;
+  if (now - w.since > kLockWait) return 0;  // SQLITE_BUSY: the caller reports it
+  if (now - w.warned >= kLockWaitWarning) {
+    w.warned = now;
+    spdlog::warn("tuning database {}: waiting for another process to release its lock ({} s so far)", w.path,
+                 std::chrono::duration_cast<std::chrono::seconds>(now - w.since).count());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(std::min(1 << std::min(attempt, 6), 50)));
+  return 1;
+}
+
 // A transaction, rolled back unless committed. Writers BEGIN IMMEDIATE: that
 // takes the write lock up front, so a busy database makes us wait
-// (busy_timeout) at the start instead of failing halfway. Readers that need
+// (wait_for_lock) at the start instead of failing halfway. Readers that need
 // several statements to agree BEGIN a deferred one: one snapshot.
 class Transaction {
  public:
@@ -254,8 +330,19 @@ class Transaction {
   }
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
+  // A COMMIT that finds the database busy (readers still on the old
+  // snapshot, without WAL) leaves the transaction open: wait and try again
+  // rather than lose the batch.
   void commit() {
-    exec(db_, path_, "COMMIT");
+    const auto deadline = std::chrono::steady_clock::now() + kLockWait;
+    for (;;) {
+      const int rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+      if (rc == SQLITE_OK) break;
+      if ((rc & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() > deadline) {
+        throw SqliteError(path_, "committing", sqlite_problem(db_, path_));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     committed_ = true;
   }
 
@@ -376,6 +463,7 @@ struct Database::Impl {
   std::string path;
   sqlite3* db = nullptr;
   mutable std::mutex mu;  // one statement at a time on the connection
+  LockWait lock_wait;     // the busy handler's state
 
   ~Impl() { sqlite3_close_v2(db); }
 
@@ -428,7 +516,7 @@ struct Database::Impl {
   // holds it (two processes creating one new file). Retry as busy_timeout
   // would.
   void use_wal() {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
+    auto deadline = std::chrono::steady_clock::now() + kLockWait;
     for (;;) {
       int rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", nullptr, nullptr, nullptr);
       if (rc == SQLITE_OK) return;
@@ -443,6 +531,12 @@ struct Database::Impl {
   // the same file: the write lock serializes us, and the version is re-read
   // under it.
   void migrate() {
+    // Current already (the common case): no write lock, so a read-only file
+    // opens, and another process's long write does not hold us up.
+    if (query_int(db, path, "PRAGMA user_version") == kSchemaVersion &&
+        query_int(db, path, "PRAGMA application_id") == kApplicationId) {
+      return;
+    }
     Transaction txn(db, path, Transaction::kWrite);
     int64_t version = query_int(db, path, "PRAGMA user_version");
     if (version > kSchemaVersion) {
@@ -458,22 +552,51 @@ struct Database::Impl {
   }
 };
 
-std::unique_ptr<Database> Database::open(const std::string& path) {
+namespace {
+// Why an existing file must not be written, or "" if it may be. A file
+// without any write permission bit counts as read-only even for root (who
+// could write it): whoever took the bits away meant it.
+std::string read_only_reason(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "";  // a new database
+  if ((st.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) == 0) return "the file has no write permission";
+  if (::access(path.c_str(), W_OK) != 0) return std::string("it cannot be written: ") + std::strerror(errno);
+  return "";
+}
+}  // namespace
+
+std::unique_ptr<Database> Database::open(const std::string& path, Access access) {
   check_sqlite_header(path);
+  const std::string read_only = read_only_reason(path);
+  if (!read_only.empty() && access == Access::kReadWrite) {
+    throw Error("tuning database " + path + " is read-only (" + read_only +
+                "), and this command stores results in it: make it writable (chmod u+w " + path +
+                ") or give another database file");
+  }
   auto impl = std::make_unique<Impl>();
   impl->path = path;
-  int rc = sqlite3_open_v2(path.c_str(), &impl->db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  impl->lock_wait.path = path;
+  const int flags = (read_only.empty() ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY) |
+                    SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(path.c_str(), &impl->db, flags, nullptr);
   if (rc != SQLITE_OK) {
     throw Error("cannot open tuning database " + path + ": " +
                 (impl->db ? sqlite3_errmsg(impl->db) : sqlite3_errstr(rc)));
   }
   sqlite3_extended_result_codes(impl->db, 1);
-  sqlite3_busy_timeout(impl->db, kBusyTimeoutMs);
+  sqlite3_busy_handler(impl->db, wait_for_lock, &impl->lock_wait);
   // Everything up to here only read the file; identity and soundness are
   // checked before the first write.
   impl->check_identity();
+  if (!read_only.empty()) {
+    const int64_t version = query_int(impl->db, path, "PRAGMA user_version");
+    if (version != kSchemaVersion) {
+      throw Error("tuning database " + path + " has schema version " + std::to_string(version) + ", older than " +
+                  std::to_string(kSchemaVersion) + ", and is read-only (" + read_only +
+                  "): make it writable once so that ktune can migrate it");
+    }
+    return std::unique_ptr<Database>(new Database(std::move(impl)));
+  }
   // WAL lets readers run beside a writer, and several processes (tuner,
   // daemon, `ktune best`) share one file. synchronous=NORMAL: a power loss may
   // drop the last transactions but never corrupts the file.
@@ -507,33 +630,6 @@ void Database::insert(std::vector<Record>& records) {
   for (size_t i = 0; i < records.size(); ++i) records[i].id = ids[i];
 }
 
-void Database::mark_best(int64_t record_id) {
-  const std::string& path = impl_->path;
-  std::lock_guard lock(impl_->mu);
-  Transaction txn(impl_->db, path, Transaction::kWrite);
-  Statement find(impl_->db, path,
-                 "SELECT workload_key, device_key, mean_cost IS NOT NULL, error_name "
-                 "FROM measurements WHERE id = ?1");
-  find.bind(1, record_id);
-  if (!find.step()) {
-    throw Error("tuning database " + path + ": cannot mark record " + std::to_string(record_id) +
-                " as best: there is no record with that id");
-  }
-  if (find.int64(2) == 0) {
-    throw Error("tuning database " + path + ": cannot mark record " + std::to_string(record_id) +
-                " as best: it is not a successful measurement (error: " + find.text(3) + ")");
-  }
-  Statement mark(impl_->db, path,
-                 "INSERT OR REPLACE INTO best (workload_key, device_key, record_id, marked_at) "
-                 "VALUES (?1, ?2, ?3, ?4)");
-  mark.bind(1, find.text(0));
-  mark.bind(2, find.text(1));
-  mark.bind(3, record_id);
-  mark.bind(4, static_cast<int64_t>(std::time(nullptr)));
-  mark.run();
-  txn.commit();
-}
-
 namespace {
 // Database::best's answer, on a connection the caller holds.
 std::optional<Record> find_best(sqlite3* db, const std::string& path, const std::string& workload_key,
@@ -552,6 +648,42 @@ std::optional<Record> find_best(sqlite3* db, const std::string& path, const std:
   return read_record(s, path);
 }
 }  // namespace
+
+bool Database::mark_best(int64_t record_id, const std::function<bool(const Record& current)>& keep_current) {
+  const std::string& path = impl_->path;
+  std::lock_guard lock(impl_->mu);
+  Transaction txn(impl_->db, path, Transaction::kWrite);
+  Statement find(impl_->db, path,
+                 "SELECT workload_key, device_key, mean_cost IS NOT NULL, error_name "
+                 "FROM measurements WHERE id = ?1");
+  find.bind(1, record_id);
+  if (!find.step()) {
+    throw Error("tuning database " + path + ": cannot mark record " + std::to_string(record_id) +
+                " as best: there is no record with that id");
+  }
+  if (find.int64(2) == 0) {
+    throw Error("tuning database " + path + ": cannot mark record " + std::to_string(record_id) +
+                " as best: it is not a successful measurement (error: " + find.text(3) + ")");
+  }
+  const std::string workload_key = find.text(0), device_key = find.text(1);
+  if (keep_current) {
+    // Decided under the write lock: no other process can mark this pair
+    // between what we read here and what we write.
+    std::optional<Record> current = find_best(impl_->db, path, workload_key, device_key);
+    if (current && current->id != record_id && keep_current(*current)) return false;
+  }
+  Statement mark(impl_->db, path,
+                 "INSERT OR REPLACE INTO best (workload_key, device_key, record_id, marked_at) "
+                 "VALUES (?1, ?2, ?3, ?4)");
+  mark.bind(1, workload_key);
+  mark.bind(2, device_key);
+  mark.bind(3, record_id);
+  mark.bind(4, static_cast<int64_t>(std::time(nullptr)));
+  mark.run();
+  txn.commit();
+  return true;
+}
+
 
 std::optional<Record> Database::best(const std::string& workload_key,
                                      const std::string& device_key) const {

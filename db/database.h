@@ -2,7 +2,12 @@
 //
 // Schema versioned with PRAGMA user_version and migrated forward on open;
 // WAL journal. A Database is safe for concurrent use from several threads
-// (calls are serialized internally); several processes may open one file.
+// (calls are serialized internally); several processes may open one file:
+// every write is one transaction that takes the write lock first, and a
+// connection that finds the file locked by another waits for it (up to 10
+// minutes, logging a warning every 10 s) instead of failing. A write that
+// fails (full disk, read-only file) throws ktune::Error saying so and leaves
+// everything committed before intact.
 #pragma once
 
 #include <cstdint>
@@ -86,10 +91,17 @@ struct MergeCounts {
 
 class Database {
  public:
+  // What the caller does with the file. A file without write permission
+  // (for root too: one with no write bit at all) opens only for kReadOnly,
+  // read-only; kReadWrite refuses it at once with an error naming the file,
+  // rather than failing at the first record after minutes of tuning.
+  enum class Access { kReadWrite, kReadOnly };
+
   // Opens or creates the file and migrates it. Throws ktune::Error, changing
   // nothing, if the file is not a ktune database, is corrupt, or has a newer
-  // schema than this build understands.
-  static std::unique_ptr<Database> open(const std::string& path);
+  // schema than this build understands; or, read-only (see Access), if
+  // kReadWrite was asked for or its schema needs migrating.
+  static std::unique_ptr<Database> open(const std::string& path, Access access = Access::kReadWrite);
   ~Database();
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
@@ -98,8 +110,13 @@ class Database {
   void insert(std::vector<Record>& records);
 
   // Marks a record as the best of its (workload, device) — what the tuner
-  // chose after re-measurement.
-  void mark_best(int64_t record_id);
+  // chose after re-measurement — unless keep_current (if given) is true for
+  // the pair's current best (as best() answers, when it is another record).
+  // The decision and the mark are one write transaction, so processes
+  // marking one pair at once each decide against the other's mark, never a
+  // stale one. keep_current runs inside the transaction and must not call
+  // this database. Returns whether the record is now the marked best.
+  bool mark_best(int64_t record_id, const std::function<bool(const Record& current)>& keep_current = {});
 
   // The marked best record if any, else the fastest ok record.
   std::optional<Record> best(const std::string& workload_key, const std::string& device_key) const;

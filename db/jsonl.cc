@@ -184,8 +184,9 @@ void check_format(const Fields& f, const char* format, int version, const char* 
 Json parse_json(const std::string& text) {
   try {
     return Json::parse(text);
-  } catch (const Json::parse_error& e) {
-    // Drop nlohmann's "[json.exception.parse_error.101] " prefix.
+  } catch (const Json::exception& e) {
+    // Not only parse_error: a number too large for a double is out_of_range
+    // (406). Drop nlohmann's "[json.exception.parse_error.101] " prefix.
     std::string what = e.what();
     if (auto end = what.find("] "); what.rfind("[json.exception", 0) == 0 && end != std::string::npos) {
       what = what.substr(end + 2);

@@ -4,7 +4,13 @@
 #include <onnx/onnx_pb.h>
 #include <onnx/shape_inference/implementation.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <numeric>
@@ -311,6 +317,68 @@ std::pair<std::string, std::vector<int64_t>> parse_input_shape(const std::string
   return {text.substr(0, eq), dims};
 }
 
+namespace {
+
+// ONNX's shape inference trusts the model it is given: some malformed models
+// make it read out of bounds (libonnx 1.12: a Conv without kernel_shape
+// whose weight has more dimensions than its input dies of SIGSEGV in
+// convPoolShapeInference). It runs in a child process, as a candidate kernel
+// runs in ktune-runner, so such a model is an error naming it, not a crash.
+void infer_shapes(onnx::ModelProto& model, const std::string& what) {
+  int fds[2];
+  if (pipe(fds) != 0) throw Error("cannot run ONNX shape inference: pipe: " + std::string(std::strerror(errno)));
+  const pid_t pid = fork();
+  if (pid < 0) {
+    const int e = errno;
+    close(fds[0]);
+    close(fds[1]);
+    throw Error("cannot run ONNX shape inference: fork: " + std::string(std::strerror(e)));
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    // Die of the signal whoever installed a handler (a sanitizer, a fuzzer):
+    // the parent reports it.
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) signal(sig, SIG_DFL);
+    std::string reply;
+    try {
+      onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(),
+                                         onnx::ShapeInferenceOptions(false, 0, true));
+      reply = "+" + model.SerializeAsString();
+    } catch (const std::exception& e) {
+      reply = std::string("-") + e.what();
+    }
+    for (size_t done = 0; done < reply.size();) {
+      const ssize_t n = write(fds[1], reply.data() + done, reply.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) _exit(1);
+      done += static_cast<size_t>(n);
+    }
+    _exit(0);  // no exit handlers: they belong to the parent
+  }
+  close(fds[1]);
+  std::string reply;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    reply.append(buf, static_cast<size_t>(n));
+  }
+  close(fds[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || reply.empty()) {
+    const std::string how = WIFSIGNALED(status) ? std::string("signal ") + strsignal(WTERMSIG(status))
+                                                : "exit status " + std::to_string(WEXITSTATUS(status));
+    throw Error(what + ": ONNX shape inference crashed on it (" + how + "): the model is malformed");
+  }
+  if (reply[0] == '-') throw Error(what + ": ONNX shape inference failed: " + reply.substr(1));
+  if (!model.ParseFromString(reply.substr(1))) throw Error(what + ": ONNX shape inference returned no model");
+}
+
+}  // namespace
+
 ModelTasks onnx_tasks_from_bytes(const std::string& bytes, const std::string& what,
                                  const std::map<std::string, std::vector<int64_t>>& input_shapes) {
   onnx::ModelProto model;
@@ -370,12 +438,7 @@ ModelTasks onnx_tasks_from_bytes(const std::string& bytes, const std::string& wh
       }
     }
   }
-  try {
-    onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(),
-                                       onnx::ShapeInferenceOptions(false, 0, true));
-  } catch (const std::exception& e) {
-    throw Error(what + ": ONNX shape inference failed: " + e.what());
-  }
+  infer_shapes(model, what);
   Mapper mapper(model.graph(), out);
   for (int i = 0; i < model.graph().node_size(); ++i) mapper.node(model.graph().node(i), i);
   return out;

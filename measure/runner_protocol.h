@@ -21,6 +21,9 @@
 // binary is reported instead of misread.
 #pragma once
 
+#include <array>
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -51,8 +54,30 @@ inline nlohmann::json request_to_json(const RunRequest& r) {
                                   : nlohmann::json()}};
 }
 
+// An integer field of type T. nlohmann's get<int>() converts a float such
+// as 1e300 with a cast that is undefined behaviour out of range; a line from
+// the other process is not trusted that far. Throws ktune::Error.
+template <typename T>
+T integer_field(const nlohmann::json& v, const std::string& name) {
+  bool fits = false;
+  if (v.is_number_unsigned()) {
+    fits = v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
+  } else if (v.is_number_integer()) {
+    const int64_t i = v.get<int64_t>();
+    fits = i >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+           (i < 0 || static_cast<uint64_t>(i) <= static_cast<uint64_t>(std::numeric_limits<T>::max()));
+  }
+  if (!fits) throw Error("runner protocol: field '" + name + "' is not an integer in range: " + v.dump());
+  return v.is_number_unsigned() ? static_cast<T>(v.get<uint64_t>()) : static_cast<T>(v.get<int64_t>());
+}
+
+inline std::array<int64_t, 3> dim3_field(const nlohmann::json& v, const std::string& name) {
+  if (!v.is_array() || v.size() != 3) throw Error("runner protocol: field '" + name + "' is not 3 integers");
+  return {integer_field<int64_t>(v[0], name), integer_field<int64_t>(v[1], name), integer_field<int64_t>(v[2], name)};
+}
+
 inline void check_protocol(const nlohmann::json& j, const char* what) {
-  int version = j.value("protocol", 0);
+  const int version = j.is_object() && j.contains("protocol") ? integer_field<int>(j.at("protocol"), "protocol") : 0;
   if (version != kRunnerProtocolVersion) {
     throw Error(std::string("runner ") + what + " speaks protocol version " +
                 std::to_string(version) + ", expected version " +
@@ -67,8 +92,8 @@ inline RunRequest request_from_json(const nlohmann::json& j) {
   r.workload_key = j.at("workload").get<std::string>();
   r.artifact_path = j.at("artifact").get<std::string>();
   MeasureOptions& o = r.options;
-  o.number = j.at("number").get<int>();
-  o.repeat = j.at("repeat").get<int>();
+  o.number = integer_field<int>(j.at("number"), "number");
+  o.repeat = integer_field<int>(j.at("repeat"), "repeat");
   o.min_repeat_ms = j.at("min_repeat_ms").get<double>();
   o.flush_cache = j.at("flush_cache").get<bool>();
   o.check = j.at("check").get<bool>();
@@ -78,9 +103,9 @@ inline RunRequest request_from_json(const nlohmann::json& j) {
     const nlohmann::json& c = j.at("cuda");
     r.cuda.enabled = true;
     r.cuda.kernel = c.at("kernel").get<std::string>();
-    r.cuda.grid = c.at("grid").get<std::array<int64_t, 3>>();
-    r.cuda.block = c.at("block").get<std::array<int64_t, 3>>();
-    r.cuda.device = c.at("device").get<int>();
+    r.cuda.grid = dim3_field(c.at("grid"), "grid");
+    r.cuda.block = dim3_field(c.at("block"), "block");
+    r.cuda.device = integer_field<int>(c.at("device"), "device");
   }
   return r;
 }

@@ -474,8 +474,12 @@ std::optional<Config> ConfigSpace::parse_resized(const std::string& text) const 
         std::vector<int64_t> factors;
         std::stringstream list(value.substr(1, value.size() - 2));
         for (std::string f; std::getline(list, f, ',');) factors.push_back(std::stoll(f));
+        // Factors come from outside (a record of another shape): a product
+        // that overflows is no split of this extent.
         int64_t inner = 1;
-        for (size_t i = 1; i < factors.size(); ++i) inner *= factors[i];
+        for (size_t i = 1; i < factors.size() && inner > 0; ++i) {
+          if (factors[i] <= 0 || __builtin_mul_overflow(inner, factors[i], &inner)) inner = 0;
+        }
         if (!factors.empty() && inner > 0 && split.extent() % inner == 0) {
           factors[0] = split.extent() / inner;
           value = "[";

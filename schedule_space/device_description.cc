@@ -260,7 +260,7 @@ DeviceDescription DeviceDescription::parse(const std::string& text) {
   Json j;
   try {
     j = Json::parse(text);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // parse_error, or out_of_range for a number too large
     throw Error("device description is not JSON: " + std::string(e.what()));
   }
   return from_json(j);

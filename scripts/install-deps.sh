@@ -11,6 +11,9 @@ packages=(
   libonnx-dev libonnx-testdata
   libopenblas-dev libopenblas-openmp-dev libdnnl-dev
   chromium
+  # scripts/sanitize.sh and scripts/fuzz.sh: clang with its sanitizer and
+  # libFuzzer runtimes, its OpenMP runtime, llvm-symbolizer for the reports.
+  clang-14 libclang-rt-14-dev libomp-14-dev llvm-14
 )
 
 missing=()

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -63,6 +64,8 @@ struct JobManager::Run {
   std::string id;
   v1::JobSpec spec;
   std::atomic<bool> cancel{false};
+  std::atomic<bool> finished{false};  // run_job has returned
+  std::atomic<bool> state_stored{true};  // the database holds its latest state
   std::thread thread;
   mutable std::mutex mu;
   std::string state = "queued";
@@ -91,7 +94,7 @@ class JobManager::Observer : public TuningObserver {
   Run& run_;
 };
 
-JobManager::JobManager(Database& db, DeviceFarm& farm) : db_(db), farm_(farm) {}
+JobManager::JobManager(Database& db, DeviceFarm& farm, JobLimits limits) : db_(db), farm_(farm), limits_(limits) {}
 
 JobManager::~JobManager() { shutdown(); }
 
@@ -145,8 +148,33 @@ std::string JobManager::submit(const v1::JobSpec& spec_in) {
   for (int i = 0; i < spec.tasks_size(); ++i) {
     spec.mutable_tasks(i)->set_workload_key(Workload::parse(spec.tasks(i).workload_key()).key());
   }
+  std::lock_guard submitting(submit_mu_);
+  {
+    std::lock_guard lock(mu_);
+    reap_locked();
+    // A cancelled run is over for the user, though its thread may take a moment.
+    const auto unfinished = std::count_if(runs_.begin(), runs_.end(),
+                                          [](const auto& r) { return !r.second->finished && !r.second->cancel; });
+    if (unfinished >= limits_.max_jobs) {
+      throw FarmError(FarmError::kResourceExhausted,
+                      "the daemon already has " + std::to_string(unfinished) +
+                          " unfinished jobs (its --max-jobs limit): wait for one to end, cancel one (ktune cancel "
+                          "ID), or restart the daemon with a larger --max-jobs");
+    }
+  }
+  if (farm_.queue_full()) {
+    throw FarmError(FarmError::kResourceExhausted,
+                    "the device farm holds " + std::to_string(farm_.items()) +
+                        " measurement items, its most (the daemon's --max-queued-items limit): wait for the "
+                        "workers to catch up, or restart the daemon with a larger --max-queued-items");
+  }
   const std::string id = new_job_id();
-  db_.add_job(JobRow{id, wire::to_json(spec), "queued", "", 0, 0});
+  try {
+    db_.add_job(JobRow{id, wire::to_json(spec), "queued", "", 0, 0});
+  } catch (const Error& e) {
+    spdlog::error("cannot store a submitted job: {}", e.what());
+    throw FarmError(FarmError::kUnavailable, std::string("cannot store the job: ") + e.what());
+  }
   spdlog::info("job {} submitted: {} {} on {}, {} trials{}, tuner {}", id,
                is_model(spec) ? spec.tasks_size() : spec.ops_size(), is_model(spec) ? "model tasks" : "operators",
                spec.device_key(), spec.trials(), is_model(spec) ? " for the model" : " each", spec.tuner());
@@ -154,8 +182,21 @@ std::string JobManager::submit(const v1::JobSpec& spec_in) {
   return id;
 }
 
+void JobManager::reap_locked() {
+  for (auto it = runs_.begin(); it != runs_.end();) {
+    // One whose state the database lacks stays: status() reads it here.
+    if (!it->second->finished || !it->second->state_stored) {
+      ++it;
+      continue;
+    }
+    if (it->second->thread.joinable()) it->second->thread.join();  // it has returned: no wait
+    it = runs_.erase(it);
+  }
+}
+
 void JobManager::start(const std::string& id, const v1::JobSpec& spec) {
   std::lock_guard lock(mu_);
+  reap_locked();
   if (shutting_down_ || runs_.count(id)) return;
   auto run = std::make_unique<Run>();
   run->id = id;
@@ -193,6 +234,13 @@ void JobManager::shutdown() {
 }
 
 void JobManager::run_job(Run& run) {
+  struct Finished {
+    Run& run;
+    ~Finished() { run.finished = true; }
+  } finished{run};
+  // The state is kept in memory first, so status() shows it even when the
+  // database cannot store it (full disk); that is logged, never thrown out
+  // of the job's thread.
   auto set_state = [&](const std::string& state, const std::string& message) {
     if (run.cancel) return;  // cancel() has stored the final state
     {
@@ -200,7 +248,13 @@ void JobManager::run_job(Run& run) {
       run.state = state;
       run.message = message;
     }
-    db_.set_job_state(run.id, state, message);
+    try {
+      db_.set_job_state(run.id, state, message);
+      run.state_stored = true;
+    } catch (const std::exception& e) {
+      run.state_stored = false;
+      spdlog::error("job {}: cannot store its state '{}': {}", run.id, state, e.what());
+    }
   };
   auto stop = [&] { return run.cancel.load() || shutting_down_.load(); };
   const v1::JobSpec& spec = run.spec;
@@ -244,7 +298,7 @@ void JobManager::run_job(Run& run) {
     request.seed = spec.seed();
     request.template_name = spec.template_name();
     request.task_cap = spec.task_cap();
-    FarmMeasurer measurer(farm_, run.id, spec.device_key());
+    FarmMeasurer measurer(farm_, run.id, spec.device_key(), stop);
     DatabaseLog log(db_);
     Observer observer(run);
     const TuningResult result = tune(request, measurer, &log, &observer);

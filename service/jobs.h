@@ -30,15 +30,26 @@
 
 namespace ktune {
 
+struct JobLimits {
+  // Unfinished jobs (queued, waiting or running) at once; submit() refuses
+  // more with kResourceExhausted. Jobs resumed after a restart are started
+  // whatever the limit (they were accepted before).
+  int max_jobs = 64;
+};
+
 class JobManager {
  public:
-  JobManager(Database& db, DeviceFarm& farm);
+  JobManager(Database& db, DeviceFarm& farm, JobLimits limits = {});
   ~JobManager();  // shutdown()
   JobManager(const JobManager&) = delete;
   JobManager& operator=(const JobManager&) = delete;
 
   // Validates, stores and starts a job; returns its id. Throws
-  // FarmError(kInvalidArgument) naming what is wrong with the spec.
+  // FarmError: kInvalidArgument naming what is wrong with the spec;
+  // kResourceExhausted at limits.max_jobs unfinished jobs, or while the
+  // farm holds its most measurement items (the message names the daemon
+  // flag that raises the limit); kUnavailable if the job cannot be stored
+  // (full disk: the message says so).
   std::string submit(const v1::JobSpec& spec);
   // Throws FarmError(kNotFound) for an unknown id.
   v1::JobStatus status(const std::string& id) const;
@@ -66,8 +77,14 @@ class JobManager {
   // ktune::Error for a stored description that does not read.
   std::optional<Target> device_target(const std::string& device_key) const;
 
+  // Joins and forgets the runs whose thread has ended (and whose state the
+  // database holds); their status comes from the database from then on.
+  void reap_locked();
+
   Database& db_;
   DeviceFarm& farm_;
+  JobLimits limits_;
+  std::mutex submit_mu_;  // one submit() at a time: the limit is checked and taken at once
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<Run>> runs_;
   std::atomic<bool> shutting_down_{false};

@@ -6,7 +6,9 @@
 // "authorization: Bearer TOKEN" or is refused with UNAUTHENTICATED. TLS
 // when a certificate and key are given (and client certificates are
 // required when a CA is given too). Requests are size-limited and
-// validated: a bad one gets INVALID_ARGUMENT or NOT_FOUND with a message.
+// validated: a bad one gets INVALID_ARGUMENT or NOT_FOUND with a message;
+// one past a limit (calls at once, jobs, measurement items, workers) gets
+// RESOURCE_EXHAUSTED naming the limit and the daemon flag that raises it.
 #pragma once
 
 #include <memory>
@@ -26,7 +28,11 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:7117";
   std::string token;
   std::string tls_cert, tls_key, tls_ca;  // PEM files
-  int max_message_bytes = 4 << 20;
+  int max_message_bytes = 4 << 20;  // a larger request is refused by gRPC (RESOURCE_EXHAUSTED)
+  // Calls served at once (workers' leases wait in one each); more are
+  // answered RESOURCE_EXHAUSTED at once, and the server's threads are
+  // capped a little above it.
+  int max_calls = 512;
 };
 
 // True for 127.0.0.0/8, ::1 and localhost (HOST:PORT or [HOST]:PORT).
@@ -42,9 +48,12 @@ class DaemonServer {
   void shutdown();  // stops accepting calls and waits for running ones
   void wait();
 
+  class CallLimit;  // calls being served against max_calls (server.cc)
+
  private:
   class FarmService;
   class TuningService;
+  std::unique_ptr<CallLimit> calls_;
   std::unique_ptr<FarmService> farm_service_;
   std::unique_ptr<TuningService> tuning_service_;
   std::unique_ptr<grpc::Server> server_;

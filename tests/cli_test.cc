@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "schedule_space/target.h"
 #include "tests/ktune_command.h"
 #include "tests/scratch_dir.h"
 
@@ -98,6 +99,24 @@ TEST_F(CliTest, BadOpSpecIsAOneLineErrorNamingTheProblem) {
   CommandOutput unknown = ktune({"space", "--op", "softmax(n=4)"});
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_NE(unknown.err.find("softmax"), std::string::npos) << unknown.err;
+}
+
+// "0 threads" is not a way to say "all cores": leaving the flag out is.
+TEST_F(CliTest, ThreadsBelowOneAreRefusedAndNoFlagMeansAllCores) {
+  for (const char* bad : {"0", "-2"}) {
+    CommandOutput r = ktune({"tune", "--op", kSmallMatmul, "--trials", "2", "--threads", bad, "--db", db()});
+    EXPECT_EQ(r.exit_code, 2) << bad;
+    EXPECT_NE(r.err.find("--threads: must be a whole number of threads >= 1, got '" + std::string(bad) + "'"),
+              std::string::npos)
+        << r.err;
+    EXPECT_FALSE(fs::exists(db())) << "a refused flag must not create a database";
+    CommandOutput worker = ktune({"worker", "--daemon", "127.0.0.1:1", "--threads", bad});
+    EXPECT_EQ(worker.exit_code, 2) << worker.err;
+  }
+  CommandOutput all = ktune({"space", "--op", kSmallMatmul, "--format", "json"});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  const std::string key = nlohmann::json::parse(all.out).at("device_key");
+  EXPECT_EQ(key.substr(key.rfind('/')), "/" + std::to_string(ktune::online_cores()) + "t") << key;
 }
 
 TEST_F(CliTest, NonDatabaseFileIsRefusedAndLeftUnchanged) {

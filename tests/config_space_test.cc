@@ -271,6 +271,18 @@ TEST(ConfigSpace, AConfigOfAnotherShapeIsResizedByItsOuterFactors) {
   EXPECT_FALSE(big.parse_resized("tile_m=[1,4,16,1]").has_value());           // a knob missing
 }
 
+// Found by fuzz/fuzz_config_text (UBSan: signed integer overflow): factors
+// from a record whose product overflows int64 are no split of this extent.
+TEST(ConfigSpace, AResizedConfigWithFactorsTooLargeToMultiplyIsRefused) {
+  ConfigSpace space;
+  space.add_split("tile_m", 64, 4);
+  space.add_choice("unroll", {0, 1});
+  EXPECT_FALSE(space.parse_resized("tile_m=[1,4294967296,4294967296,2] unroll=1").has_value());
+  EXPECT_FALSE(space.parse_resized("tile_m=[4,32,222222222222222222,2] unroll=1").has_value());
+  EXPECT_FALSE(space.parse_resized("tile_m=[1,-4,-16,1] unroll=1").has_value());
+  EXPECT_EQ(space.describe(*space.parse_resized("tile_m=[9,4,16,1] unroll=1")), "tile_m=[1,4,16,1] unroll=1");
+}
+
 TEST(ConfigSpace, TypedAccessorsCheckTheKnobKind) {
   const ConfigSpace space = large_space();
   const Config c = space.get(0);

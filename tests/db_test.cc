@@ -1,6 +1,6 @@
 // The tuning log database: queries, reopening, refusing files that are not
-// ours without touching them, surviving a crash mid-batch, and sharing a file
-// between threads and processes.
+// ours without touching them, surviving a crash mid-batch, sharing a file
+// between threads and processes, a full disk and a read-only file.
 #include "db/database.h"
 
 #include <signal.h>
@@ -573,6 +573,131 @@ TEST_F(DatabaseTest, TwoProcessesShareOneFile) {
   auto db = Database::open(path_);
   EXPECT_EQ(db->counts("a").total, 500);
   EXPECT_EQ(db->counts("b").total, 500);
+}
+
+// What a tuner does when it ends: store its winner, then mark it unless the
+// current best is at least as fast. Several processes doing it at once for
+// one workload must end with the fastest winner marked: the decision is made
+// under the write lock, against the other processes' marks, never a stale
+// read of them.
+TEST_F(DatabaseTest, ProcessesMarkingOneWorkloadAtOnceKeepTheFastestWinner) {
+  make_database(0);  // the schema exists before the children race
+  constexpr int kProcesses = 6, kRounds = 20;
+  std::vector<pid_t> children;
+  for (int p = 0; p < kProcesses; ++p) {
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      try {
+        auto db = Database::open(path_);
+        for (int r = 0; r < kRounds; ++r) {
+          // A permutation of 1..120 ms over all processes and rounds: one fastest.
+          const double cost = 1e-3 * (1 + (p * kRounds + r) * 37 % (kProcesses * kRounds));
+          std::vector<Record> winner = {make_record("w", static_cast<uint64_t>(p * 1000 + r), {cost})};
+          db->insert(winner);
+          db->mark_best(winner[0].id, [&](const Record& current) { return current.result.mean_cost() <= cost; });
+        }
+        _exit(0);
+      } catch (const std::exception& e) {
+        fprintf(stderr, "child %d: %s\n", p, e.what());
+        _exit(1);
+      }
+    }
+    children.push_back(child);
+  }
+  for (pid_t child : children) {
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  }
+  auto db = Database::open(path_);
+  EXPECT_EQ(db->counts("w").total, kProcesses * kRounds);
+  EXPECT_EQ(raw_query(path_, "SELECT count(*) FROM best"), "1");
+  std::optional<Record> best = db->best("w", "cpu/test/avx2/2t");
+  ASSERT_TRUE(best);
+  EXPECT_EQ(best->result.costs, std::vector<double>{1e-3});
+  EXPECT_EQ(raw_query(path_, "SELECT record_id FROM best"), std::to_string(best->id));
+}
+
+// A full disk (here: the file-size limit, which makes write() fail with
+// EFBIG) fails the batch with an error that says so, and everything
+// committed before stays, in a file that opens cleanly.
+TEST_F(DatabaseTest, AFullDiskIsAClearErrorAndKeepsEverythingCommitted) {
+  make_database(30);
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(pipe_fds[0]);
+    signal(SIGXFSZ, SIG_IGN);  // write() then fails with EFBIG instead of killing us
+    try {
+      auto db = Database::open(path_);
+      struct rlimit limit = {static_cast<rlim_t>(fs::file_size(path_)) + 64 * 1024, RLIM_INFINITY};
+      setrlimit(RLIMIT_FSIZE, &limit);
+      std::vector<Record> big;
+      for (int i = 0; i < 5000; ++i) {
+        big.push_back(make_record("w", 1000000 + i, {1e-3}));
+        big.back().config_text.append(200, 'x');
+      }
+      db->insert(big);
+      _exit(4);  // stored: the limit did not stop it
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      if (write(pipe_fds[1], message.data(), message.size()) != static_cast<ssize_t>(message.size())) _exit(3);
+      _exit(0);
+    } catch (...) {
+      _exit(5);
+    }
+  }
+  close(pipe_fds[1]);
+  std::string message;
+  char buf[512];
+  for (ssize_t n; (n = read(pipe_fds[0], buf, sizeof buf)) > 0;) message.append(buf, static_cast<size_t>(n));
+  close(pipe_fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  EXPECT_THAT(message, HasSubstr(path_.string()));
+  EXPECT_THAT(message, HasSubstr("full"));
+  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+
+  auto db = Database::open(path_);  // runs quick_check
+  EXPECT_EQ(db->counts().total, 30);
+  std::vector<Record> after = {make_record("w", 77777, {1e-3})};
+  db->insert(after);
+  EXPECT_EQ(db->counts().total, 31);
+  EXPECT_EQ(raw_query(path_, "PRAGMA integrity_check"), "ok");
+}
+
+// chmod a-w says "do not write this", and ktune obeys even as root (who
+// could): reading works, writing is refused up front, the bytes stay.
+TEST_F(DatabaseTest, AFileWithoutWritePermissionIsOnlyRead) {
+  make_database(5);
+  fs::permissions(path_, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+  const std::string before = read_bytes(path_);
+  try {
+    Database::open(path_);
+    ADD_FAILURE() << "opened a read-only file for writing";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr(path_.string()));
+    EXPECT_THAT(e.what(), HasSubstr("read-only"));
+  }
+  {
+    auto db = Database::open(path_, Database::Access::kReadOnly);
+    EXPECT_EQ(db->counts().total, 5);
+    EXPECT_TRUE(db->best("matmul(m=64,n=64,k=64)", "cpu/test/avx2/2t"));
+    std::vector<Record> more = {make_record("w", 1, {1e-3})};
+    try {
+      db->insert(more);
+      ADD_FAILURE() << "wrote a read-only file";
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr("read-only"));
+    }
+  }
+  EXPECT_EQ(read_bytes(path_), before);
+  fs::permissions(path_, fs::perms::owner_write, fs::perm_options::add);
+  EXPECT_EQ(Database::open(path_)->counts().total, 5);
 }
 
 TEST(ToolVersionTest, NamesKtuneAndItsVersion) {

@@ -133,6 +133,8 @@ TEST(DeviceDescriptionTest, BadDescriptionsAreRefusedNamingTheField) {
       {with(R"("host":"bench-1")", R"("host":1)"), "field 'host': expected a string, got 1"},
       {with(R"(["-O3")", R"(["-O3",5)"), "field 'target.cpu.flags[1]': expected a string, got 5"},
       {with(R"("cpu":{)", R"("cpu":[],"x":{)"), "field 'target.cpu': expected an object, got []"},
+      // A number too large for a double: nlohmann's out_of_range, not a parse_error (found by fuzzing).
+      {with(R"("threads":2)", R"("threads":2e999)"), "device description is not JSON"},
   };
   for (const Case& c : cases) {
     const std::string message = parse_error(c.text);

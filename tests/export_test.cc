@@ -351,6 +351,36 @@ TEST_F(ExportTest, ABadPackEntryImportsNothing) {
   EXPECT_THROW(import_best_pack(*b, "not json", "pack.json"), Error);
 }
 
+// Found by fuzz/fuzz_best_pack: a number too large for a double is not a
+// JSON parse error to nlohmann (out_of_range 406), and escaped the import's
+// error handling.
+TEST_F(ExportTest, ANumberTooLargeForADoubleIsABadLine) {
+  auto a = open("a.db");
+  fill(*a);
+  const std::string good = lines_of(export_text(*a)).at(0);
+  std::string huge = good;
+  huge.replace(huge.find("\"timestamp\":") + 12, 0, "1e999,\"x\":");
+  std::istringstream in(good + "\n" + huge + "\n");
+  try {
+    read_jsonl(in, "x.jsonl", false);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), StartsWith("x.jsonl:2: not valid JSON"));
+  }
+  std::istringstream again(good + "\n" + huge + "\n");
+  const ImportFile skipping = read_jsonl(again, "x.jsonl", true);
+  EXPECT_EQ(skipping.batch.records.size(), 1u);
+  EXPECT_EQ(skipping.skipped, 1);
+  std::string pack = best_pack(*a, {}).dump();
+  pack.replace(pack.find("\"version\":") + 10, 0, "1.5e977,\"x\":");
+  try {
+    read_best_pack(pack, "pack.json");
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), StartsWith("pack.json: not valid JSON"));
+  }
+}
+
 // The commands, through the real executable.
 class ExportCliTest : public ExportTest {
  protected:

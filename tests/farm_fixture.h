@@ -45,11 +45,12 @@ inline int free_port() {
   return ntohs(addr.sin_port);
 }
 
-// A background ktune process; its stdout and stderr go to files.
+// A background ktune process; its stdout and stderr go to files. in_child
+// runs in the child just before exec (resource limits, signal dispositions).
 class Process {
  public:
   Process(const std::filesystem::path& dir, const std::string& name, std::vector<std::string> args,
-          const std::map<std::string, std::string>& env = {})
+          const std::map<std::string, std::string>& env = {}, const std::function<void()>& in_child = {})
       : log_(dir / (name + ".log")) {
     args.insert(args.begin(), kKtune);
     pid_ = fork();
@@ -60,6 +61,7 @@ class Process {
       setenv("KTUNE_CACHE_DIR", (dir / "cache").c_str(), 1);
       unsetenv("KTUNE_TOKEN");
       for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+      if (in_child) in_child();
       std::vector<char*> argv;
       for (std::string& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
@@ -94,6 +96,7 @@ class Process {
     return code_;
   }
   std::string log() const { return testing::read_file(log_); }
+  pid_t pid() const { return pid_; }
 
  private:
   std::filesystem::path log_;

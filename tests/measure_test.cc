@@ -14,6 +14,7 @@
 #include "measure/local_measurer.h"
 #include "measure/measure.h"
 #include "measure/runner.h"
+#include "measure/runner_protocol.h"
 #include "schedule_space/codegen_cpp.h"
 #include "schedule_space/error.h"
 #include "schedule_space/template.h"
@@ -94,6 +95,30 @@ TEST(MeasureErrorTest, NamesRoundTripAndUnknownNamesAreRejected) {
   }
   EXPECT_EQ(error_name(MeasureError::kWrongAnswer), "wrong_answer");
   EXPECT_THROW(parse_error_name("segfault"), Error);
+}
+
+// Found by fuzz/fuzz_runner_protocol (UBSan: 1e+300 is outside the range of
+// representable values of type 'int'): an integer field of a protocol line
+// that is a float out of range is a malformed line, not undefined behaviour.
+TEST(RunnerProtocolTest, AnIntegerFieldOutOfRangeIsAMalformedLine) {
+  RunRequest request;
+  request.workload_key = "matmul(m=8,n=8,k=8)";
+  request.artifact_path = "/cache/a.so";
+  request.cuda = {true, "k", {8, 8, 1}, {16, 16, 1}, 0};
+  const nlohmann::json good = detail::request_to_json(request);
+  EXPECT_EQ(detail::request_from_json(good).cuda.block, (std::array<int64_t, 3>{16, 16, 1}));
+  for (auto [field, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"number", 1e300}, {"repeat", -1e300}, {"number", 4294967296}, {"protocol", 2.5e10}, {"repeat", 2.5}}) {
+    nlohmann::json j = good;
+    j[field] = value;
+    EXPECT_THROW(detail::request_from_json(j), Error) << field << " " << value;
+  }
+  nlohmann::json grid = good;
+  grid["cuda"]["grid"] = {1e300, 1, 1};
+  EXPECT_THROW(detail::request_from_json(grid), Error);
+  MeasureResult r;
+  const nlohmann::json reply = {{"protocol", 1e300}, {"error", "none"}};
+  EXPECT_THROW(detail::result_from_json(reply, r), Error);
 }
 
 TEST(MeasureErrorTest, MeanCostIsInfiniteUnlessOk) {

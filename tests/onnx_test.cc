@@ -120,6 +120,24 @@ TEST(OnnxFrontendTest, BadFilesGiveClearErrors) {
   EXPECT_NE(error_of([] { parse_input_shape("1x3"); }).find("NAME="), std::string::npos);
 }
 
+// Found by fuzz/fuzz_onnx_model: libonnx 1.12's shape inference reads out of
+// bounds (SIGSEGV in convPoolShapeInference) for a Conv without kernel_shape
+// whose weight has more dimensions than its input: here 40 against 3, so it
+// reads far past the input's dimensions. The model is refused with an error
+// naming it, and the process that read it lives on.
+TEST(OnnxFrontendTest, AModelThatCrashesOnnxShapeInferenceIsAnError) {
+  OnnxModelBuilder b;
+  b.input("x", {1, 1, 5});
+  b.weight("w", std::vector<int64_t>(40, 1));
+  b.node("Conv", {"x", "w"}, {"y"}, "conv");
+  b.output("y");
+  const std::string why = error_of([&] { onnx_tasks_from_bytes(b.bytes(), "bad-conv.onnx"); });
+  EXPECT_NE(why.find("bad-conv.onnx"), std::string::npos) << why;
+  // A good model still reads, again and again (inference runs in a child).
+  EXPECT_EQ(onnx_tasks_from_bytes(testing::mixed_model().bytes(), "mixed.onnx").tasks.size(),
+            onnx_tasks_from_bytes(testing::mixed_model().bytes(), "again.onnx").tasks.size());
+}
+
 // --- ONNX's backend test cases ---
 
 const fs::path kOnnxTestData = "/usr/share/libonnx-testdata/data/node";

@@ -207,6 +207,25 @@ TEST_F(TuningEngineTest, AModelSpendsExactlyItsBudgetWhetherMeasuredHereOrOnAFar
   }
 }
 
+// Found by ThreadSanitizer (scripts/sanitize.sh tsan: pthread_cond_signal
+// in Engine::push against pthread_cond_destroy in ~Engine): the measurer's
+// thread delivered the last result and notified after unlocking, when the
+// engine could already have taken it, ended and been destroyed. Each run here
+// ends on a result from the measurer's thread; under TSan a notify outside
+// the lock is reported.
+TEST_F(TuningEngineTest, ARunEndingOnAResultFromTheMeasurersThreadOutlivesItsNotification) {
+  for (int run = 0; run < 5; ++run) {
+    std::filesystem::remove(path());
+    auto db = Database::open(path());
+    DatabaseLog log(*db);
+    FarmLike remote(4);
+    TuningRequest request = model_request(16);
+    request.options.final_top = 0;
+    const TuningResult result = tune(request, remote, &log);
+    EXPECT_EQ(result.trials, 16) << "run " << run;
+  }
+}
+
 TEST_F(TuningEngineTest, AStoppedFarmRunLosesNothingAndItsJobResumesWithoutMeasuringAnythingTwice) {
   TuningRequest request = model_request(96);
   std::atomic<int> seen{0};

@@ -330,10 +330,11 @@ bool Engine::queued_for(size_t task) const {
 }
 
 void Engine::push(Event e) {
-  {
-    std::lock_guard lock(mu_);
-    events_.push_back(std::move(e));
-  }
+  // Notified under the lock: a measurer's thread pushes the last result,
+  // and the engine may take it, end and destroy cv_ as soon as mu_ is free,
+  // before a notify made after unlocking (found by ThreadSanitizer).
+  std::lock_guard lock(mu_);
+  events_.push_back(std::move(e));
   cv_.notify_one();
 }
 
@@ -652,7 +653,16 @@ void Engine::on_result(Event& e) {
     if (search) release(u, 1, false);
   } else {
     Record r = make_record(u.spec, config, e.result, b.kind, options_.job);
-    if (log_) log_->store(r);
+    if (log_) {
+      try {
+        log_->store(r);
+      } catch (...) {
+        // Answered all the same (a full disk): the run stops on the error,
+        // and drain() must not wait for this result.
+        if (++b.answered == b.configs.size()) batches_.erase(it);
+        throw;
+      }
+    }
     if (search) {
       ++u.summary.trials;
       ++t.trials;
@@ -837,7 +847,10 @@ void Engine::end_finals(TaskState& t) {
 }
 
 // The re-measured best of the workload's templates is its winner; it is
-// marked unless a faster best of a template not tuned here is marked.
+// marked unless a faster best of a template not tuned here is marked, or a
+// faster best this run never saw (another process marked it meanwhile). The
+// database decides and marks in one transaction, against the best as it is
+// then, so concurrent runs of one workload keep the faster of their winners.
 void Engine::decide(TaskState& t) {
   t.phase = TaskState::kDone;
   const Record* winner = nullptr;
@@ -854,11 +867,15 @@ void Engine::decide(TaskState& t) {
   }
   if (!winner) return;
   if (log_ && !(options_.final_top > 0 && t.finals_done_before)) {
-    std::optional<Record> marked = log_->best(winner->workload_key, winner->device_key);
-    if (!marked || tuned.count(marked->template_name) || !usable(*marked) ||
-        winner->result.mean_cost() < marked->result.mean_cost()) {
-      log_->mark_best(*winner);
+    std::set<int64_t> seen;  // records this run chose its finalists from
+    for (size_t k : t.units) {
+      for (const Record& r : units_[k].pool) seen.insert(r.id);
     }
+    const double winner_cost = winner->result.mean_cost();
+    log_->mark_best(*winner, [&](const Record& current) {
+      const bool superseded = seen.count(current.id) && tuned.count(current.template_name);
+      return usable(current) && !superseded && winner_cost >= current.result.mean_cost();
+    });
   }
   t.best_s = std::min(t.best_s, winner->result.mean_cost());
 }

@@ -8,7 +8,9 @@ void DatabaseLog::store(Record& r) {
   r = std::move(one[0]);
 }
 
-void DatabaseLog::mark_best(const Record& r) { db_.mark_best(r.id); }
+bool DatabaseLog::mark_best(const Record& r, const std::function<bool(const Record& current)>& keep_current) {
+  return db_.mark_best(r.id, keep_current);
+}
 
 std::vector<Record> DatabaseLog::history(const std::string& workload_key, const std::string& device_key) const {
   return db_.history(workload_key, device_key);

@@ -3,6 +3,7 @@
 // the SQLite tuning log behind it (the embedded default and the daemon).
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,8 +20,11 @@ class TuningLog {
   // Stores one record and fills in its id. Throws ktune::Error when it
   // cannot (the caller's run then ends; nothing stored before is lost).
   virtual void store(Record& r) = 0;
-  // Marks a stored record the best of its (workload, device key).
-  virtual void mark_best(const Record& r) = 0;
+  // Marks a stored record the best of its (workload, device key) unless
+  // keep_current is true for the pair's current best (another record):
+  // decided and written at once (Database::mark_best), so a concurrent
+  // writer's mark is never overwritten unseen. Returns whether it marked.
+  virtual bool mark_best(const Record& r, const std::function<bool(const Record& current)>& keep_current) = 0;
 
   // --- what was measured before ---
   // Records of a workload on a device key, newest first.
@@ -42,7 +46,7 @@ class DatabaseLog : public TuningLog {
  public:
   explicit DatabaseLog(Database& db) : db_(db) {}
   void store(Record& r) override;
-  void mark_best(const Record& r) override;
+  bool mark_best(const Record& r, const std::function<bool(const Record& current)>& keep_current) override;
   std::vector<Record> history(const std::string& workload_key, const std::string& device_key) const override;
   std::optional<Record> best(const std::string& workload_key, const std::string& device_key) const override;
   std::vector<Record> device_history(const std::string& device_key, const std::string& exclude_workload,

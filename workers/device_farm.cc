@@ -54,6 +54,7 @@ void DeviceFarm::shutdown() {
     shutdown_ = true;
   }
   work_.notify_all();
+  room_.notify_all();
   reaper_cv_.notify_all();
 }
 
@@ -70,8 +71,14 @@ v1::RegisterReply DeviceFarm::register_worker(const v1::RegisterRequest& request
   } catch (const Error& e) {
     throw FarmError(FarmError::kInvalidArgument, std::string("worker's device description: ") + e.what());
   }
+  if (request.parallel() > kMaxWorkerParallel) {
+    throw FarmError(FarmError::kInvalidArgument, "worker asks to lease " + std::to_string(request.parallel()) +
+                                                     " items at a time; at most " +
+                                                     std::to_string(kMaxWorkerParallel));
+  }
   const std::string key = target.device_key();
   std::unique_lock lock(mu_);
+  make_room_for_worker_locked();
   Worker w;
   w.status.set_worker_id("w-" + instance_ + "-" + std::to_string(++next_worker_));
   w.status.set_worker_name(request.worker_name());
@@ -92,6 +99,26 @@ v1::RegisterReply DeviceFarm::register_worker(const v1::RegisterRequest& request
   spdlog::info("worker {} ({}) registered for {} from host {}, {} items at a time", request.worker_name(),
                reply.worker_id(), key, request.device().host(), request.parallel());
   return reply;
+}
+
+void DeviceFarm::make_room_for_worker_locked() {
+  if (static_cast<int>(workers_.size()) < options_.max_workers) return;
+  const auto now = Clock::now();
+  auto oldest = workers_.end();
+  for (auto it = workers_.begin(); it != workers_.end(); ++it) {
+    const Worker& w = it->second;
+    if (!lost(w, now) || !w.in_flight.empty() || w.leasing > 0) continue;
+    if (oldest == workers_.end() || w.last_seen < oldest->second.last_seen) oldest = it;
+  }
+  if (oldest == workers_.end()) {
+    throw FarmError(FarmError::kResourceExhausted,
+                    "the daemon already has " + std::to_string(workers_.size()) +
+                        " workers registered, none of them lost (its --max-workers limit): restart it with a "
+                        "larger --max-workers");
+  }
+  spdlog::info("forgetting lost worker {} ({}) to make room for a new one (--max-workers {})",
+               oldest->second.status.worker_name(), oldest->first, options_.max_workers);
+  workers_.erase(oldest);
 }
 
 DeviceFarm::Worker& DeviceFarm::worker_locked(const std::string& worker_id) {
@@ -136,7 +163,10 @@ std::vector<v1::MeasureItem> DeviceFarm::lease(const std::string& worker_id, int
   std::vector<v1::MeasureItem> out;
   const auto until = Clock::now() + std::min(wait, std::chrono::milliseconds(30000));
   std::unique_lock lock(mu_);
-  Worker& w = worker_locked(worker_id);  // workers are never erased: the reference stays valid
+  // A worker is only forgotten while no lease() of it waits: the reference
+  // stays valid.
+  Worker& w = worker_locked(worker_id);
+  ++w.leasing;
   const std::string key = w.status.device_key();
   max_items = std::max(1, max_items);
   auto take = [&] {
@@ -157,6 +187,7 @@ std::vector<v1::MeasureItem> DeviceFarm::lease(const std::string& worker_id, int
   while (out.empty() && !shutdown_ && work_.wait_until(lock, until) == std::cv_status::no_timeout) take();
   take();  // work may have come with the timeout
   w.last_seen = Clock::now();
+  --w.leasing;
   const std::string name = w.status.worker_name();
   lock.unlock();
   if (!out.empty()) spdlog::debug("worker {} leased {} items", name, out.size());
@@ -201,6 +232,7 @@ void DeviceFarm::complete_locked(std::unordered_map<std::string, Item>::iterator
   remember_done_locked(it->first);
   deliver.emplace_back(std::move(item.on_result), std::move(result));
   items_.erase(it);
+  room_.notify_all();
 }
 
 void DeviceFarm::deliver(Delivery& d) {
@@ -245,11 +277,24 @@ v1::ReportReply DeviceFarm::report(const std::string& worker_id, const std::vect
 }
 
 std::vector<std::string> DeviceFarm::submit(const std::string& job, const std::string& device_key,
-                                            std::vector<v1::MeasureItem> items, std::vector<OnResult> on_result) {
+                                            std::vector<v1::MeasureItem> items, std::vector<OnResult> on_result,
+                                            const std::function<bool()>& stop) {
   if (on_result.size() != items.size()) throw Error("device farm: one result callback per item");
   std::vector<std::string> ids;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    // Memory stays bounded: past max_items a job waits (its batch may go
+    // over by itself, at most a batch).
+    bool said = false;
+    while (static_cast<int64_t>(items_.size()) >= options_.max_items && !shutdown_) {
+      if (stop && stop()) return ids;
+      if (!said) {
+        said = true;
+        spdlog::info("job {} waits: the farm holds {} measurement items (--max-queued-items {})", job, items_.size(),
+                     options_.max_items);
+      }
+      room_.wait_for(lock, std::chrono::milliseconds(100));
+    }
     std::deque<std::string>& q = queues_[device_key].by_job[job];
     for (size_t i = 0; i < items.size(); ++i) {
       std::string id = "i-" + instance_ + "-" + std::to_string(++next_item_);
@@ -283,6 +328,17 @@ void DeviceFarm::withdraw(const std::vector<std::string>& item_ids) {
     remember_done_locked(id);  // a late report of it is a duplicate, not a mystery
     items_.erase(it);          // its queue entry is pruned when reached
   }
+  room_.notify_all();
+}
+
+bool DeviceFarm::queue_full() const {
+  std::lock_guard lock(mu_);
+  return static_cast<int64_t>(items_.size()) >= options_.max_items;
+}
+
+int64_t DeviceFarm::items() const {
+  std::lock_guard lock(mu_);
+  return static_cast<int64_t>(items_.size());
 }
 
 void DeviceFarm::expire() {

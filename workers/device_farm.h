@@ -36,7 +36,7 @@ namespace ktune {
 // A refused farm or daemon request; the gRPC layer maps code to a status.
 class FarmError : public Error {
  public:
-  enum Code { kInvalidArgument, kNotFound, kFailedPrecondition, kUnavailable };
+  enum Code { kInvalidArgument, kNotFound, kFailedPrecondition, kUnavailable, kResourceExhausted };
   FarmError(Code code, const std::string& what) : Error(what), code(code) {}
   Code code;
 };
@@ -48,7 +48,18 @@ struct FarmOptions {
   // A worker not heard from for this long is "lost" (listed, not counted
   // as live); 0: 2 x lease_timeout_s.
   double worker_lost_s = 0;
+  // Registered workers kept at most: at the limit, the longest-lost idle
+  // worker is forgotten to make room (it registers again if it comes back);
+  // with none lost, registering is refused (kResourceExhausted).
+  int max_workers = 256;
+  // Measurement items held at most (queued or leased, over all jobs): a
+  // job's submit waits for room; queue_full() tells the daemon to refuse
+  // new jobs meanwhile.
+  int max_items = 20000;
 };
+
+// Items one worker may lease at a time (RegisterRequest.parallel).
+inline constexpr int kMaxWorkerParallel = 256;
 
 struct FarmStats {
   int64_t submitted = 0;
@@ -85,8 +96,16 @@ class DeviceFarm {
   // --- the job side (FarmMeasurer) ---
   // Queues items (their item_id is set here) for device_key; on_result[i]
   // is called exactly once with item i's result, unless it is withdrawn.
+  // While the farm holds max_items items or more, waits for room first;
+  // if stop() turns true meanwhile, queues nothing and returns no ids
+  // (after shutdown(), it does not wait).
   std::vector<std::string> submit(const std::string& job, const std::string& device_key,
-                                  std::vector<v1::MeasureItem> items, std::vector<OnResult> on_result);
+                                  std::vector<v1::MeasureItem> items, std::vector<OnResult> on_result,
+                                  const std::function<bool()>& stop = {});
+  // Whether the farm holds max_items items or more (submit would wait).
+  bool queue_full() const;
+  // Items submitted and not completed (queued or leased).
+  int64_t items() const;
   // Forgets items not completed yet: no result will be delivered for them.
   void withdraw(const std::vector<std::string>& item_ids);
 
@@ -123,6 +142,7 @@ class DeviceFarm {
     std::set<std::string> in_flight;
     bool said_lost = false;    // logged as lost, not heard from since
     int parallel = 1;          // items it leases at a time
+    int leasing = 0;           // lease() calls waiting: it is not forgotten meanwhile
   };
   struct Queue {
     std::map<std::string, std::deque<std::string>> by_job;  // item ids, lazily pruned
@@ -137,10 +157,14 @@ class DeviceFarm {
   void remember_done_locked(const std::string& item_id);
   static void deliver(Delivery& d);
   bool lost(const Worker& w, Clock::time_point now) const;
+  // Makes room for one more worker under max_workers (forgets the
+  // longest-lost idle one); throws kResourceExhausted if none can go.
+  void make_room_for_worker_locked();
 
   FarmOptions options_;
   mutable std::mutex mu_;
   std::condition_variable work_;  // items queued, or shutdown
+  std::condition_variable room_;  // items completed or withdrawn, or shutdown
   std::condition_variable reaper_cv_;
   bool shutdown_ = false;
   std::unordered_map<std::string, Item> items_;  // submitted, not completed

@@ -80,7 +80,9 @@ void FarmMeasurer::submit(const std::vector<MeasureInput>& inputs, const Measure
       (*item.on_result)(item.index, r);
     });
   }
-  std::vector<std::string> ids = farm_.submit(job_, device_key_, std::move(items), std::move(callbacks));
+  // Stopped while the farm was full: nothing queued; cancel() answers the
+  // pending inputs.
+  std::vector<std::string> ids = farm_.submit(job_, device_key_, std::move(items), std::move(callbacks), stop_);
   std::lock_guard lock(pending_->mu);
   for (size_t i = 0; i < ids.size() && i < tokens.size(); ++i) {
     auto it = pending_->items.find(tokens[i]);

@@ -166,7 +166,9 @@ class Worker {
             spdlog::error("the daemon refused this worker: {}", status_text(s));
             return 2;
           }
-          if (!said_unreachable) {
+          if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+            spdlog::warn("daemon {} cannot take this worker now ({}); retrying", options_.daemon, status_text(s));
+          } else if (!said_unreachable) {
             spdlog::warn("daemon {} unreachable ({}); retrying", options_.daemon, status_text(s));
           } else {
             spdlog::debug("daemon {} still unreachable ({}); retrying in {} s", options_.daemon, status_text(s), backoff);

@@ -249,7 +249,9 @@ class GemmTemplate : public Template {
     if (tiles.size() > 3) tiles.resize(3);
     const bool threaded = t.cpu.threads > 1;
     templates::SeedList seeds(w, t, space, *this);
-    for (auto [mr, v] : tiles) {
+    for (const auto& tile : tiles) {
+      // Not a structured binding: lambdas below capture v (clang 14 cannot).
+      const int64_t mr = tile.first, v = tile.second;
       const int64_t widest = v * lanes;  // the n block below may narrow the tile
       const int64_t ku = std::min<int64_t>(templates::divisor_at_most(g.k, kMaxUnrolledFmas / (mr * v)),
                                            kMaxUnrollK);
