@@ -19,6 +19,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "schedule_space/error.h"
 #include "tests/sample_record.h"
 
@@ -102,6 +104,33 @@ class DatabaseTest : public ::testing::Test {
     path_ = dir_ / "ktune.db";
   }
   void TearDown() override { fs::remove_all(dir_); }
+
+  // Runs body(i) for i in [0, n) in n forked processes at once, each with
+  // the database open; every one must exit normally (an exception is its
+  // failure, printed on stderr).
+  void in_processes(int n, const std::function<void(int, Database&)>& body) {
+    std::vector<pid_t> children;
+    for (int i = 0; i < n; ++i) {
+      pid_t child = fork();
+      ASSERT_GE(child, 0);
+      if (child == 0) {
+        try {
+          auto db = Database::open(path_);
+          body(i, *db);
+          _exit(0);
+        } catch (const std::exception& e) {
+          fprintf(stderr, "child %d: %s\n", i, e.what());
+          _exit(1);
+        }
+      }
+      children.push_back(child);
+    }
+    for (pid_t child : children) {
+      int status = 0;
+      ASSERT_EQ(waitpid(child, &status, 0), child);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+    }
+  }
 
   // A closed ktune database holding `n` records, spread over several pages.
   void make_database(int n) {
@@ -545,31 +574,14 @@ TEST_F(DatabaseTest, TwoThreadsInsertIntoOneDatabase) {
 // Two processes creating and filling the same new file at once: one creates
 // the schema, the other waits for it, and every row lands.
 TEST_F(DatabaseTest, TwoProcessesShareOneFile) {
-  std::vector<pid_t> children;
-  for (const char* workload : {"a", "b"}) {
-    pid_t child = fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-      try {
-        auto db = Database::open(path_);
-        for (int b = 0; b < 20; ++b) {
-          std::vector<Record> batch;
-          for (int i = 0; i < 25; ++i) batch.push_back(make_record(workload, b * 25 + i, {1e-3}));
-          db->insert(batch);
-        }
-        _exit(0);
-      } catch (const std::exception& e) {
-        fprintf(stderr, "child %s: %s\n", workload, e.what());
-        _exit(1);
-      }
+  const char* workloads[] = {"a", "b"};
+  in_processes(2, [&](int p, Database& db) {
+    for (int b = 0; b < 20; ++b) {
+      std::vector<Record> batch;
+      for (int i = 0; i < 25; ++i) batch.push_back(make_record(workloads[p], b * 25 + i, {1e-3}));
+      db.insert(batch);
     }
-    children.push_back(child);
-  }
-  for (pid_t child : children) {
-    int status = 0;
-    ASSERT_EQ(waitpid(child, &status, 0), child);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
-  }
+  });
   auto db = Database::open(path_);
   EXPECT_EQ(db->counts("a").total, 500);
   EXPECT_EQ(db->counts("b").total, 500);
@@ -583,33 +595,15 @@ TEST_F(DatabaseTest, TwoProcessesShareOneFile) {
 TEST_F(DatabaseTest, ProcessesMarkingOneWorkloadAtOnceKeepTheFastestWinner) {
   make_database(0);  // the schema exists before the children race
   constexpr int kProcesses = 6, kRounds = 20;
-  std::vector<pid_t> children;
-  for (int p = 0; p < kProcesses; ++p) {
-    pid_t child = fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-      try {
-        auto db = Database::open(path_);
-        for (int r = 0; r < kRounds; ++r) {
-          // A permutation of 1..120 ms over all processes and rounds: one fastest.
-          const double cost = 1e-3 * (1 + (p * kRounds + r) * 37 % (kProcesses * kRounds));
-          std::vector<Record> winner = {make_record("w", static_cast<uint64_t>(p * 1000 + r), {cost})};
-          db->insert(winner);
-          db->mark_best(winner[0].id, [&](const Record& current) { return current.result.mean_cost() <= cost; });
-        }
-        _exit(0);
-      } catch (const std::exception& e) {
-        fprintf(stderr, "child %d: %s\n", p, e.what());
-        _exit(1);
-      }
+  in_processes(kProcesses, [&](int p, Database& db) {
+    for (int r = 0; r < kRounds; ++r) {
+      // A permutation of 1..120 ms over all processes and rounds: one fastest.
+      const double cost = 1e-3 * (1 + (p * kRounds + r) * 37 % (kProcesses * kRounds));
+      std::vector<Record> winner = {make_record("w", static_cast<uint64_t>(p * 1000 + r), {cost})};
+      db.insert(winner);
+      db.mark_best(winner[0].id, [&](const Record& current) { return current.result.mean_cost() <= cost; });
     }
-    children.push_back(child);
-  }
-  for (pid_t child : children) {
-    int status = 0;
-    ASSERT_EQ(waitpid(child, &status, 0), child);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
-  }
+  });
   auto db = Database::open(path_);
   EXPECT_EQ(db->counts("w").total, kProcesses * kRounds);
   EXPECT_EQ(raw_query(path_, "SELECT count(*) FROM best"), "1");
