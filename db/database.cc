@@ -294,6 +294,21 @@ int64_t query_int(sqlite3* db, const std::string& path, const std::string& sql) 
   return s.step() ? s.int64(0) : 0;
 }
 
+// Runs sql, trying again while SQLite answers busy without calling its busy
+// handler (a COMMIT behind readers, switching the journal mode), up to
+// kLockWait.
+void exec_waiting_while_busy(sqlite3* db, const std::string& path, const char* sql, const char* doing) {
+  const auto deadline = std::chrono::steady_clock::now() + kLockWait;
+  for (;;) {
+    const int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) return;
+    if ((rc & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() > deadline) {
+      throw SqliteError(path, doing, sqlite_problem(db, path));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 // The busy handler: waits for another connection's lock up to kLockWait,
 // saying so in the log every kLockWaitWarning, instead of failing at once.
 struct LockWait {
@@ -334,15 +349,7 @@ class Transaction {
   // snapshot, without WAL) leaves the transaction open: wait and try again
   // rather than lose the batch.
   void commit() {
-    const auto deadline = std::chrono::steady_clock::now() + kLockWait;
-    for (;;) {
-      const int rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
-      if (rc == SQLITE_OK) break;
-      if ((rc & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() > deadline) {
-        throw SqliteError(path_, "committing", sqlite_problem(db_, path_));
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    exec_waiting_while_busy(db_, path_, "COMMIT", "committing");
     committed_ = true;
   }
 
@@ -515,17 +522,7 @@ struct Database::Impl {
   // reports "locked" at once, without its busy handler, when another process
   // holds it (two processes creating one new file). Retry as busy_timeout
   // would.
-  void use_wal() {
-    auto deadline = std::chrono::steady_clock::now() + kLockWait;
-    for (;;) {
-      int rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", nullptr, nullptr, nullptr);
-      if (rc == SQLITE_OK) return;
-      if ((rc & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() > deadline) {
-        throw SqliteError(path, "switching to WAL journal mode", sqlite3_errmsg(db));
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
+  void use_wal() { exec_waiting_while_busy(db, path, "PRAGMA journal_mode = WAL", "switching to WAL journal mode"); }
 
   // Applies the migrations the file lacks. Another process may be migrating
   // the same file: the write lock serializes us, and the version is re-read
