@@ -148,11 +148,16 @@ std::shared_ptr<const std::vector<Config>> pool_of(const Task& task, const Lands
 
 // The other landscapes' valid configs as records, for a transfer model.
 std::vector<Record> history_without(const LandscapeSet& set, size_t which, bool same_template) {
-  std::vector<Record> out;
+  // As tuning reads the database's history (TuningLog::device_history): the
+  // task's operator first. TransferModel takes the first max_records:
+  // interleave the landscapes (by a hash of the config index) so that each
+  // of them is in it.
+  const OpKind op = Workload::parse(set.landscapes[which].workload_key).op();
+  std::vector<std::pair<std::pair<bool, uint64_t>, Record>> keyed;
   for (size_t i = 0; i < set.landscapes.size(); ++i) {
-    if (i == which) continue;
-    if (same_template && set.landscapes[i].template_name != set.landscapes[which].template_name) continue;
     const Landscape& l = set.landscapes[i];
+    if (i == which || (same_template && l.template_name != set.landscapes[which].template_name)) continue;
+    const bool other_op = Workload::parse(l.workload_key).op() != op;
     for (const LandscapeConfig& c : l.configs) {
       if (!c.ok()) continue;
       Record r;
@@ -162,24 +167,14 @@ std::vector<Record> history_without(const LandscapeSet& set, size_t which, bool 
       r.template_version = l.template_version;
       r.config_index = c.index;
       r.result.costs = {c.seconds};
-      out.push_back(std::move(r));
+      keyed.emplace_back(std::make_pair(other_op, c.index * 0x9e3779b97f4a7c15ull), std::move(r));
     }
   }
-  // As tuning reads the database's history (TuningLog::device_history): the
-  // task's operator first. TransferModel takes the first max_records:
-  // interleave the landscapes so that each of them is in it.
-  const OpKind op = Workload::parse(set.landscapes[which].workload_key).op();
-  auto key = [&](const Record& r) {
-    const bool same = Workload::parse(r.workload_key).op() == op;
-    return std::make_pair(!same, r.config_index * 0x9e3779b97f4a7c15ull);
-  };
-  std::vector<std::pair<std::pair<bool, uint64_t>, size_t>> order;
-  for (size_t i = 0; i < out.size(); ++i) order.emplace_back(key(out[i]), i);
-  std::stable_sort(order.begin(), order.end());
-  std::vector<Record> sorted;
-  sorted.reserve(out.size());
-  for (const auto& [k, i] : order) sorted.push_back(std::move(out[i]));
-  return sorted;
+  std::stable_sort(keyed.begin(), keyed.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<Record> out;
+  out.reserve(keyed.size());
+  for (auto& [key, r] : keyed) out.push_back(std::move(r));
+  return out;
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <unordered_map>
@@ -41,7 +42,6 @@ class ModelTuner : public Tuner {
         options_(options),
         rng_(seed),
         features_(task_.workload, task_.target, *task_.tmpl, *task_.space, options.features),
-        curve_(task_.workload, task_.target, *task_.tmpl, *task_.space, cost_model::FeatureKind::kCurve),
         model_([&] {
           cost_model::XgbOptions o = options.model;
           o.seed = seed;
@@ -49,6 +49,9 @@ class ModelTuner : public Tuner {
         }()) {
     if (options_.chains < 1 || options_.steps < 0 || !(options_.epsilon >= 0 && options_.epsilon <= 1)) {
       throw Error("xgb tuner: chains must be >= 1, steps >= 0 and epsilon in [0, 1]");
+    }
+    if (options_.features != cost_model::FeatureKind::kCurve) {
+      own_curve_.emplace(task_.workload, task_.target, *task_.tmpl, *task_.space, cost_model::FeatureKind::kCurve);
     }
   }
 
@@ -119,11 +122,11 @@ class ModelTuner : public Tuner {
   void featurize(const std::vector<Config>& configs) {
     if (!options_.base) return;
     for (const Config& c : configs) {
-      if (features_.contains(c.index) && curve_.contains(c.index)) continue;
+      if (features_.contains(c.index) && curve().contains(c.index)) continue;
       try {
         const ir::Program p = task_.tmpl->instantiate(task_.workload, task_.target, *task_.space, c);
         features_.get(c, p);
-        curve_.get(c, p);
+        if (own_curve_) own_curve_->get(c, p);
       } catch (const Error&) {
         // get() below records zeros for a config that does not instantiate.
       }
@@ -145,7 +148,7 @@ class ModelTuner : public Tuner {
       x = options_.base->rows();
       std::vector<float> all = options_.base->scores();
       std::vector<unsigned> groups = options_.base->groups();
-      for (const Config& c : measured_configs_) x.push_back(curve_.get(c));
+      for (const Config& c : measured_configs_) x.push_back(curve().get(c));
       all.insert(all.end(), y.begin(), y.end());
       groups.push_back(static_cast<unsigned>(y.size()));
       const bool ranking = model_.options().objective == "rank:pairwise";
@@ -208,7 +211,7 @@ class ModelTuner : public Tuner {
     featurize(configs);
     cost_model::Matrix x;
     x.reserve(configs.size());
-    for (const Config& c : configs) x.push_back(curve_.get(c));
+    for (const Config& c : configs) x.push_back(curve().get(c));
     return options_.base->predict(x);
   }
 
@@ -220,7 +223,7 @@ class ModelTuner : public Tuner {
     cost_model::Matrix x;
     x.reserve(configs.size());
     if (joint()) featurize(configs);
-    for (const Config& c : configs) x.push_back(joint() ? curve_.get(c) : features_.get(c));
+    for (const Config& c : configs) x.push_back(joint() ? curve().get(c) : features_.get(c));
     return model_.predict(x, margin);
   }
 
@@ -339,7 +342,10 @@ class ModelTuner : public Tuner {
   XgbTunerOptions options_;
   std::mt19937_64 rng_;
   cost_model::FeatureExtractor features_;
-  cost_model::FeatureExtractor curve_;  // for the transfer base model
+  // Curve features for the transfer base model: features_ itself when the
+  // task model reads curve features too, else these.
+  std::optional<cost_model::FeatureExtractor> own_curve_;
+  cost_model::FeatureExtractor& curve() { return own_curve_ ? *own_curve_ : features_; }
   cost_model::XgbModel model_;
   std::unordered_map<uint64_t, bool> valid_;  // check() results
   std::unordered_set<uint64_t> visited_;   // proposed, measured or excluded
