@@ -22,9 +22,22 @@ F KernelLibrary::symbol(const char* name) {
   return reinterpret_cast<F>(p);
 }
 
+// A threaded kernel brings the compiler's OpenMP runtime (libgomp) with it.
+// In a process that does not link it (the test programs, ktune's own tools)
+// that runtime would be initialised at every kernel's load, starting its
+// thread pool again, and unmapped at every kernel's unload, dropping the
+// state its initialiser allocated (LeakSanitizer reports it). Once loaded it
+// stays: a no-op where it is not loaded or already part of the process.
+namespace {
+void pin_openmp_runtime() {
+  if (dlopen("libgomp.so.1", RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE) == nullptr) dlerror();
+}
+}  // namespace
+
 KernelLibrary::KernelLibrary(const std::string& artifact_path) : path_(artifact_path) {
   handle_ = dlopen(path_.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle_) throw Error(std::string("cannot load artifact: ") + dlerror());
+  pin_openmp_runtime();
   try {
     auto abi_version = symbol<int (*)()>("ktune_abi_version");
     auto workspace_floats = symbol<int64_t (*)()>("ktune_workspace_floats");

@@ -1,5 +1,6 @@
 #include "schedule_space/codegen_cpp.h"
 
+#include <dlfcn.h>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -206,6 +207,22 @@ TEST(CodegenTest, CompiledMatmulWithPrepareMatchesReference) {
     const auto inputs = testing::random_inputs(w);
     const std::vector<float> got = testing::run_program(transposed_matmul(7, 5, 9, threads), inputs);
     EXPECT_LT(testing::max_relative_error(got, testing::reference_output(w, inputs)), 1e-5);
+  }
+}
+
+// A threaded kernel loads the compiler's OpenMP runtime; unloading the
+// kernel must not unload it (under clang, where ktune links LLVM's runtime,
+// it would be initialised again at every load and its initial state leaked:
+// LeakSanitizer's report on scripts/sanitize.sh asan).
+TEST(CodegenTest, UnloadingAThreadedKernelKeepsItsOpenMpRuntime) {
+  const Workload w(MatmulShape{7, 5, 9});
+  const auto inputs = testing::random_inputs(w);
+  for (int load = 0; load < 2; ++load) {
+    const std::vector<float> got = testing::run_program(transposed_matmul(7, 5, 9, 3), inputs);
+    EXPECT_LT(testing::max_relative_error(got, testing::reference_output(w, inputs)), 1e-5);
+    void* gomp = dlopen("libgomp.so.1", RTLD_NOW | RTLD_NOLOAD);
+    EXPECT_NE(gomp, nullptr) << "libgomp was unloaded with the kernel (load " << load << ")";
+    if (gomp) dlclose(gomp);
   }
 }
 
