@@ -871,10 +871,13 @@ void Engine::decide(TaskState& t) {
     for (size_t k : t.units) {
       for (const Record& r : units_[k].pool) seen.insert(r.id);
     }
-    const double winner_cost = winner->result.mean_cost();
+    // Compared as the finalists were: by median. A current best this run
+    // re-measured among its finalists (superseded) lost to the winner in
+    // this run's interleaved re-measurement, which decides.
+    const double winner_cost = median_cost(*winner);
     log_->mark_best(*winner, [&](const Record& current) {
       const bool superseded = seen.count(current.id) && tuned.count(current.template_name);
-      return usable(current) && !superseded && winner_cost >= current.result.mean_cost();
+      return usable(current) && !superseded && winner_cost >= median_cost(current);
     });
   }
   t.best_s = std::min(t.best_s, winner->result.mean_cost());
