@@ -1,5 +1,6 @@
 #include "schedule_space/codegen_cpp.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -104,6 +105,7 @@ class CppEmitter {
   void vector_stmt(const Stmt& s);
   void for_loop(const Stmt& s);
   void unrolled(const Stmt& s, bool vector_context);
+  bool transposed_write(const Stmt& s);
   void allocate(const Stmt& s);
   void store(const Stmt& s);
   void vector_store(const Stmt& s);
@@ -140,6 +142,8 @@ class CppEmitter {
   bool in_region_ = false;  // inside one `omp parallel` region shared by several loops
   bool in_prepare_ = false;
   std::set<int64_t> widths_;
+  std::set<int64_t> transposes_;  // widths whose in-register transpose is used
+  int transposed_writes_ = 0;     // names the temporaries of each
 };
 
 const BufferInfo& CppEmitter::info(const Buffer& b) const {
@@ -478,6 +482,112 @@ void CppEmitter::unrolled(const Stmt& s, bool vector_context) {
   consts_.erase(s->loop_var);
 }
 
+// A register tile written out across its lanes: two unrolled loops around
+//   out[base + oc * c + r] = acc[ar * r + c + a0]
+// where acc is an array of w-lane vectors, so that c runs along acc's lanes
+// while r runs along out's rows (an NCHW output written from accumulators
+// that hold output channels in their lanes). Element by element that is a
+// lane extract and a scalar store per element; instead each w x w block is
+// transposed in registers (w * log2(w) two-vector shuffles) and written as w
+// row pieces of up to w floats; a block of fewer than w/2 rows (mostly
+// padding) is written lane by lane, and so is a tile of fewer than w/2 rows
+// altogether. Returns false, emitting nothing, for any other loop nest (the
+// caller then emits it as it is).
+bool CppEmitter::transposed_write(const Stmt& s) {
+  const Stmt& inner = s->body;
+  if (!inner || inner->kind != StmtKind::kFor || inner->loop_kind != LoopKind::kUnrolled) return false;
+  const Stmt& st = inner->body;
+  if (!st || st->kind != StmtKind::kStore || st->accumulate || !st->value ||
+      st->value->kind != ExprKind::kLoad) {
+    return false;
+  }
+  const Buffer& acc = st->value->buffer;
+  auto acc_it = buffers_.find(acc.get());
+  auto out_it = buffers_.find(st->buffer.get());
+  if (acc_it == buffers_.end() || out_it == buffers_.end()) return false;
+  const BufferInfo& ai = acc_it->second;
+  const BufferInfo& oi = out_it->second;
+  const int64_t w = ai.width;
+  if (!ai.vector_array || oi.vector_array || !oi.writable || (w != 4 && w != 8 && w != 16)) return false;
+  const std::string& x = s->loop_var;
+  const std::string& y = inner->loop_var;
+  if (x == y || consts_.count(x) || consts_.count(y) || live_vars_.count(x) || live_vars_.count(y)) return false;
+  const Linear a = flat_index(acc, st->value->indices);
+  const Linear o = flat_index(st->buffer, st->indices);
+  const std::optional<int64_t> ax = a.coeff_of(x), ay = a.coeff_of(y), ox = o.coeff_of(x), oy = o.coeff_of(y);
+  if (!ax || !ay || !ox || !oy) return false;
+  const Linear a0 = a.without(x).without(y);
+  if (!a0.is_constant()) return false;
+  // c: the lane variable (stride 1 in acc); r: the row variable (stride 1 in out).
+  const bool x_is_lane = *ax == 1 && *oy == 1;
+  const bool y_is_lane = *ay == 1 && *ox == 1;
+  if (x_is_lane == y_is_lane) return false;
+  const int64_t lanes_extent = x_is_lane ? s->extent : inner->extent;
+  const int64_t rows_extent = x_is_lane ? inner->extent : s->extent;
+  const int64_t acc_row_stride = x_is_lane ? *ay : *ax;
+  const int64_t out_lane_stride = x_is_lane ? *ox : *oy;
+  if (lanes_extent % w != 0 || acc_row_stride % w != 0 || a0.constant % w != 0 || 2 * rows_extent < w ||
+      lanes_extent * rows_extent > 4096) {
+    return false;
+  }
+  // Every element read must lie inside acc.
+  int64_t acc_elements = 1;
+  for (int64_t d : ai.shape) acc_elements *= d;
+  const int64_t last = a0.constant + acc_row_stride * (rows_extent - 1) + lanes_extent - 1;
+  if (a0.constant < 0 || acc_row_stride < 0 || last >= acc_elements) return false;
+  const Linear base = o.without(x).without(y);
+
+  transposes_.insert(w);
+  use_width(w);
+  const std::string t = "kt_tr" + std::to_string(transposed_writes_++);
+  const std::string zero = "kt_splat" + std::to_string(w) + "(0.0f)";
+  line("{");
+  ++indent_;
+  line(vec_type(w) + " " + t + "[" + int_literal(w) + "];");
+  for (int64_t g = 0; g < lanes_extent / w; ++g) {
+    for (int64_t r0 = 0; r0 < rows_extent; r0 += w) {
+      const int64_t rows = std::min(w, rows_extent - r0);
+      if (2 * rows < w) {
+        // A block mostly of padding rows: its few rows lane by lane (cheaper
+        // than a transpose of w vectors, measured on 7-pixel rows).
+        for (int64_t l = 0; l < w; ++l) {
+          for (int64_t j = 0; j < rows; ++j) {
+            const int64_t e = a0.constant + acc_row_stride * (r0 + j) + g * w + l;
+            Linear at = base;
+            at.constant += out_lane_stride * (g * w + l) + r0 + j;
+            line(oi.name + "[" + index_text(at) + "] = " + ai.name + "[" + int_literal(e / w) + "][" +
+                 int_literal(e % w) + "];");
+          }
+        }
+        continue;
+      }
+      for (int64_t j = 0; j < w; ++j) {
+        if (j < rows) {
+          const int64_t v = (a0.constant + acc_row_stride * (r0 + j) + g * w) / w;
+          line(t + "[" + int_literal(j) + "] = " + ai.name + "[" + int_literal(v) + "];");
+        } else {
+          line(t + "[" + int_literal(j) + "] = " + zero + ";");
+        }
+      }
+      line("kt_transpose" + std::to_string(w) + "(" + t + ");");
+      for (int64_t l = 0; l < w; ++l) {
+        Linear at = base;
+        at.constant += out_lane_stride * (g * w + l) + r0;
+        const std::string addr = "&" + oi.name + "[" + index_text(at) + "]";
+        if (rows == w) {
+          line("kt_store" + std::to_string(w) + "(" + addr + ", " + t + "[" + int_literal(l) + "]);");
+        } else {
+          line("memcpy(" + addr + ", &" + t + "[" + int_literal(l) + "], " + int_literal(rows) +
+               " * sizeof(float));");
+        }
+      }
+    }
+  }
+  --indent_;
+  line("}");
+  return true;
+}
+
 void CppEmitter::for_loop(const Stmt& s) {
   const std::string& v = s->loop_var;
   switch (s->loop_kind) {
@@ -503,6 +613,7 @@ void CppEmitter::for_loop(const Stmt& s) {
     default:
       fail("loop '" + v + "' is bound to a GPU block/thread index; the CPU code generator cannot emit it");
   }
+  if (s->loop_kind == LoopKind::kUnrolled && transposed_write(s)) return;
   if (s->extent == 1 || (s->loop_kind == LoopKind::kUnrolled && s->extent <= kMaxExplicitUnroll)) {
     return unrolled(s, false);
   }
@@ -654,7 +765,31 @@ void CppEmitter::vector_stmt(const Stmt& s) {
 
 // ---- the translation unit ----
 
-std::string helpers(const std::set<int64_t>& widths) {
+// v[i][k] <- v[k][i] for a w x w block of w-lane vectors: at each stage d
+// (w/2 down to 1) the off-diagonal d x d blocks of every 2d x 2d block are
+// swapped, one two-vector shuffle per vector.
+std::string transpose_helper(int64_t w) {
+  const std::string t = vec_type(w), n = std::to_string(w);
+  std::ostringstream os;
+  os << "static inline void kt_transpose" << n << "(" << t << "* v) {\n";
+  for (int64_t d = w / 2; d >= 1; d /= 2) {
+    for (int64_t i = 0; i < w; ++i) {
+      if (i & d) continue;
+      std::string lo, hi;
+      for (int64_t k = 0; k < w; ++k) {
+        lo += (k ? ", " : "") + std::to_string((k & d) ? w + k - d : k);
+        hi += (k ? ", " : "") + std::to_string((k & d) ? w + k : k + d);
+      }
+      os << "  { " << t << " a = v[" << i << "], b = v[" << i + d << "];\n"
+         << "    v[" << i << "] = KT_SHUFFLE" << n << "(a, b, " << lo << ");\n"
+         << "    v[" << i + d << "] = KT_SHUFFLE" << n << "(a, b, " << hi << "); }\n";
+    }
+  }
+  os << "}\n";
+  return os.str();
+}
+
+std::string helpers(const std::set<int64_t>& widths, const std::set<int64_t>& transposes) {
   std::ostringstream os;
   os << "static inline int64_t kt_floordiv(int64_t a, int64_t b) {\n"
         "  int64_t q = a / b;\n"
@@ -678,6 +813,15 @@ std::string helpers(const std::set<int64_t>& widths) {
     os << "}; }\n"
        << "static inline " << t << " kt_vmin" << n << "(" << t << " a, " << t << " b) { return a < b ? a : b; }\n"
        << "static inline " << t << " kt_vmax" << n << "(" << t << " a, " << t << " b) { return a > b ? a : b; }\n";
+    if (transposes.count(w)) {
+      os << "typedef int32_t kt_i32x" << n << " __attribute__((vector_size(" << 4 * w << ")));\n"
+         << "#if defined(__clang__)\n"
+         << "#define KT_SHUFFLE" << n << "(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)\n"
+         << "#else\n"
+         << "#define KT_SHUFFLE" << n << "(a, b, ...) __builtin_shuffle(a, b, (kt_i32x" << n << "){__VA_ARGS__})\n"
+         << "#endif\n"
+         << transpose_helper(w);
+    }
   }
   return os.str();
 }
@@ -771,7 +915,7 @@ std::string CppEmitter::emit() {
      << "// they never cross an ABI boundary.\n"
      << "#pragma GCC diagnostic ignored \"-Wpsabi\"\n"
      << "#endif\n";
-  os << "\n" << helpers(widths_) << "\n";
+  os << "\n" << helpers(widths_, transposes_) << "\n";
   if (!options_.threads_hook.empty()) os << "extern \"C\" int " << options_.threads_hook << "(int tuned);\n\n";
   if (p.prepare) os << prepare_fn << "\n";
   os << run_fn << "\n";

@@ -3,6 +3,8 @@
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -109,6 +111,79 @@ TEST(CodegenTest, RegisterBufferAccessedByVectorsIsAnArrayOfVectors) {
   for (size_t x = 0; x < in.size(); ++x) in[x] = static_cast<float>(x);
   std::vector<float> out = testing::run_program(p, {in});
   for (size_t x = 0; x < out.size(); ++x) EXPECT_EQ(out[x], 2 * in[x]) << "element " << x;
+}
+
+// A register tile holding channels in its lanes (acc[row, channel], rows
+// being output pixels) written to an output whose rows run along pixels
+// (out[channel, pixel], NCHW): each width x width block goes through an
+// in-register transpose and is stored as row pieces, not lane by lane. The
+// output's rows are padded to `stride` floats; the padding must stay
+// untouched (NaN), as must everything a partial row piece does not cover.
+struct TransposedWriteCase {
+  int64_t rows, channels, width, stride;
+  bool channels_outer;  // loop order of the write: channels outside pixels, or inside
+  bool plain_load;      // false: the written value is acc + 1 (no transpose then)
+};
+
+Program transposed_write_program(const TransposedWriteCase& t) {
+  Buffer in = make_buffer("In", {t.rows, t.channels}), out = make_buffer("Out", {t.channels, t.stride});
+  Buffer acc = make_buffer("acc", {t.rows, t.channels}, Scope::kRegister);
+  Expr r = var("r"), ch = var("cv") * t.width + var("cl");
+  Stmt fill = for_loop("r", t.rows, LoopKind::kUnrolled,
+                       for_loop("cv", t.channels / t.width, LoopKind::kUnrolled,
+                                for_loop("cl", t.width, LoopKind::kVectorized, store(acc, {r, ch}, load(in, {r, ch})))));
+  Expr value = load(acc, {var("wo"), var("wk")});
+  if (!t.plain_load) value = value + float_imm(1);
+  Stmt write = store(out, {var("wk"), var("wo")}, value);
+  write = t.channels_outer
+              ? for_loop("wk", t.channels, LoopKind::kUnrolled, for_loop("wo", t.rows, LoopKind::kUnrolled, write))
+              : for_loop("wo", t.rows, LoopKind::kUnrolled, for_loop("wk", t.channels, LoopKind::kUnrolled, write));
+  Program p;
+  p.name = "transposed_write";
+  p.params = {in, out};
+  p.body = allocate(acc, seq({fill, write}));
+  return p;
+}
+
+TEST(CodegenTest, RegisterTileWrittenAcrossItsLanesIsTransposedInRegisters) {
+  const std::vector<TransposedWriteCase> cases = {
+      {14, 32, 16, 16, true, true},   // a conv2d tile: 14 pixels, 32 channels, NCHW rows of 14 + padding
+      {5, 16, 8, 7, false, true},     // fewer rows than lanes, pixels outside channels
+      {20, 16, 16, 20, true, true},   // more rows than lanes: one transposed block, 4 rows lane by lane
+      {28, 16, 16, 30, false, true},  // two transposed blocks of 16 and 12 rows
+      {8, 8, 8, 8, true, true},       // whole vector rows
+      {7, 32, 16, 7, true, true},     // fewer rows than half the lanes: lane by lane
+      {14, 32, 16, 16, true, false},  // not a plain copy of the tile: written lane by lane
+  };
+  for (const TransposedWriteCase& t : cases) {
+    SCOPED_TRACE(::testing::Message() << t.rows << " rows, " << t.channels << " channels, width " << t.width
+                                    << (t.channels_outer ? ", channels outer" : ", pixels outer")
+                                    << (t.plain_load ? "" : ", acc + 1"));
+    const Program p = transposed_write_program(t);
+    const std::string src = emit_cpp(p);
+    const std::string transpose = "kt_transpose" + std::to_string(t.width) + "(kt_tr";
+    // Transposed: each width x width block of at least width/2 rows.
+    size_t blocks = 0;
+    if (t.plain_load && 2 * t.rows >= t.width) {
+      for (int64_t r0 = 0; r0 < t.rows; r0 += t.width) blocks += 2 * std::min(t.width, t.rows - r0) >= t.width;
+      blocks *= static_cast<size_t>(t.channels / t.width);
+    }
+    EXPECT_EQ(count(src, transpose), blocks) << src;
+    std::vector<float> in(static_cast<size_t>(t.rows * t.channels));
+    for (size_t x = 0; x < in.size(); ++x) in[x] = static_cast<float>(x) + 0.5f;
+    const std::vector<float> out = testing::run_program(p, {in});
+    for (int64_t c = 0; c < t.channels; ++c) {
+      for (int64_t x = 0; x < t.stride; ++x) {
+        const float got = out[static_cast<size_t>(c * t.stride + x)];
+        if (x < t.rows) {
+          EXPECT_EQ(got, in[static_cast<size_t>(x * t.channels + c)] + (t.plain_load ? 0.0f : 1.0f))
+              << "channel " << c << ", pixel " << x;
+        } else {
+          EXPECT_TRUE(std::isnan(got)) << "padding written: channel " << c << ", element " << x;
+        }
+      }
+    }
+  }
 }
 
 TEST(CodegenTest, NonContiguousVectorStoreIsAnError) {
