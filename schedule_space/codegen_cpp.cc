@@ -531,11 +531,11 @@ bool CppEmitter::transposed_write(const Stmt& s) {
     return false;
   }
   // Every element read must lie inside acc.
-  int64_t acc_elements = 1;
-  for (int64_t d : ai.shape) acc_elements *= d;
   const int64_t last = a0.constant + acc_row_stride * (rows_extent - 1) + lanes_extent - 1;
-  if (a0.constant < 0 || acc_row_stride < 0 || last >= acc_elements) return false;
+  if (a0.constant < 0 || acc_row_stride < 0 || last >= acc->elements()) return false;
   const Linear base = o.without(x).without(y);
+  const std::string& lane_var = x_is_lane ? x : y;
+  const std::string& row_var = x_is_lane ? y : x;
 
   transposes_.insert(w);
   use_width(w);
@@ -548,17 +548,18 @@ bool CppEmitter::transposed_write(const Stmt& s) {
     for (int64_t r0 = 0; r0 < rows_extent; r0 += w) {
       const int64_t rows = std::min(w, rows_extent - r0);
       if (2 * rows < w) {
-        // A block mostly of padding rows: its few rows lane by lane (cheaper
-        // than a transpose of w vectors, measured on 7-pixel rows).
+        // A block mostly of padding rows: its few rows lane by lane, as the
+        // loops would be written out (cheaper than a transpose of w vectors,
+        // measured on 7-pixel rows).
         for (int64_t l = 0; l < w; ++l) {
           for (int64_t j = 0; j < rows; ++j) {
-            const int64_t e = a0.constant + acc_row_stride * (r0 + j) + g * w + l;
-            Linear at = base;
-            at.constant += out_lane_stride * (g * w + l) + r0 + j;
-            line(oi.name + "[" + index_text(at) + "] = " + ai.name + "[" + int_literal(e / w) + "][" +
-                 int_literal(e % w) + "];");
+            consts_[lane_var] = g * w + l;
+            consts_[row_var] = r0 + j;
+            store(st);
           }
         }
+        consts_.erase(lane_var);
+        consts_.erase(row_var);
         continue;
       }
       for (int64_t j = 0; j < w; ++j) {
