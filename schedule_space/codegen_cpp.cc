@@ -114,6 +114,11 @@ class CppEmitter {
   std::string scalar(const Expr& e);
   std::string vector(const Expr& e);
   std::string gather(const Expr& e);
+  std::optional<uint64_t> lane_mask(const Expr& cond);
+  Expr decide(const Expr& cond) const;
+  std::optional<std::string> masked_load(const Expr& select);
+  std::string even_load(const std::string& buffer, const Linear& base, uint64_t mask);
+  bool masked_store(const Stmt& guarded);
   std::string index_text(const Linear& l);
   Linear flat_index(const Buffer& b, const std::vector<Expr>& indices);
   std::string scalar_access(const Buffer& b, const std::vector<Expr>& indices);
@@ -136,6 +141,7 @@ class CppEmitter {
   std::set<std::string> names_;        // buffer names
   std::set<std::string> live_vars_;    // loop variables in scope
   std::map<std::string, int64_t> consts_;  // unrolled loop variables -> current value
+  std::map<std::string, int64_t> extents_;  // loop variables emitted as loops -> their extent
   std::string vec_var_;                // the vectorized loop variable, when inside one
   int64_t vec_width_ = 0;
   bool in_parallel_ = false;
@@ -143,6 +149,8 @@ class CppEmitter {
   bool in_prepare_ = false;
   std::set<int64_t> widths_;
   std::set<int64_t> transposes_;  // widths whose in-register transpose is used
+  std::set<int64_t> masked_;      // widths whose masked load and store are used
+  std::set<int64_t> evens_;       // widths whose even-lane pick (stride-2 loads) is used
   int transposed_writes_ = 0;     // names the temporaries of each
 };
 
@@ -266,6 +274,87 @@ std::string CppEmitter::gather(const Expr& e) {
   return s + "}";
 }
 
+// cond with the comparisons that the enclosing loops' bounds decide (an
+// affine difference that is negative, or not, for every value of the loop
+// variables in it) replaced by their value, and "and"/"or" folded around
+// them: the row tests of a tile that never reaches the image's edge vanish.
+Expr CppEmitter::decide(const Expr& cond) const {
+  if (!cond || cond->kind != ExprKind::kBinary) return cond;
+  switch (cond->op) {
+    case BinaryOp::kAnd:
+    case BinaryOp::kOr: {
+      const Expr a = decide(cond->a), b = decide(cond->b);
+      const bool is_and = cond->op == BinaryOp::kAnd;
+      for (const Expr& x : {a, b}) {
+        if (x->kind == ExprKind::kIntImm && (x->int_value != 0) != is_and) return ir::int_imm(is_and ? 0 : 1);
+      }
+      if (a->kind == ExprKind::kIntImm) return b;
+      if (b->kind == ExprKind::kIntImm) return a;
+      return a == cond->a && b == cond->b ? cond : ir::binary(cond->op, a, b);
+    }
+    case BinaryOp::kLT:
+    case BinaryOp::kLE: {
+      if (cond->a->dtype != DType::kInt || cond->b->dtype != DType::kInt) return cond;
+      Linear d = ir::linearize(cond->a);
+      d.add(ir::linearize(cond->b), -1);
+      d.drop_zeros();
+      int64_t lo = d.constant, hi = d.constant;  // bounds of a - b
+      for (const Linear::Term& term : d.terms) {
+        if (term.expr->kind != ExprKind::kVar) return cond;
+        auto it = extents_.find(term.expr->var_name);
+        if (it == extents_.end() || it->second < 1) return cond;
+        const int64_t last = term.coeff * (it->second - 1);
+        lo += std::min<int64_t>(0, last);
+        hi += std::max<int64_t>(0, last);
+      }
+      const bool lt = cond->op == BinaryOp::kLT;
+      if (lt ? hi < 0 : hi <= 0) return ir::int_imm(1);
+      if (lt ? lo >= 0 : lo > 0) return ir::int_imm(0);
+      return cond;
+    }
+    default:
+      return cond;
+  }
+}
+
+// The lanes for which cond holds, when that is known here: cond depends on
+// no variable but the vectorized one and unrolled loops' (constants here).
+std::optional<uint64_t> CppEmitter::lane_mask(const Expr& cond) {
+  std::map<std::string, int64_t> lane_consts = consts_;
+  uint64_t mask = 0;
+  for (int64_t lane = 0; lane < vec_width_; ++lane) {
+    lane_consts[vec_var_] = lane;
+    const Expr c = decide(substitute(cond, lane_consts));
+    if (c->kind != ExprKind::kIntImm) return std::nullopt;
+    if (c->int_value != 0) mask |= uint64_t{1} << lane;
+  }
+  return mask;
+}
+
+// select(cond, buf[contiguous], 0) where cond is known per lane (the kernel
+// window's edges in an unrolled tile): one masked vector load, which reads
+// nothing in the lanes cond excludes (they may lie outside the buffer).
+// nullopt where that does not apply; the caller then builds it lane by lane.
+std::optional<std::string> CppEmitter::masked_load(const Expr& e) {
+  if (e->b->kind != ExprKind::kLoad || e->c->kind != ExprKind::kFloatImm || e->c->float_value != 0.0f) {
+    return std::nullopt;
+  }
+  const BufferInfo& bi = info(e->b->buffer);
+  const Linear flat = flat_index(e->b->buffer, e->b->indices);
+  const std::optional<int64_t> c = flat.coeff_of(vec_var_);
+  const bool strided = c && *c == 2 && vec_width_ >= 4 && vec_width_ <= 16;
+  if (bi.vector_array || !c || (*c != 1 && !strided)) return std::nullopt;
+  const std::optional<uint64_t> mask = lane_mask(e->a);
+  if (!mask) return std::nullopt;
+  const std::string w = std::to_string(vec_width_);
+  if (*mask == 0) return "kt_splat" + w + "(0.0f)";
+  if (strided) return even_load(bi.name, flat.without(vec_var_), *mask);
+  const std::string addr = "&" + bi.name + "[" + index_text(flat.without(vec_var_)) + "]";
+  if (*mask == (uint64_t{1} << vec_width_) - 1) return "kt_load" + w + "(" + addr + ")";
+  masked_.insert(vec_width_);
+  return "kt_maskload" + w + "(" + addr + ", " + std::to_string(*mask) + "u)";
+}
+
 std::string CppEmitter::vector(const Expr& e0) {
   Expr e = substitute(e0, consts_);
   if (e->dtype != DType::kFloat) fail("a vectorized store's value must be a float expression");
@@ -286,6 +375,12 @@ std::string CppEmitter::vector(const Expr& e0) {
         }
         return "kt_load" + w + "(&" + bi.name + "[" + index_text(base) + "])";
       }
+      if (c && *c == 2 && !bi.vector_array && vec_width_ >= 4 && vec_width_ <= 16) {
+        // Every other element (a stride-2 window): two vector loads, the second
+        // stopping at the last element used, and one two-vector shuffle.
+        const uint64_t all = (uint64_t{1} << vec_width_) - 1;
+        return even_load(bi.name, flat.without(vec_var_), all);
+      }
       return gather(e);
     }
     case ExprKind::kBinary: {
@@ -301,8 +396,15 @@ std::string CppEmitter::vector(const Expr& e0) {
       }
     }
     case ExprKind::kSelect:
-      if (mentions(e->a, vec_var_)) return gather(e);
-      return "(" + scalar(e->a) + " ? " + vector(e->b) + " : " + vector(e->c) + ")";
+      if (mentions(e->a, vec_var_)) {
+        if (std::optional<std::string> m = masked_load(e)) return *m;
+        return gather(e);
+      }
+      {
+        const Expr c = decide(e->a);
+        if (c->kind == ExprKind::kIntImm) return vector(c->int_value != 0 ? e->b : e->c);
+        return "(" + scalar(c) + " ? " + vector(e->b) + " : " + vector(e->c) + ")";
+      }
     default:
       return gather(e);
   }
@@ -440,6 +542,11 @@ void CppEmitter::vector_store(const Stmt& s) {
          (c ? std::to_string(*c) : std::string("non-affine")) +
          "); vectorize the loop over the innermost dimension of the stored buffer");
   }
+  if (s->accumulate) {
+    // Adding a known zero (a kernel tap that reads only padding here) does nothing.
+    const Expr v = substitute(s->value, consts_);
+    if (v->kind == ExprKind::kFloatImm && v->float_value == 0.0f) return;
+  }
   const std::string value = vector(s->value);
   Linear base = flat.without(vec_var_);
   if (bi.vector_array) {
@@ -457,6 +564,63 @@ void CppEmitter::vector_store(const Stmt& s) {
   } else {
     line("kt_store" + w + "(" + addr + ", " + value + ");");
   }
+}
+
+// Lanes l of mask from buf[base + 2 l]: the even elements of two vectors,
+// loaded with masks that take only the elements used (never one past the
+// last lane's), and picked by one two-vector shuffle. Where base is odd
+// whatever the variables are, the odd elements of the two vectors from
+// base - 1 instead: a window one column to the right of an even one then
+// reads the same two vectors (a stride-2 kernel's neighbouring taps).
+std::string CppEmitter::even_load(const std::string& buffer, const Linear& base, uint64_t mask) {
+  const int64_t w = vec_width_;
+  Linear first = base;
+  first.constant -= first.constant & 1;
+  const int64_t odd = first.divisible_by(2) && base.constant % 2 != 0 ? 1 : 0;
+  if (!odd) first = base;
+  uint64_t lo = 0, hi = 0;  // element masks of the two vectors
+  for (int64_t l = 0; l < w; ++l) {
+    if (!(mask >> l & 1)) continue;
+    const int64_t element = 2 * l + odd;
+    if (element < w) lo |= uint64_t{1} << element;
+    else hi |= uint64_t{1} << (element - w);
+  }
+  masked_.insert(w);
+  evens_.insert(w);
+  Linear second = first;
+  second.constant += w;
+  const std::string n = std::to_string(w);
+  auto half = [&](const Linear& at, uint64_t m) {
+    if (m == 0) return "kt_splat" + n + "(0.0f)";
+    if (m == (uint64_t{1} << w) - 1) return "kt_load" + n + "(&" + buffer + "[" + index_text(at) + "])";
+    return "kt_maskload" + n + "(&" + buffer + "[" + index_text(at) + "], " + std::to_string(m) + "u)";
+  };
+  return std::string(odd ? "kt_odds" : "kt_evens") + n + "(" + half(first, lo) + ", " + half(second, hi) + ")";
+}
+
+// if (cond) buf[contiguous] = value, with cond known per lane (a row's
+// last, cut vector in an unrolled tile): one masked vector store. Returns
+// false, emitting nothing, where that does not apply.
+bool CppEmitter::masked_store(const Stmt& s) {
+  const Stmt& st = s->then_body;
+  if (s->else_body || !st || st->kind != StmtKind::kStore || st->accumulate) return false;
+  const BufferInfo& bi = info(st->buffer);
+  if (!bi.writable || bi.vector_array) return false;
+  const Linear flat = flat_index(st->buffer, st->indices);
+  const std::optional<int64_t> c = flat.coeff_of(vec_var_);
+  if (!c || *c != 1) return false;
+  const std::optional<uint64_t> mask = lane_mask(s->cond);
+  if (!mask) return false;
+  if (*mask == 0) return true;
+  if (*mask == (uint64_t{1} << vec_width_) - 1) {
+    vector_store(st);
+    return true;
+  }
+  masked_.insert(vec_width_);
+  const std::string w = std::to_string(vec_width_);
+  line("kt_maskstore" + w + "(&" + bi.name + "[" + index_text(flat.without(vec_var_)) + "], " +
+       std::to_string(*mask) + "u, " + vector(st->value) + ");");
+  return true;
 }
 
 void CppEmitter::unrolled(const Stmt& s, bool vector_context) {
@@ -630,9 +794,11 @@ void CppEmitter::for_loop(const Stmt& s) {
   line("for (int64_t " + v + " = 0; " + v + " < " + int_literal(s->extent) + "; ++" + v + ") {");
   ++indent_;
   live_vars_.insert(v);
+  extents_[v] = s->extent;
   if (parallel) in_parallel_ = true;
   stmt(s->body);
   if (parallel) in_parallel_ = false;
+  extents_.erase(v);
   live_vars_.erase(v);
   --indent_;
   line("}");
@@ -678,8 +844,8 @@ void CppEmitter::stmt(const Stmt& s) {
     case StmtKind::kStore:
       return store(s);
     case StmtKind::kIf: {
-      Expr cond = substitute(s->cond, consts_);
-      if (cond->kind == ExprKind::kIntImm) {  // decided by unrolled loop values
+      Expr cond = decide(substitute(s->cond, consts_));
+      if (cond->kind == ExprKind::kIntImm) {  // decided by unrolled loop values or loop bounds
         if (cond->int_value != 0) return stmt(s->then_body);
         return stmt(s->else_body);
       }
@@ -714,10 +880,12 @@ void CppEmitter::vector_stmt(const Stmt& s) {
       for (const Stmt& c : s->seq) vector_stmt(c);
       return;
     case StmtKind::kIf: {
-      Expr cond = substitute(s->cond, consts_);
+      Expr cond = decide(substitute(s->cond, consts_));
       if (mentions(cond, vec_var_)) {
+        if (masked_store(s)) return;
         fail("vectorized loop '" + vec_var_ + "': the condition " + ir::to_string(cond) +
-             " depends on the loop variable; use a select in the stored value instead");
+             " depends on the loop variable and is not known per lane where it is emitted (only a store "
+             "guarded by lanes known in unrolled code can be masked); use a select in the stored value instead");
       }
       if (cond->kind == ExprKind::kIntImm) {
         if (cond->int_value != 0) return vector_stmt(s->then_body);
@@ -750,7 +918,9 @@ void CppEmitter::vector_stmt(const Stmt& s) {
       line("for (int64_t " + v + " = 0; " + v + " < " + int_literal(s->extent) + "; ++" + v + ") {");
       ++indent_;
       live_vars_.insert(v);
+      extents_[v] = s->extent;
       vector_stmt(s->body);
+      extents_.erase(v);
       live_vars_.erase(v);
       --indent_;
       line("}");
@@ -790,8 +960,66 @@ std::string transpose_helper(int64_t w) {
   return os.str();
 }
 
-std::string helpers(const std::set<int64_t>& widths, const std::set<int64_t>& transposes) {
+// kt_maskload<w>(p, m) reads lane i of p only where bit i of m is set
+// (zero elsewhere) and kt_maskstore<w>(p, m, v) writes only those lanes, so
+// the other lanes' addresses may lie outside the buffer: AVX-512 masked moves
+// where the compiler targets AVX-512, AVX2-era vmaskmovps for 4 and 8 lanes,
+// otherwise lane by lane.
+std::string mask_helpers(int64_t w) {
+  const std::string t = vec_type(w), n = std::to_string(w);
+  std::string avx512 = w == 16 ? "defined(__AVX512F__)" : "defined(__AVX512F__) && defined(__AVX512VL__)";
+  const std::string reg = w == 16 ? "__m512" : w == 8 ? "__m256" : "__m128";
+  const std::string suffix = w == 16 ? "512" : w == 8 ? "256" : "";
+  const std::string mask_type = w == 16 ? "__mmask16" : "__mmask8";
   std::ostringstream os;
+  os << "static inline " << t << " kt_maskload" << n << "(const float* p, unsigned m) {\n";
+  if (w == 4 || w == 8 || w == 16) {
+    os << "#if " << avx512 << "\n"
+       << "  return (" << t << ")_mm" << suffix << "_maskz_loadu_ps((" << mask_type << ")m, p);\n";
+    if (w != 16) {
+      os << "#elif defined(__AVX2__)\n"
+         << "  return (" << t << ")_mm" << suffix << "_maskload_ps(p, kt_lanes" << n << "(m));\n";
+    }
+    os << "#else\n";
+  }
+  os << "  " << t << " v = kt_splat" << n << "(0.0f);\n"
+     << "  for (int i = 0; i < " << n << "; ++i) if (m >> i & 1u) v[i] = p[i];\n"
+     << "  return v;\n";
+  if (w == 4 || w == 8 || w == 16) os << "#endif\n";
+  os << "}\n";
+  os << "static inline void kt_maskstore" << n << "(float* p, unsigned m, " << t << " v) {\n";
+  if (w == 4 || w == 8 || w == 16) {
+    os << "#if " << avx512 << "\n"
+       << "  _mm" << suffix << "_mask_storeu_ps(p, (" << mask_type << ")m, (" << reg << ")v);\n";
+    if (w != 16) {
+      os << "#elif defined(__AVX2__)\n"
+         << "  _mm" << suffix << "_maskstore_ps(p, kt_lanes" << n << "(m), (" << reg << ")v);\n";
+    }
+    os << "#else\n";
+  }
+  os << "  for (int i = 0; i < " << n << "; ++i) if (m >> i & 1u) p[i] = v[i];\n";
+  if (w == 4 || w == 8 || w == 16) os << "#endif\n";
+  os << "}\n";
+  return os.str();
+}
+
+std::string helpers(const std::set<int64_t>& widths, const std::set<int64_t>& transposes,
+                    const std::set<int64_t>& masked, const std::set<int64_t>& evens) {
+  std::ostringstream os;
+  if (!masked.empty()) {
+    os << "#if defined(__x86_64__) || defined(__i386__)\n#include <immintrin.h>\n#endif\n"
+       << "#if defined(__AVX2__)\n"
+       << "// An AVX lane mask from mask bits: all ones in the lanes whose bit is set.\n"
+       << "static inline __m256i kt_lanes8(unsigned m) {\n"
+       << "  const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);\n"
+       << "  return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)m), bit), bit);\n"
+       << "}\n"
+       << "static inline __m128i kt_lanes4(unsigned m) {\n"
+       << "  const __m128i bit = _mm_setr_epi32(1, 2, 4, 8);\n"
+       << "  return _mm_cmpeq_epi32(_mm_and_si128(_mm_set1_epi32((int)m), bit), bit);\n"
+       << "}\n"
+       << "#endif\n";
+  }
   os << "static inline int64_t kt_floordiv(int64_t a, int64_t b) {\n"
         "  int64_t q = a / b;\n"
         "  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;\n"
@@ -814,14 +1042,25 @@ std::string helpers(const std::set<int64_t>& widths, const std::set<int64_t>& tr
     os << "}; }\n"
        << "static inline " << t << " kt_vmin" << n << "(" << t << " a, " << t << " b) { return a < b ? a : b; }\n"
        << "static inline " << t << " kt_vmax" << n << "(" << t << " a, " << t << " b) { return a > b ? a : b; }\n";
-    if (transposes.count(w)) {
+    if (transposes.count(w) || evens.count(w)) {
       os << "typedef int32_t kt_i32x" << n << " __attribute__((vector_size(" << 4 * w << ")));\n"
          << "#if defined(__clang__)\n"
          << "#define KT_SHUFFLE" << n << "(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)\n"
          << "#else\n"
          << "#define KT_SHUFFLE" << n << "(a, b, ...) __builtin_shuffle(a, b, (kt_i32x" << n << "){__VA_ARGS__})\n"
-         << "#endif\n"
-         << transpose_helper(w);
+         << "#endif\n";
+    }
+    if (transposes.count(w)) os << transpose_helper(w);
+    if (masked.count(w)) os << mask_helpers(w);
+    if (evens.count(w)) {
+      os << "static inline " << t << " kt_evens" << n << "(" << t << " a, " << t << " b) { return KT_SHUFFLE" << n
+         << "(a, b";
+      for (int64_t i = 0; i < w; ++i) os << ", " << 2 * i;
+      os << "); }\n";
+      os << "static inline " << t << " kt_odds" << n << "(" << t << " a, " << t << " b) { return KT_SHUFFLE" << n
+         << "(a, b";
+      for (int64_t i = 0; i < w; ++i) os << ", " << 2 * i + 1;
+      os << "); }\n";
     }
   }
   return os.str();
@@ -916,7 +1155,7 @@ std::string CppEmitter::emit() {
      << "// they never cross an ABI boundary.\n"
      << "#pragma GCC diagnostic ignored \"-Wpsabi\"\n"
      << "#endif\n";
-  os << "\n" << helpers(widths_, transposes_) << "\n";
+  os << "\n" << helpers(widths_, transposes_, masked_, evens_) << "\n";
   if (!options_.threads_hook.empty()) os << "extern \"C\" int " << options_.threads_hook << "(int tuned);\n\n";
   if (p.prepare) os << prepare_fn << "\n";
   os << run_fn << "\n";

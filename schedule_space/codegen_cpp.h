@@ -17,12 +17,18 @@
 // Vectorized loops become explicit vector code with GCC/Clang vector
 // extensions of the loop's width (a power of two): every load in the body is
 // classified by its index's coefficient on the loop variable — 0: broadcast,
-// 1 (in the innermost dimension): contiguous vector load, otherwise a gather
-// built lane by lane; the store must be contiguous. A vectorized loop whose
-// body cannot be emitted this way is a ktune::Error (templates must not
-// produce one), never a silent scalar loop. Unrolled loops are emitted
-// unrolled; parallel loops become `#pragma omp parallel for` with the
-// Program's thread count.
+// 1 (in the innermost dimension): contiguous vector load, 2: two vector loads
+// and an even/odd lane pick, otherwise a gather built lane by lane; the store
+// must be contiguous. A select(cond, load, 0) or a guard `if (cond) store`
+// whose cond depends on the loop variable and on nothing else unknown at that
+// point (unrolled loops' variables are known) becomes a masked load / store
+// that does not touch the excluded lanes' memory (AVX-512 or AVX2 masked
+// moves, else lane by lane); a select whose cond is not known per lane is a
+// gather. Conditions that the enclosing loops' bounds decide are folded away.
+// A vectorized loop whose body cannot be emitted this way is a ktune::Error
+// (templates must not produce one), never a silent scalar loop. Unrolled
+// loops are emitted unrolled; parallel loops become `#pragma omp parallel
+// for` with the Program's thread count.
 #pragma once
 
 #include <string>

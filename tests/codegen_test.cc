@@ -1,6 +1,8 @@
 #include "schedule_space/codegen_cpp.h"
 
 #include <dlfcn.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -186,6 +188,146 @@ TEST(CodegenTest, RegisterTileWrittenAcrossItsLanesIsTransposedInRegisters) {
   }
 }
 
+// C[x] = A[x - 1] + A[x + 1] over x < 12, reading zero outside A: vectors of
+// 8 lanes over x in two unrolled blocks, the reads and the store guarded by
+// conditions on the lane.
+Program edge_lanes_program(bool known_per_lane) {
+  Buffer a = make_buffer("A", {12}), c = make_buffer("C", {24});
+  Expr x = var("b") * 8 + var("j");
+  auto read = [&](Expr at) {
+    return select(logical_and(le(int_imm(0), at), lt(at, int_imm(12))), load(a, {at}), float_imm(0.0f));
+  };
+  Stmt body = for_loop("j", 8, LoopKind::kVectorized,
+                       if_then_else(lt(x, int_imm(12)), store(c, {x}, read(x + int_imm(-1)) + read(x + 1))));
+  Program p;
+  p.name = "edge_lanes";
+  p.params = {a, c};
+  if (known_per_lane) {
+    p.body = for_loop("b", 2, LoopKind::kUnrolled, body);
+  } else {
+    // The block's position is a run-time value: each lane is read on its own
+    // (and the store is unguarded: a guard not known per lane cannot be masked).
+    body = for_loop("j", 8, LoopKind::kVectorized, store(c, {x}, read(x + int_imm(-1)) + read(x + 1)));
+    p.body = for_loop("b", 3, LoopKind::kSerial, body);
+  }
+  return p;
+}
+
+// Reads of a vector that reach past a buffer's edge, in lanes known to be
+// outside when the kernel is generated, become masked loads that do not touch
+// those lanes' memory (the buffer is placed against a page that may not be
+// read, at its start and at its end), and the guarded store a masked store
+// that writes nothing past the guard.
+TEST(CodegenTest, EdgeLanesKnownWhenGeneratedBecomeMaskedLoadsAndStores) {
+  const Program p = edge_lanes_program(true);
+  const std::string src = emit_cpp(p);
+  EXPECT_EQ(count(src, "kt_maskload8(&"), 3u) << src;
+  EXPECT_EQ(count(src, "kt_maskstore8(&"), 1u) << src;  // the second block; the first is stored whole
+
+  const long page = sysconf(_SC_PAGESIZE);
+  char* mem = static_cast<char*>(mmap(nullptr, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(mem, MAP_FAILED);
+  ASSERT_EQ(mprotect(mem, page, PROT_NONE), 0);
+  ASSERT_EQ(mprotect(mem + 2 * page, page, PROT_NONE), 0);
+  // The host's ISA, and on x86 also AVX2 (vmaskmovps) and plain x86-64 (lane by lane).
+  std::vector<std::string> isas = {"native"};
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isas.push_back("x86-64-v3");
+  isas.push_back("x86-64");
+#endif
+  for (const std::string& isa : isas) {
+    SCOPED_TRACE("-march=" + isa);
+    testing::KernelLibrary lib(src, isa);
+    for (float* a : {reinterpret_cast<float*>(mem + page), reinterpret_cast<float*>(mem + 2 * page) - 12}) {
+      for (int i = 0; i < 12; ++i) a[i] = static_cast<float>(i * i) + 1.0f;
+      std::vector<float> out(24, std::nanf(""));
+      const float* in[] = {a};
+      lib.loaded().prepare(in);
+      lib.loaded().run(in, out.data());
+      for (int x = 0; x < 24; ++x) {
+        if (x < 12) {
+          const float want = (x > 0 ? a[x - 1] : 0.0f) + (x < 11 ? a[x + 1] : 0.0f);
+          EXPECT_EQ(out[static_cast<size_t>(x)], want) << "element " << x;
+        } else {
+          EXPECT_TRUE(std::isnan(out[static_cast<size_t>(x)])) << "written past the guard: element " << x;
+        }
+      }
+    }
+  }
+  munmap(mem, 3 * page);
+}
+
+// Where the condition depends on a run-time value the lanes are read one by
+// one, each under its own condition: the same answer, no masked load.
+TEST(CodegenTest, EdgeLanesKnownOnlyAtRunTimeAreReadLaneByLane) {
+  const Program p = edge_lanes_program(false);
+  const std::string src = emit_cpp(p);
+  EXPECT_EQ(count(src, "kt_maskload"), 0u) << src;
+  std::vector<float> a(12);
+  for (int i = 0; i < 12; ++i) a[static_cast<size_t>(i)] = static_cast<float>(i) - 4.5f;
+  const std::vector<float> out = testing::run_program(p, {a});
+  for (int x = 0; x < 24; ++x) {
+    const float want = (x >= 1 && x <= 12 ? a[static_cast<size_t>(x - 1)] : 0.0f) +
+                       (x + 1 < 12 ? a[static_cast<size_t>(x + 1)] : 0.0f);
+    EXPECT_EQ(out[static_cast<size_t>(x)], want) << "element " << x;
+  }
+}
+
+// A read of every other element (a stride-2 window) is two vector loads and
+// a shuffle, not one scalar load per lane; the loads stop at the last element
+// used: C[j] = A[2 j] + A[2 j + 1] + A[2 j + 2] over 8 lanes, with A of 17
+// elements against a page that may not be read.
+TEST(CodegenTest, StrideTwoReadsAreTwoVectorLoadsThatStopAtTheLastElementUsed) {
+  Buffer a = make_buffer("A", {17}), c = make_buffer("C", {8});
+  Expr j = var("j");
+  Program p;
+  p.name = "stride_two";
+  p.params = {a, c};
+  p.body = for_loop("j", 8, LoopKind::kVectorized,
+                    store(c, {j}, load(a, {j * 2}) + load(a, {j * 2 + 1}) + load(a, {j * 2 + 2})));
+  const std::string src = emit_cpp(p);
+  EXPECT_EQ(count(src, "kt_evens8(kt_maskload8"), 2u) << src;  // A[2j] and A[2j + 2]
+  EXPECT_EQ(count(src, "kt_odds8(kt_maskload8(&A[0]"), 1u) << src;  // A[2j + 1]: odd elements of the vectors at A[0]
+  const long page = sysconf(_SC_PAGESIZE);
+  char* mem = static_cast<char*>(mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(mem, MAP_FAILED);
+  ASSERT_EQ(mprotect(mem + page, page, PROT_NONE), 0);
+  float* in = reinterpret_cast<float*>(mem + page) - 17;
+  for (int i = 0; i < 17; ++i) in[i] = static_cast<float>(i * 3 % 7) - 2.0f;
+  testing::KernelLibrary lib(src);
+  std::vector<float> out(8, std::nanf(""));
+  const float* inputs[] = {in};
+  lib.loaded().prepare(inputs);
+  lib.loaded().run(inputs, out.data());
+  for (int x = 0; x < 8; ++x) EXPECT_EQ(out[static_cast<size_t>(x)], in[2 * x] + in[2 * x + 1] + in[2 * x + 2]) << x;
+  munmap(mem, 2 * page);
+}
+
+// Conditions that the loops' bounds decide are not tested at run time: the
+// tile rows that never reach the edge lose their test, the others keep it.
+TEST(CodegenTest, ConditionsTheLoopBoundsDecideAreFoldedAway) {
+  Buffer a = make_buffer("A", {10}), c = make_buffer("C", {10});
+  Expr i = var("i");
+  Program p;
+  p.name = "bounds";
+  p.params = {a, c};
+  // i in [0, 5): 2i + 1 < 10 always holds; 2i + 2 < 10 does not for i = 4.
+  p.body = for_loop("i", 5, LoopKind::kSerial,
+                    seq({if_then_else(lt(i * 2 + 1, int_imm(10)), store(c, {i * 2 + 1}, load(a, {i * 2 + 1}))),
+                         if_then_else(logical_and(le(int_imm(0), i), lt(i * 2 + 2, int_imm(10))),
+                                      store(c, {i * 2}, load(a, {i * 2 + 2})), store(c, {i * 2}, float_imm(-1.0f)))}));
+  const std::string src = emit_cpp(p);
+  EXPECT_EQ(count(src, "if ("), 1u) << src;
+  EXPECT_EQ(count(src, "0 <="), 0u) << src;
+  std::vector<float> in(10);
+  for (int x = 0; x < 10; ++x) in[static_cast<size_t>(x)] = static_cast<float>(x) + 0.25f;
+  const std::vector<float> out = testing::run_program(p, {in});
+  for (int x = 0; x < 10; ++x) {
+    const float want = x % 2 ? in[static_cast<size_t>(x)] : (x + 2 < 10 ? in[static_cast<size_t>(x + 2)] : -1.0f);
+    EXPECT_EQ(out[static_cast<size_t>(x)], want) << x;
+  }
+}
+
 TEST(CodegenTest, NonContiguousVectorStoreIsAnError) {
   Buffer a = make_buffer("A", {16}), c = make_buffer("C", {16});
   Program p;
@@ -213,10 +355,12 @@ TEST(CodegenTest, InvalidVectorizationAndWritesAreRejected) {
   Expr j = var("j");
   // Vector widths are powers of two.
   EXPECT_THROW(emit_cpp(program(for_loop("j", 6, LoopKind::kVectorized, store(c, {j}, load(a, {j}))))), Error);
-  // A guard that depends on the lane cannot wrap a vector store.
+  // A guard that depends on the lane can wrap a vector store only where it
+  // is known per lane when emitted (here it depends on a serial loop's i).
   EXPECT_THROW(emit_cpp(program(for_loop(
-                   "j", 4, LoopKind::kVectorized,
-                   if_then_else(lt(j, int_imm(3)), store(c, {j}, load(a, {j})))))),
+                   "i", 3, LoopKind::kSerial,
+                   for_loop("j", 4, LoopKind::kVectorized,
+                            if_then_else(lt(j, var("i")), store(c, {j}, load(a, {j}))))))),
                Error);
   // The body may not write an input.
   EXPECT_THROW(emit_cpp(program(for_loop("j", 12, LoopKind::kSerial, store(a, {j}, float_imm(0))))), Error);

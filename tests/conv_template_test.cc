@@ -127,9 +127,52 @@ TEST(DepthwiseConv2dTemplate, TheNchwTemplateSpillsCutVectorsOnlyIntoRowsWritten
                                  "depthwise_conv2d(n=2,c=5,h=9,w=" + std::to_string(2 * std::stoi(v) + 3) +
                                      ",r=3,s=3,stride=1,pad=1)"}) {
     testing::expect_configs_correct(depthwise_conv2d_nchw_cpu_template(), spec, t,
-                                    {"tile_y=1 tile_x=1 vec=" + v + " unroll=2", "tile_y=2 tile_x=1 vec=" + v + " unroll=2",
-                                     "tile_y=3 tile_x=1 vec=" + h + " unroll=1", "tile_y=2 tile_x=2 vec=" + h + " unroll=0"});
+                                    {"tile_y=1 tile_x=1 vec=" + v + " unroll=2 window=0", "tile_y=2 tile_x=1 vec=" + v + " unroll=2 window=0",
+                                     "tile_y=3 tile_x=1 vec=" + h + " unroll=1 window=0", "tile_y=2 tile_x=2 vec=" + h + " unroll=0 window=0"});
   }
+}
+
+// The masked window (no plane, masked loads from the input): a whole plane
+// in one tile, many row tiles (the row tests at run time) with a partial last
+// one, a row stride of 2, batch 2, a channel multiplier, dilation with padding
+// wider than the kernel reaches, asymmetric padding, a 1-wide image, column
+// stride 2; vectors of the full and half width, one or several per row, at 2
+// threads.
+TEST(DepthwiseConv2dTemplate, TheMaskedWindowComputesTheRightAnswer) {
+  const Target t = detect_cpu_target(2);
+  const std::string v = std::to_string(std::max(2, t.cpu.vector_lanes));
+  const std::string h = std::to_string(std::max(1, t.cpu.vector_lanes / 2));
+  for (const std::string spec : {"depthwise_conv2d(n=1,c=8,h=7,w=7,r=3,s=3,stride=1,pad=1)",
+                                  "depthwise_conv2d(n=2,c=5,h=61,w=19,r=3,s=3,stride=2x1,pad=1)",
+                                  "depthwise_conv2d(n=1,c=3,h=9,w=9,r=3,s=3,stride=1,pad=1,multiplier=2)",
+                                  "depthwise_conv2d(n=1,c=4,h=12,w=13,r=5,s=5,stride=1,pad=4,dilation=2)",
+                                  "depthwise_conv2d(n=1,c=3,h=10,w=9,r=3,s=2,stride=1,pad=0x1x1x0)",
+                                  "depthwise_conv2d(n=1,c=4,h=9,w=1,r=3,s=1,stride=1,pad=1x0x1x0)",
+                                  // column stride 2: even and odd widths, padding on one side only
+                                  "depthwise_conv2d(n=1,c=6,h=23,w=23,r=3,s=3,stride=2,pad=1)",
+                                  "depthwise_conv2d(n=2,c=3,h=16,w=40,r=3,s=3,stride=2,pad=0x0x1x1)",
+                                  "depthwise_conv2d(n=1,c=4,h=13,w=14,r=5,s=5,stride=2,pad=2,dilation=2)"}) {
+    const int64_t oh = Workload::parse(spec).conv2d().out_h();
+    auto rows = [&](int64_t y) { return std::to_string(std::min(y, oh)); };
+    testing::expect_configs_correct(depthwise_conv2d_nchw_cpu_template(), spec, t,
+                                    {"tile_y=" + rows(8) + " tile_x=1 vec=" + v + " unroll=2 window=1",
+                                     "tile_y=" + rows(3) + " tile_x=2 vec=" + h + " unroll=2 window=1",
+                                     "tile_y=" + rows(5) + " tile_x=1 vec=" + h + " unroll=0 window=1",
+                                     "tile_y=1 tile_x=3 vec=" + v + " unroll=1 window=1"});
+  }
+}
+
+// Only column strides of 1 and 2 read the input's rows as vectors.
+TEST(DepthwiseConv2dTemplate, TheMaskedWindowIsOfferedForColumnStridesOneAndTwo) {
+  const Target t = detect_cpu_target(1);
+  const Template& tmpl = depthwise_conv2d_nchw_cpu_template();
+  const Workload unit = Workload::parse("depthwise_conv2d(n=1,c=8,h=14,w=14,r=3,s=3,stride=3x2,pad=1)");
+  const Workload two = Workload::parse("depthwise_conv2d(n=1,c=8,h=14,w=14,r=3,s=3,stride=3,pad=1)");
+  const ConfigSpace unit_space = tmpl.space(unit, t);
+  EXPECT_EQ(unit_space.knob(unit_space.knob_index("window")).size(), 2);
+  const ConfigSpace strided = tmpl.space(two, t);
+  EXPECT_EQ(strided.knob(strided.knob_index("window")).size(), 1);
+  for (const Config& c : tmpl.seed_configs(two, t, strided)) EXPECT_EQ(strided.value(c, "window"), 0);
 }
 
 TEST(Conv2dTemplate, ResNetLayerSpaceIsLargeAndMostlyValid) {

@@ -54,10 +54,11 @@ inline std::optional<Target> avx2_machine_target(int threads) {
 // A generated kernel compiled with the system compiler (with -Werror, so
 // generated code stays warning-free) and loaded in-process with
 // ktune::KernelLibrary. Throws ktune::Error with the compiler's output if it
-// does not build.
+// does not build. `march` is the -march= value (another ISA level than the
+// host's to check the code paths the generated code selects by ISA).
 class KernelLibrary {
  public:
-  explicit KernelLibrary(const std::string& source) {
+  explicit KernelLibrary(const std::string& source, const std::string& march = "native") {
     dir_ = std::filesystem::temp_directory_path() /
            ("ktune-kernel-check-" + std::to_string(getpid()) + "-" + std::to_string(counter()++));
     std::filesystem::create_directories(dir_);
@@ -65,7 +66,7 @@ class KernelLibrary {
                       log = (dir_ / "compile.log").string();
     std::ofstream(src) << source;
     const char* cxx = std::getenv("CXX");
-    std::vector<std::string> args = {cxx && *cxx ? cxx : "c++", "-std=c++17", "-O2", "-march=native",
+    std::vector<std::string> args = {cxx && *cxx ? cxx : "c++", "-std=c++17", "-O2", "-march=" + march,
                                      "-ffp-contract=fast", "-fopenmp", "-shared", "-fPIC",
                                      "-Wall", "-Werror", src, "-o", so};
     const int rc = run_command(args, {}, log);

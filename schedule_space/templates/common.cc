@@ -226,16 +226,11 @@ RegisterTile::RegisterTile(const std::string& name, int64_t rows_, int64_t cols_
   acc = ir::make_buffer(name, {rows, cols}, ir::Scope::kRegister);
 }
 
-namespace {
-
-// for var in 0..extent of kind around body(var); extent-1 loops vanish.
 Stmt loop_or_single(const std::string& var, int64_t extent, LoopKind kind,
                     const std::function<Stmt(Expr)>& body) {
   if (extent == 1) return body(ir::int_imm(0));
   return ir::for_loop(var, extent, kind, body(ir::var(var)));
 }
-
-}  // namespace
 
 Stmt RegisterTile::for_each(const std::function<Stmt(Expr row, Expr col)>& f) const {
   return loop_or_single(prefix + "_i", rows, LoopKind::kUnrolled, [&](Expr row) {

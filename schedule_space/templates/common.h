@@ -106,6 +106,11 @@ std::optional<std::string> check_register_tile(const CpuTarget& target, int64_t 
 // emitted and their variable reads as 0; fused parallel loops read as
 // floordiv/floormod of the fused variable. Build the body only after all
 // add / fuse_parallel calls.
+// for var in 0..extent of kind around body(var); a loop of extent 1
+// vanishes (body(0)).
+ir::Stmt loop_or_single(const std::string& var, int64_t extent, ir::LoopKind kind,
+                        const std::function<ir::Stmt(ir::Expr)>& body);
+
 class LoopNest {
  public:
   // Appends a loop inside the ones added before. Variable names must be unique.

@@ -14,6 +14,17 @@
 // accumulator. The output is written in vectors along its rows (NCHW is
 // contiguous there); a row's cut vector spills into the next row, which is
 // written after it, and only the plane's last rows are written exactly.
+//
+// With a column stride of 1 or 2 there is a second way to read the window
+// (knob `window`=1, "masked"): no plane at all. Every tap loads its vector
+// straight from the NCHW input, as a masked load whose mask drops the lanes
+// that fall into the padding (left or right of the row: an unaligned load
+// there would read the neighbouring row); with stride 2, the even elements of
+// two such loads. A row's cut vector is written with a masked store. The tile's column position is then a constant (the column tiles are
+// unrolled), so every mask is known when the kernel is generated; input rows
+// outside the image are skipped by a test on the row. This drops the plane's
+// copy, which on 7x7 and 14x14 planes cost more than the convolution (stores
+// into a buffer that unaligned vector loads read back at once).
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -34,14 +45,15 @@ using templates::LoopNest;
 using templates::RegisterTile;
 
 struct Rows {
-  int64_t tile_y = 1, tile_x = 1, vec = 1, unroll = 0;
+  int64_t tile_y = 1, tile_x = 1, vec = 1, unroll = 0, window = 0;
   int64_t cols() const { return tile_x * vec; }  // output columns of a tile
 };
 
 class DepthwiseConv2dNchw : public Template {
  public:
   std::string name() const override { return "depthwise_conv2d_cpu_nchw"; }
-  int version() const override { return 1; }
+  // v2: the masked window (no plane), tiles of up to 8 rows.
+  int version() const override { return 2; }
   OpKind op() const override { return OpKind::kDepthwiseConv2d; }
   TargetKind target_kind() const override { return TargetKind::kCpu; }
 
@@ -50,7 +62,7 @@ class DepthwiseConv2dNchw : public Template {
     const Conv2dShape& s = w.conv2d();
     ConfigSpace space;
     std::vector<int64_t> rows, vectors;
-    for (int64_t y = 1; y <= std::min<int64_t>(s.out_h(), 6); ++y) rows.push_back(y);
+    for (int64_t y = 1; y <= std::min<int64_t>(s.out_h(), 8); ++y) rows.push_back(y);
     for (int64_t x = 1; x <= 4; ++x) vectors.push_back(x);
     // The full vector width and half of it (narrow rows waste less of a vector).
     std::vector<int64_t> widths = templates::vector_width_choices(t.cpu, std::max(1, t.cpu.vector_lanes));
@@ -59,16 +71,32 @@ class DepthwiseConv2dNchw : public Template {
     space.add_choice("tile_x", vectors);
     space.add_choice("vec", widths);
     space.add_choice("unroll", {0, 1, 2});  // innermost kernel loops unrolled
+    // 0: the padded plane; 1: masked loads from the input (column stride 1 or 2).
+    space.add_choice("window", s.stride_w <= 2 ? std::vector<int64_t>{0, 1} : std::vector<int64_t>{0});
     return space;
   }
 
   std::vector<Config> seed_configs(const Workload& w, const Target& t, const ConfigSpace& space) const override {
     templates::SeedList seeds(w, t, space, *this);
     const int64_t lanes = std::max(1, t.cpu.vector_lanes);
+    const Conv2dShape& s = w.conv2d();
+    if (s.stride_w <= 2) {
+      // Masked: as many rows as the registers hold for rows of one or two
+      // vectors, full and half width (a short row wastes less of a half).
+      for (int64_t v : {lanes, lanes / 2}) {
+        if (v < 1) continue;
+        const int64_t per_row = std::min<int64_t>(4, ceil_div(s.out_w(), v));
+        for (int64_t x : {per_row, std::min<int64_t>(per_row, 2), int64_t{1}}) {
+          const int64_t y = std::max<int64_t>(1, std::min<int64_t>({8, s.out_h(), 24 / x}));
+          seeds.add("tile_y=" + std::to_string(y) + " tile_x=" + std::to_string(x) + " vec=" + std::to_string(v) +
+                    " unroll=2 window=1");
+        }
+      }
+    }
     for (const char* tile : {"tile_y=4 tile_x=2", "tile_y=2 tile_x=4", "tile_y=3 tile_x=3", "tile_y=2 tile_x=2",
                              "tile_y=1 tile_x=2"}) {
       for (int64_t v : {lanes, lanes / 2}) {
-        seeds.add(std::string(tile) + " vec=" + std::to_string(v) + " unroll=2");
+        seeds.add(std::string(tile) + " vec=" + std::to_string(v) + " unroll=2 window=0");
       }
     }
     return seeds.take();
@@ -88,7 +116,7 @@ class DepthwiseConv2dNchw : public Template {
     const Conv2dShape& s = w.conv2d();
     const int64_t unrolled = d.unroll == 0 ? 1 : d.unroll == 1 ? s.s : s.r * s.s;
     if (unrolled * accumulators > 1024) return "unrolling the kernel window emits over 1024 multiply-adds";
-    if (plane_floats(s, d) > (int64_t{1} << 20)) return "the padded input plane is over 4 MiB";
+    if (d.window == 0 && plane_floats(s, d) > (int64_t{1} << 20)) return "the padded input plane is over 4 MiB";
     return std::nullopt;
   }
 
@@ -99,6 +127,7 @@ class DepthwiseConv2dNchw : public Template {
     }
     const Conv2dShape& s = w.conv2d();
     const Rows d = decode(space, c);
+    if (d.window == 1) return masked(w, t, d);
     const std::vector<Buffer> params = templates::operator_buffers(w);
     const Buffer &data = params.at(0), &weight = params.at(1), &out = params.at(2);
     const int64_t oh = s.out_h(), ow = s.out_w(), st = s.stride_w;
@@ -196,7 +225,64 @@ class DepthwiseConv2dNchw : public Template {
     d.tile_x = space.value(c, "tile_x");
     d.vec = space.value(c, "vec");
     d.unroll = space.value(c, "unroll");
+    d.window = space.value(c, "window");
     return d;
+  }
+
+  // The masked window (see the top of the file): tiles of tile_y rows x
+  // tile_x vectors, the column tiles unrolled (every tap's mask a constant),
+  // the row tiles too where the plane has few of them (then the row tests
+  // fold away as well).
+  ir::Program masked(const Workload& w, const Target& t, const Rows& d) const {
+    const Conv2dShape& s = w.conv2d();
+    const std::vector<Buffer> params = templates::operator_buffers(w);
+    const Buffer &data = params.at(0), &weight = params.at(1), &out = params.at(2);
+    const int64_t oh = s.out_h(), ow = s.out_w();
+    const int64_t tiles_y = ceil_div(oh, d.tile_y), tiles_x = ceil_div(ow, d.cols());
+
+    LoopNest planes;
+    planes.add("n", s.n);
+    planes.add("k", s.k);
+    planes.fuse_parallel(t.cpu.threads > 1 ? 2 : 0);
+    const Expr n = planes.var("n"), k = planes.var("k");
+    const Expr channel = s.multiplier == 1 ? k : ir::floordiv(k, ir::int_imm(s.multiplier));
+
+    LoopNest tiles;
+    tiles.add("ty", tiles_y, tiles_y * tiles_x <= 8 ? LoopKind::kUnrolled : LoopKind::kSerial);
+    tiles.add("tx", tiles_x, LoopKind::kUnrolled);
+    const Expr y0 = tiles.var("ty") * ir::int_imm(d.tile_y), x0 = tiles.var("tx") * ir::int_imm(d.cols());
+    LoopNest taps;
+    taps.add("r", s.r, d.unroll >= 2 ? LoopKind::kUnrolled : LoopKind::kSerial);
+    taps.add("s", s.s, LoopKind::kUnrolled);  // the masks need the tap's column
+    const Expr r = taps.var("r"), q = taps.var("s");
+    const RegisterTile tile("acc", d.tile_y, d.cols(), d.vec);
+    auto product = [&](Expr row, Expr col) {
+      const Expr iy = (y0 + row) * ir::int_imm(s.stride_h) + r * ir::int_imm(s.dilation_h) + ir::int_imm(-s.pad_top);
+      const Expr ix = (x0 + col) * ir::int_imm(s.stride_w) + q * ir::int_imm(s.dilation_w) + ir::int_imm(-s.pad_left);
+      const Expr row_ok = ir::logical_and(ir::le(ir::int_imm(0), iy), ir::lt(iy, ir::int_imm(s.h)));
+      const Expr col_ok = ir::logical_and(ir::le(ir::int_imm(0), ix), ir::lt(ix, ir::int_imm(s.w)));
+      const Expr zero = ir::float_imm(0.0f);
+      const Expr tap = ir::select(col_ok, ir::load(data, {n, channel, iy, ix}), zero);
+      return ir::select(row_ok, tap * ir::load(weight, {k, ir::int_imm(0), r, q}), zero);
+    };
+    // Rows past the output's last are not stored; in a row, the lanes past
+    // its end are masked off.
+    Stmt write = templates::loop_or_single("acc_i", d.tile_y, LoopKind::kUnrolled, [&](Expr row) -> Stmt {
+      Stmt vectors = templates::loop_or_single("acc_jv", d.tile_x, LoopKind::kUnrolled, [&](Expr jv) {
+        return templates::loop_or_single("acc_jl", d.vec, LoopKind::kVectorized, [&](Expr jl) {
+          const Expr col = jv * ir::int_imm(d.vec) + jl;
+          return ir::if_then_else(ir::lt(x0 + col, ir::int_imm(ow)),
+                                  ir::store(out, {n, k, y0 + row, x0 + col}, tile.value(row, col)));
+        });
+      });
+      return oh % d.tile_y == 0 ? vectors : ir::if_then_else(ir::lt(y0 + row, ir::int_imm(oh)), vectors);
+    });
+    ir::Program p;
+    p.name = name();
+    p.params = params;
+    p.body = planes.wrap(tiles.wrap(tile.compute(taps, product, write)));
+    p.threads = t.cpu.threads;
+    return p;
   }
 
   // The plane holds every row and column whole tiles read (the last tiles'
