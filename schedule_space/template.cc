@@ -16,8 +16,10 @@ const std::vector<const Template*>& all_templates() {
       &conv2d_cpu_template(),
       &conv2d_1x1_cpu_template(),
       &conv2d_nchw_cpu_template(),
-      &depthwise_conv2d_cpu_template(),
+      // NCHW first: its masked window beats the blocked template's pack and
+      // transposed write on every stride-1 and stride-2 shape measured.
       &depthwise_conv2d_nchw_cpu_template(),
+      &depthwise_conv2d_cpu_template(),
       &matmul_cuda_template(),
       &dense_cuda_template(),
       &batch_matmul_cuda_template(),

@@ -110,5 +110,30 @@ TEST(TaskSchedulerTest, AWeightedWarmupGivesMostToTheTasksThatHoldMostOfTheTime)
   EXPECT_GE(trials[1], 3);
 }
 
+// A task with two templates warms up with its default and a first seed of
+// each template however small its share of the time: a template never tried
+// cannot win (a model's depthwise convs once ended on their default's template
+// after 2 trials while the other template was 2x faster).
+TEST(TaskSchedulerTest, AWarmupGivesATaskAtLeastItsMinimumHoweverSmallItsShare) {
+  TaskSchedulerOptions o;
+  o.trials = 3 * 8;
+  o.warmup = 8;
+  o.chunk = 8;
+  o.weighted_warmup = true;
+  TaskScheduler s({1, 1, 1}, o);
+  s.set_min_warmup(2, 3);  // the default and one seed of each of two templates
+  s.record(0, 1, 100e-3);
+  s.record(1, 1, 100e-3);
+  s.record(2, 1, 0.1e-3);
+  EXPECT_LT(std::max(1, o.warmup / 4), 3);  // without the minimum it would get less
+  EXPECT_EQ(s.warmup_target(2), 3);
+  const std::vector<int> trials = drive(s, {100e-3, 100e-3, 0.1e-3});
+  EXPECT_GE(trials[2], 3);
+  // A minimum above the warm-up is held to the warm-up.
+  TaskScheduler capped({1}, o);
+  capped.set_min_warmup(0, 50);
+  EXPECT_EQ(capped.warmup_target(0), o.warmup);
+}
+
 }  // namespace
 }  // namespace ktune

@@ -293,6 +293,9 @@ TEST(SeedConfigs, EveryTemplatesSeedsAreValidAndComputeTheRightAnswer) {
        {"conv2d(n=1,c=16,h=14,w=14,k=32,r=3,s=3,pad=1)", "conv2d(n=1,c=3,h=23,w=19,k=16,r=7,s=7,stride=2,pad=3)"}},
       {&depthwise_conv2d_cpu_template(),
        {"depthwise_conv2d(n=1,c=32,h=14,w=14,r=3,s=3,pad=1)", "depthwise_conv2d(n=1,c=24,h=9,w=11,r=3,s=3,stride=2,pad=1)"}},
+      {&depthwise_conv2d_nchw_cpu_template(),
+       {"depthwise_conv2d(n=1,c=32,h=14,w=14,r=3,s=3,pad=1)", "depthwise_conv2d(n=1,c=24,h=9,w=11,r=3,s=3,stride=2,pad=1)",
+        "depthwise_conv2d(n=1,c=5,h=13,w=13,r=3,s=3,stride=3,pad=1)"}},
   };
   for (int threads : {1, 2}) {
     const Target t = detect_cpu_target(threads);
@@ -330,6 +333,8 @@ TEST(SeedConfigs, SeedsForSeveralThreadsHaveAParallelLoop) {
        {"conv2d(n=1,c=64,h=56,w=56,k=64,r=3,s=3,pad=1)", "conv2d(n=1,c=512,h=7,w=7,k=512,r=3,s=3,pad=1)",
         "conv2d(n=1,c=256,h=14,w=14,k=512,r=1,s=1,stride=2)"}},
       {&depthwise_conv2d_cpu_template(), {"depthwise_conv2d(n=1,c=96,h=112,w=112,r=3,s=3,stride=2,pad=1)"}},
+      {&depthwise_conv2d_nchw_cpu_template(),
+       {"depthwise_conv2d(n=1,c=96,h=112,w=112,r=3,s=3,stride=2,pad=1)", "depthwise_conv2d(n=1,c=960,h=7,w=7,r=3,s=3,pad=1)"}},
   };
   for (const auto& [tmpl, specs] : cases) {
     for (const std::string& spec : specs) {

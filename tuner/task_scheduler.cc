@@ -29,6 +29,8 @@ void TaskScheduler::set_state(size_t task, int trials, double best_s) {
   s.in_flight = 0;
 }
 
+void TaskScheduler::set_min_warmup(size_t task, int trials) { tasks_.at(task).min_warmup = std::max(0, trials); }
+
 void TaskScheduler::allocate(const Allocation& a) {
   State& s = tasks_.at(a.task);
   s.best_before_last = s.best;
@@ -97,7 +99,8 @@ std::vector<double> TaskScheduler::time_shares() const {
 }
 
 int TaskScheduler::warmup_target(size_t task) const {
-  if (!options_.weighted_warmup) return options_.warmup;
+  const int least = std::min(tasks_.at(task).min_warmup, std::max(1, options_.warmup));
+  if (!options_.weighted_warmup) return std::max(options_.warmup, least);
   // Every task a quarter of the warm-up; the rest of all tasks' warm-up
   // shared by their share of the estimated time, at most three times the
   // warm-up each: a task that holds most of the model's time starts with
@@ -106,7 +109,7 @@ int TaskScheduler::warmup_target(size_t task) const {
   const double pool = static_cast<double>(options_.warmup - floor) * static_cast<double>(tasks_.size());
   const std::vector<double> shares = time_shares();
   const int extra = static_cast<int>(std::lround(pool * shares.at(task)));
-  return std::min(floor + extra, 3 * options_.warmup);
+  return std::max(least, std::min(floor + extra, 3 * options_.warmup));
 }
 
 std::optional<TaskScheduler::Allocation> TaskScheduler::next(int chunk) const {
@@ -116,6 +119,12 @@ std::optional<TaskScheduler::Allocation> TaskScheduler::next(int chunk) const {
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   if (options_.weighted_warmup) {
     std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return shares[a] > shares[b]; });
+  }
+  // Every task's minimum before any task's share of the rest.
+  for (size_t i : order) {
+    const int r = room(tasks_[i]);
+    const int least = std::min(tasks_[i].min_warmup, std::max(1, options_.warmup));
+    if (r > 0 && tasks_[i].trials < least) return Allocation{i, std::min(r, least - tasks_[i].trials)};
   }
   for (size_t i : order) {
     const int r = room(tasks_[i]);

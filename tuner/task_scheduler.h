@@ -45,6 +45,10 @@ class TaskScheduler {
   // The task's state so far (cumulative trials, best seconds or +inf), e.g.
   // from the database when resuming.
   void set_state(size_t task, int trials, double best_s);
+  // The task's warm-up is at least this many trials whatever its share of
+  // the time (e.g. its untuned default and one seed of each of its templates:
+  // a template never tried cannot win).
+  void set_min_warmup(size_t task, int trials);
   struct Allocation {
     size_t task;
     int trials;
@@ -89,6 +93,7 @@ class TaskScheduler {
     int last_trials = 0;  // size of the last allocation
     int in_flight = 0;    // allocated, neither completed nor released
     bool exhausted = false;
+    int min_warmup = 0;
   };
   int room(const State& s) const;  // trials it can still take
   std::vector<double> time_shares() const;

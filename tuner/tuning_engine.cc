@@ -422,7 +422,11 @@ void Engine::prepare() {
     std::vector<double> weights;
     for (const TaskState& t : tasks_) weights.push_back(t.task.weight);
     scheduler_ = std::make_unique<TaskScheduler>(weights, o);
-    for (size_t i = 0; i < tasks_.size(); ++i) scheduler_->set_state(i, tasks_[i].trials_before, tasks_[i].best_s);
+    for (size_t i = 0; i < tasks_.size(); ++i) {
+      scheduler_->set_state(i, tasks_[i].trials_before, tasks_[i].best_s);
+      // The untuned default, then a first seed of each template.
+      scheduler_->set_min_warmup(i, 1 + static_cast<int>(tasks_[i].units.size()));
+    }
     // The untuned default of every task first: what the model runs without
     // tuning, and the first trial of its warm-up; in batches of the batch size.
     for (size_t i = 0; i < tasks_.size(); ++i) {
