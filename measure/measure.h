@@ -55,7 +55,10 @@ struct MeasureResult {
   int64_t timestamp = 0;      // unix seconds when measured
 
   bool ok() const { return error == MeasureError::kNone && !costs.empty(); }
-  double mean_cost() const;  // +inf if not ok
+  // The mean of the costs, leaving out repeats over twice the median (with
+  // three repeats or more: an interrupted repeat, not the kernel); +inf if
+  // not ok.
+  double mean_cost() const;
   // How much the repeats disagree: half the p10..p90 range of costs over
   // their median (0.02: +-2%); 0 with fewer than three costs.
   double spread() const;
