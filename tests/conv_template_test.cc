@@ -104,6 +104,47 @@ TEST(Conv2dTemplate, TheNchwTemplateComputesTheRightAnswerOnAwkwardShapes) {
                      6);
 }
 
+// Unblocked input channels without padding read the NCHW input in place:
+// no packed copy in the workspace, the same answer; 1x1 at stride 1 and 2
+// (every other pixel read where it lies), a 3x3 without padding, two images.
+// A tile that runs past the row (a padded width) keeps the copy.
+TEST(Conv2dTemplate, UnblockedChannelsWithoutPaddingReadTheInputInPlace) {
+  const Target t = detect_cpu_target(2);
+  const Template& tmpl = conv2d_cpu_template();
+  struct Case {
+    std::string spec, config;
+    bool in_place;
+  };
+  const std::vector<Case> cases = {
+      {"conv2d(n=1,c=32,h=7,w=7,k=48,r=1,s=1)",
+       "tile_ic=[32,1] tile_oc=[3,16] tile_oh=[7,1] tile_ow=7 ow_block=1 order=[k0,oh0,oh1,ow0,ow1] "
+       "order_reduce=[c0,r,s,c1] unroll=1 fma_order=0 parallel=2",
+       true},
+      {"conv2d(n=2,c=24,h=14,w=13,k=32,r=1,s=1,stride=2)",
+       "tile_ic=[24,1] tile_oc=[2,16] tile_oh=[7,1] tile_ow=7 ow_block=1 order=[k0,oh0,oh1,ow0,ow1] "
+       "order_reduce=[c0,r,s,c1] unroll=0 fma_order=1 parallel=2",
+       true},
+      {"conv2d(n=1,c=8,h=11,w=12,k=16,r=3,s=3,stride=2)",
+       "tile_ic=[8,1] tile_oc=[1,16] tile_oh=[5,1] tile_ow=5 ow_block=1 order=[k0,oh0,oh1,ow0,ow1] "
+       "order_reduce=[r,c0,s,c1] unroll=2 fma_order=0 parallel=2",
+       true},
+      {"conv2d(n=1,c=32,h=7,w=7,k=48,r=1,s=1)",  // tiles of 4 over 7 columns: the copy
+       "tile_ic=[32,1] tile_oc=[3,16] tile_oh=[7,1] tile_ow=4 ow_block=1 order=[k0,oh0,oh1,ow0,ow1] "
+       "order_reduce=[c0,r,s,c1] unroll=1 fma_order=0 parallel=2",
+       false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.spec + " " + c.config);
+    const Workload w = Workload::parse(c.spec);
+    const ConfigSpace space = tmpl.space(w, t);
+    const ir::Program p = tmpl.instantiate(w, t, space, space.parse(c.config));
+    bool copies = false;
+    for (const ir::Buffer& b : p.workspace) copies |= b->name == "data_packed";
+    EXPECT_EQ(copies, !c.in_place);
+    testing::expect_configs_correct(tmpl, c.spec, t, {c.config});
+  }
+}
+
 // It is offered for few input channels only, and first there: a stem conv's
 // untuned default is one of its seeds.
 TEST(Conv2dTemplate, TheNchwTemplateIsForFewInputChannels) {

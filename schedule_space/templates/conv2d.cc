@@ -314,6 +314,17 @@ Stmt accumulate(const RegisterTile& tile, int64_t order,
 }
 
 // Packed-input row and column read by output (oh, ow) at kernel tap (r, s).
+bool no_padding(const Conv2dShape& s) {
+  return s.pad_top == 0 && s.pad_left == 0 && s.pad_bottom == 0 && s.pad_right == 0;
+}
+
+// Every input row and column the tiles read (their padded width included)
+// lies inside the image: the input can be read without a padded copy.
+bool reads_inside(const Conv2dShape& s, const DirectConvSchedule& d) {
+  const PaddedExtent pe = padded_extent(s, d);
+  return pe.hp <= s.h && pe.wp <= s.w;
+}
+
 Expr input_row(const Conv2dShape& s, const Expr& oh, const Expr& r) {
   return oh * s.stride_h + r * s.dilation_h;
 }
@@ -442,8 +453,9 @@ ir::Program direct_conv_program(const std::string& name, const Target& t, const 
 class Conv2dNchwc : public Template {
  public:
   std::string name() const override { return "conv2d_cpu_nchwc"; }
-  // v3: kernel taps that read only padding are skipped.
-  int version() const override { return 3; }
+  // v3: kernel taps that read only padding are skipped. v4: unblocked input
+  // channels without padding read the input in place (no copy).
+  int version() const override { return 4; }
   OpKind op() const override { return OpKind::kConv2d; }
   TargetKind target_kind() const override { return TargetKind::kCpu; }
 
@@ -537,16 +549,28 @@ class Conv2dNchwc : public Template {
       return ir::load(io.weight, {i[0] * kb + i[5], i[1] * cb + i[4], i[2], i[3]});
     });
 
+    const LoopNest red = reduction_nest(reduction_loops(s, space, c), d.unroll);
+    const Expr c0 = red.var("c0"), c1 = red.var("c1"), r = red.var("r"), tap = red.var("s");
+    auto weight = [&](const TileOrigin& o, Expr kk) { return ir::load(wpack, {o.k0, c0, r, tap, c1, kk}); };
+
+    // Input channels not blocked (cb = 1) and no padding: the packed copy
+    // would be the input itself (subsampled where strided), so the tiles
+    // read the NCHW input in place — every read is a broadcast, which needs
+    // no blocked layout — and the copy of the whole input per call is gone.
+    if (cb == 1 && no_padding(shape) && reads_inside(shape, d)) {
+      Stmt compute = output_tiles(s, d, io.out, red, [&](const TileOrigin& o, Expr col, Expr kk) {
+        return ir::load(io.data, {o.n, c0, input_row(shape, o.oh, r), input_col(shape, o.ow + col, tap)}) *
+               weight(o, kk);
+      });
+      return direct_conv_program(name(), t, io, {wpack}, prepare, compute);
+    }
+
     const Buffer dpack = ir::make_buffer("data_packed", {s.n, ci.factor(0), pe.hp, pe.wp, cb});
     Stmt pack = pack_data(
         s, io.data, dpack, d.parallel > 0, [&](Expr block, Expr cc) { return block * cb + cc; },
         subsample ? shape.stride_h : 1, subsample ? shape.stride_w : 1);
-
-    const LoopNest red = reduction_nest(reduction_loops(s, space, c), d.unroll);
-    const Expr c0 = red.var("c0"), c1 = red.var("c1"), r = red.var("r"), tap = red.var("s");
     Stmt compute = output_tiles(s, d, io.out, red, [&](const TileOrigin& o, Expr col, Expr kk) {
-      return ir::load(dpack, {o.n, c0, input_row(s, o.oh, r), input_col(s, o.ow + col, tap), c1}) *
-             ir::load(wpack, {o.k0, c0, r, tap, c1, kk});
+      return ir::load(dpack, {o.n, c0, input_row(s, o.oh, r), input_col(s, o.ow + col, tap), c1}) * weight(o, kk);
     });
     return direct_conv_program(name(), t, io, {wpack, dpack}, prepare, ir::seq({pack, compute}));
   }
