@@ -143,6 +143,18 @@ TEST(Conv2dTemplate, UnblockedChannelsWithoutPaddingReadTheInputInPlace) {
     EXPECT_EQ(copies, !c.in_place);
     testing::expect_configs_correct(tmpl, c.spec, t, {c.config});
   }
+  // Without padding the first seed is such a config (with padding, blocked channels).
+  for (const auto& [spec, in_place] : std::vector<std::pair<std::string, bool>>{
+           {"conv2d(n=1,c=576,h=7,w=7,k=160,r=1,s=1)", true},
+           {"conv2d(n=1,c=64,h=14,w=14,k=64,r=3,s=3,pad=1)", false}}) {
+    SCOPED_TRACE(spec);
+    const Workload w = Workload::parse(spec);
+    const ConfigSpace space = tmpl.space(w, t);
+    const ir::Program p = tmpl.instantiate(w, t, space, tmpl.seed_configs(w, t, space).front());
+    bool copies = false;
+    for (const ir::Buffer& b : p.workspace) copies |= b->name == "data_packed";
+    EXPECT_EQ(copies, !in_place);
+  }
 }
 
 // It is offered for few input channels only, and first there: a stem conv's

@@ -485,10 +485,15 @@ class Conv2dNchwc : public Template {
     const Conv2dShape& s = w.conv2d();
     templates::SeedList seeds(w, t, space, *this);
     const int64_t lanes = std::max(1, t.cpu.vector_lanes);
+    // Without padding, unblocked channels read the input in place (no copy
+    // per call): first (1x1 convs on 7x7-28x28 planes, 2 threads: 42-62 us
+    // against 50-118 us for the same tiles with blocked channels).
+    const std::vector<int64_t> blocks =
+        no_padding(s) ? std::vector<int64_t>{1, lanes} : std::vector<int64_t>{lanes, 1};
     for (auto [ow_reg, kb] : seed_tiles(t, s.out_w(), s.k, 2)) {
       const std::string out = seed_output_text("tile_oc", s, t, kb, ow_reg);
       for (int64_t fma_order : {kVectorsOuter, kColumnsOuter}) {
-        for (int64_t cb : {lanes, int64_t{1}}) {
+        for (int64_t cb : blocks) {
           if (s.c % cb != 0) continue;
           const std::string ic = "tile_ic=" + templates::factors_text({s.c / cb, cb}) + " ";
           if (cb > 1) {
