@@ -55,13 +55,20 @@ std::vector<MeasureResult> Measurer::measure_each(const std::vector<MeasureInput
   return results;
 }
 
+namespace {
+// The median of sorted, non-empty values.
+double median_of_sorted(const std::vector<double>& c) {
+  return c.size() % 2 ? c[c.size() / 2] : (c[c.size() / 2 - 1] + c[c.size() / 2]) / 2;
+}
+}  // namespace
+
 double MeasureResult::spread() const {
   if (costs.size() < 3) return 0;
   std::vector<double> c = costs;
   std::sort(c.begin(), c.end());
   // Nearest-rank percentiles.
   auto at = [&](double q) { return c[std::min(c.size() - 1, static_cast<size_t>(q * static_cast<double>(c.size())))]; };
-  const double median = c.size() % 2 ? c[c.size() / 2] : (c[c.size() / 2 - 1] + c[c.size() / 2]) / 2;
+  const double median = median_of_sorted(c);
   return median > 0 ? (at(0.9) - at(0.1)) / 2 / median : 0;
 }
 
@@ -73,7 +80,7 @@ double MeasureResult::mean_cost() const {
   // repeat of ten once made a winner read 3x its speed. It is left out.
   std::vector<double> c = costs;
   std::sort(c.begin(), c.end());
-  const double median = c.size() % 2 ? c[c.size() / 2] : (c[c.size() / 2 - 1] + c[c.size() / 2]) / 2;
+  const double median = median_of_sorted(c);
   double sum = 0;
   size_t n = 0;
   for (double x : c) {

@@ -118,6 +118,8 @@ class CppEmitter {
   Expr decide(const Expr& cond) const;
   std::optional<std::string> masked_load(const Expr& select);
   std::string even_load(const std::string& buffer, const Linear& base, uint64_t mask);
+  std::string masked_read(const std::string& buffer, const Linear& at, uint64_t mask);
+  bool stride_two(const std::optional<int64_t>& coeff, const BufferInfo& bi) const;
   bool masked_store(const Stmt& guarded);
   std::string index_text(const Linear& l);
   Linear flat_index(const Buffer& b, const std::vector<Expr>& indices);
@@ -342,17 +344,30 @@ std::optional<std::string> CppEmitter::masked_load(const Expr& e) {
   const BufferInfo& bi = info(e->b->buffer);
   const Linear flat = flat_index(e->b->buffer, e->b->indices);
   const std::optional<int64_t> c = flat.coeff_of(vec_var_);
-  const bool strided = c && *c == 2 && vec_width_ >= 4 && vec_width_ <= 16;
+  const bool strided = stride_two(c, bi);
   if (bi.vector_array || !c || (*c != 1 && !strided)) return std::nullopt;
   const std::optional<uint64_t> mask = lane_mask(e->a);
   if (!mask) return std::nullopt;
-  const std::string w = std::to_string(vec_width_);
-  if (*mask == 0) return "kt_splat" + w + "(0.0f)";
+  if (*mask == 0) return "kt_splat" + std::to_string(vec_width_) + "(0.0f)";
   if (strided) return even_load(bi.name, flat.without(vec_var_), *mask);
-  const std::string addr = "&" + bi.name + "[" + index_text(flat.without(vec_var_)) + "]";
-  if (*mask == (uint64_t{1} << vec_width_) - 1) return "kt_load" + w + "(" + addr + ")";
+  return masked_read(bi.name, flat.without(vec_var_), *mask);
+}
+
+// The lanes of mask of the vector at buf[at], zero in the others: a plain
+// load for every lane, a zero vector for none, otherwise a masked load.
+std::string CppEmitter::masked_read(const std::string& buffer, const Linear& at, uint64_t mask) {
+  const std::string w = std::to_string(vec_width_);
+  if (mask == 0) return "kt_splat" + w + "(0.0f)";
+  const std::string addr = "&" + buffer + "[" + index_text(at) + "]";
+  if (mask == (uint64_t{1} << vec_width_) - 1) return "kt_load" + w + "(" + addr + ")";
   masked_.insert(vec_width_);
-  return "kt_maskload" + w + "(" + addr + ", " + std::to_string(*mask) + "u)";
+  return "kt_maskload" + w + "(" + addr + ", " + std::to_string(mask) + "u)";
+}
+
+// A read with stride 2 along the lanes (coefficient 2) that even_load can
+// emit: of a buffer in memory, in vectors of 4 to 16 lanes.
+bool CppEmitter::stride_two(const std::optional<int64_t>& coeff, const BufferInfo& bi) const {
+  return coeff && *coeff == 2 && !bi.vector_array && vec_width_ >= 4 && vec_width_ <= 16;
 }
 
 std::string CppEmitter::vector(const Expr& e0) {
@@ -375,7 +390,7 @@ std::string CppEmitter::vector(const Expr& e0) {
         }
         return "kt_load" + w + "(&" + bi.name + "[" + index_text(base) + "])";
       }
-      if (c && *c == 2 && !bi.vector_array && vec_width_ >= 4 && vec_width_ <= 16) {
+      if (stride_two(c, bi)) {
         // Every other element (a stride-2 window): two vector loads, the second
         // stopping at the last element used, and one two-vector shuffle.
         const uint64_t all = (uint64_t{1} << vec_width_) - 1;
@@ -585,17 +600,11 @@ std::string CppEmitter::even_load(const std::string& buffer, const Linear& base,
     if (element < w) lo |= uint64_t{1} << element;
     else hi |= uint64_t{1} << (element - w);
   }
-  masked_.insert(w);
   evens_.insert(w);
   Linear second = first;
   second.constant += w;
-  const std::string n = std::to_string(w);
-  auto half = [&](const Linear& at, uint64_t m) {
-    if (m == 0) return "kt_splat" + n + "(0.0f)";
-    if (m == (uint64_t{1} << w) - 1) return "kt_load" + n + "(&" + buffer + "[" + index_text(at) + "])";
-    return "kt_maskload" + n + "(&" + buffer + "[" + index_text(at) + "], " + std::to_string(m) + "u)";
-  };
-  return std::string(odd ? "kt_odds" : "kt_evens") + n + "(" + half(first, lo) + ", " + half(second, hi) + ")";
+  return std::string(odd ? "kt_odds" : "kt_evens") + std::to_string(w) + "(" + masked_read(buffer, first, lo) + ", " +
+         masked_read(buffer, second, hi) + ")";
 }
 
 // if (cond) buf[contiguous] = value, with cond known per lane (a row's

@@ -98,8 +98,12 @@ std::vector<double> TaskScheduler::time_shares() const {
   return t;
 }
 
+int TaskScheduler::least_warmup(size_t task) const {
+  return std::min(tasks_.at(task).min_warmup, std::max(1, options_.warmup));
+}
+
 int TaskScheduler::warmup_target(size_t task) const {
-  const int least = std::min(tasks_.at(task).min_warmup, std::max(1, options_.warmup));
+  const int least = least_warmup(task);
   if (!options_.weighted_warmup) return std::max(options_.warmup, least);
   // Every task a quarter of the warm-up; the rest of all tasks' warm-up
   // shared by their share of the estimated time, at most three times the
@@ -123,7 +127,7 @@ std::optional<TaskScheduler::Allocation> TaskScheduler::next(int chunk) const {
   // Every task's minimum before any task's share of the rest.
   for (size_t i : order) {
     const int r = room(tasks_[i]);
-    const int least = std::min(tasks_[i].min_warmup, std::max(1, options_.warmup));
+    const int least = least_warmup(i);
     if (r > 0 && tasks_[i].trials < least) return Allocation{i, std::min(r, least - tasks_[i].trials)};
   }
   for (size_t i : order) {

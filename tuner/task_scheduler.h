@@ -96,6 +96,8 @@ class TaskScheduler {
     int min_warmup = 0;
   };
   int room(const State& s) const;  // trials it can still take
+  // The task's minimum warm-up (set_min_warmup), held to the warm-up.
+  int least_warmup(size_t task) const;
   std::vector<double> time_shares() const;
   TaskSchedulerOptions options_;
   std::vector<State> tasks_;

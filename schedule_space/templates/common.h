@@ -101,16 +101,16 @@ std::optional<std::string> check_register_tile(const CpuTarget& target, int64_t 
 
 // ---- loop nests ----
 
-// An ordered list of loops (outermost first) whose variables a template reads
-// back as expressions before building the body. Loops of extent 1 are not
-// emitted and their variable reads as 0; fused parallel loops read as
-// floordiv/floormod of the fused variable. Build the body only after all
-// add / fuse_parallel calls.
 // for var in 0..extent of kind around body(var); a loop of extent 1
 // vanishes (body(0)).
 ir::Stmt loop_or_single(const std::string& var, int64_t extent, ir::LoopKind kind,
                         const std::function<ir::Stmt(ir::Expr)>& body);
 
+// An ordered list of loops (outermost first) whose variables a template reads
+// back as expressions before building the body. Loops of extent 1 are not
+// emitted and their variable reads as 0; fused parallel loops read as
+// floordiv/floormod of the fused variable. Build the body only after all
+// add / fuse_parallel calls.
 class LoopNest {
  public:
   // Appends a loop inside the ones added before. Variable names must be unique.

@@ -313,7 +313,6 @@ Stmt accumulate(const RegisterTile& tile, int64_t order,
   });
 }
 
-// Packed-input row and column read by output (oh, ow) at kernel tap (r, s).
 bool no_padding(const Conv2dShape& s) {
   return s.pad_top == 0 && s.pad_left == 0 && s.pad_bottom == 0 && s.pad_right == 0;
 }
@@ -325,6 +324,7 @@ bool reads_inside(const Conv2dShape& s, const DirectConvSchedule& d) {
   return pe.hp <= s.h && pe.wp <= s.w;
 }
 
+// Packed-input row and column read by output (oh, ow) at kernel tap (r, s).
 Expr input_row(const Conv2dShape& s, const Expr& oh, const Expr& r) {
   return oh * s.stride_h + r * s.dilation_h;
 }

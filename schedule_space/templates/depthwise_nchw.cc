@@ -20,9 +20,10 @@
 // straight from the NCHW input, as a masked load whose mask drops the lanes
 // that fall into the padding (left or right of the row: an unaligned load
 // there would read the neighbouring row); with stride 2, the even elements of
-// two such loads. A row's cut vector is written with a masked store. The tile's column position is then a constant (the column tiles are
-// unrolled), so every mask is known when the kernel is generated; input rows
-// outside the image are skipped by a test on the row. This drops the plane's
+// two such loads. A row's cut vector is written with a masked store. The
+// tile's column position is then a constant (the column tiles are unrolled),
+// so every mask is known when the kernel is generated; input rows outside the
+// image are skipped by a test on the row. This drops the plane's
 // copy, which on 7x7 and 14x14 planes cost more than the convolution (stores
 // into a buffer that unaligned vector loads read back at once).
 #include <algorithm>
@@ -135,12 +136,9 @@ class DepthwiseConv2dNchw : public Template {
     const int64_t hp = plane_rows(s, d), wp = plane_cols(s, d);
     const Buffer plane = ir::make_buffer("plane", {hp, st, wp}, ir::Scope::kStack);
 
-    LoopNest planes;
-    planes.add("n", s.n);
-    planes.add("k", s.k);
-    planes.fuse_parallel(t.cpu.threads > 1 ? 2 : 0);
+    const LoopNest planes = plane_loops(s, t);
     const Expr n = planes.var("n"), k = planes.var("k");
-    const Expr channel = s.multiplier == 1 ? k : ir::floordiv(k, ir::int_imm(s.multiplier));
+    const Expr channel = input_channel(s, k);
 
     // The padded plane: the image's rows and, per phase, the columns that
     // fall inside it, copied; zeros only around them (a small plane's
@@ -229,6 +227,19 @@ class DepthwiseConv2dNchw : public Template {
     return d;
   }
 
+  // One parallel iteration per output channel's plane.
+  static LoopNest plane_loops(const Conv2dShape& s, const Target& t) {
+    LoopNest planes;
+    planes.add("n", s.n);
+    planes.add("k", s.k);
+    planes.fuse_parallel(t.cpu.threads > 1 ? 2 : 0);
+    return planes;
+  }
+  // The input channel output channel k reads (k / multiplier).
+  static Expr input_channel(const Conv2dShape& s, const Expr& k) {
+    return s.multiplier == 1 ? k : ir::floordiv(k, ir::int_imm(s.multiplier));
+  }
+
   // The masked window (see the top of the file): tiles of tile_y rows x
   // tile_x vectors, the column tiles unrolled (every tap's mask a constant),
   // the row tiles too where the plane has few of them (then the row tests
@@ -240,12 +251,9 @@ class DepthwiseConv2dNchw : public Template {
     const int64_t oh = s.out_h(), ow = s.out_w();
     const int64_t tiles_y = ceil_div(oh, d.tile_y), tiles_x = ceil_div(ow, d.cols());
 
-    LoopNest planes;
-    planes.add("n", s.n);
-    planes.add("k", s.k);
-    planes.fuse_parallel(t.cpu.threads > 1 ? 2 : 0);
+    const LoopNest planes = plane_loops(s, t);
     const Expr n = planes.var("n"), k = planes.var("k");
-    const Expr channel = s.multiplier == 1 ? k : ir::floordiv(k, ir::int_imm(s.multiplier));
+    const Expr channel = input_channel(s, k);
 
     LoopNest tiles;
     tiles.add("ty", tiles_y, tiles_y * tiles_x <= 8 ? LoopKind::kUnrolled : LoopKind::kSerial);
