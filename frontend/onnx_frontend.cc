@@ -217,6 +217,9 @@ class Mapper {
     if (!is_float(n.input(0)) || !is_float(n.input(1))) return not_tunable("MatMul (not float32)"), false;
     Shape a = input_shape(n, 0, m.node), b = input_shape(n, 1, m.node);
     m.a_shape = a, m.b_shape = b;
+    if (a.empty() || b.empty()) {
+      throw Error("node '" + m.node + "' (MatMul): inputs must have at least 1 dimension, got " + shape_text(a) + " x " + shape_text(b));
+    }
     if (a.size() == 1) a.insert(a.begin(), 1);  // [K] -> [1,K]
     if (b.size() == 1) b.push_back(1);          // [K] -> [K,1]
     const int64_t M = a[a.size() - 2], K = a.back(), N = b.back();

@@ -138,6 +138,20 @@ TEST(OnnxFrontendTest, AModelThatCrashesOnnxShapeInferenceIsAnError) {
             onnx_tasks_from_bytes(testing::mixed_model().bytes(), "again.onnx").tasks.size());
 }
 
+// Found by fuzz/fuzz_onnx_model: a MatMul whose input is a scalar (a shape
+// of rank 0) passed shape inference and then read the last dimension of an
+// empty shape. It is an error naming the node.
+TEST(OnnxFrontendTest, AMatMulOfAScalarIsAnError) {
+  OnnxModelBuilder b;
+  b.input("a", {2, 3});
+  b.input("b", {});
+  b.node("MatMul", {"a", "b"}, {"c"}, "mm");
+  b.output("c");
+  const std::string why = error_of([&] { onnx_tasks_from_bytes(b.bytes(), "scalar.onnx"); });
+  EXPECT_NE(why.find("node 'mm'"), std::string::npos) << why;
+  EXPECT_NE(why.find("at least 1 dimension"), std::string::npos) << why;
+}
+
 // --- ONNX's backend test cases ---
 
 const fs::path kOnnxTestData = "/usr/share/libonnx-testdata/data/node";
