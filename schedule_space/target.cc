@@ -190,27 +190,35 @@ std::string Target::describe() const {
 }
 
 void check_target(const Target& t) {
-  auto positive = [](const char* field, int64_t value) {
+  // Bounds far above any real machine, so that the arithmetic of the
+  // templates on these numbers (products of a few of them) cannot overflow
+  // when a target comes from a request or a file.
+  auto within = [](const char* field, int64_t value, int64_t most) {
     if (value <= 0) throw Error(std::string("target: ") + field + " must be positive, got " + std::to_string(value));
+    if (value > most) {
+      throw Error(std::string("target: ") + field + " must be at most " + std::to_string(most) + ", got " +
+                  std::to_string(value));
+    }
   };
+  constexpr int64_t kMostBytes = int64_t{1} << 40;
   if (t.kind == TargetKind::kCuda) {
     const CudaTarget& g = t.cuda;
     if (g.name.empty()) throw Error("target: cuda.name is empty");
-    positive("cuda.cc_major", g.cc_major);
-    positive("cuda.sm_count", g.sm_count);
-    positive("cuda.max_threads_per_block", g.max_threads_per_block);
-    positive("cuda.shared_bytes_per_block", g.shared_bytes_per_block);
-    positive("cuda.registers_per_block", g.registers_per_block);
-    positive("cuda.max_registers_per_thread", g.max_registers_per_thread);
-    positive("cuda.warp_size", g.warp_size);
+    within("cuda.cc_major", g.cc_major, 100);
+    within("cuda.sm_count", g.sm_count, 1 << 16);
+    within("cuda.max_threads_per_block", g.max_threads_per_block, 1 << 16);
+    within("cuda.shared_bytes_per_block", g.shared_bytes_per_block, kMostBytes);
+    within("cuda.registers_per_block", g.registers_per_block, 1 << 24);
+    within("cuda.max_registers_per_thread", g.max_registers_per_thread, 1 << 16);
+    within("cuda.warp_size", g.warp_size, 1024);
     return;
   }
   const CpuTarget& c = t.cpu;
-  positive("cpu.vector_lanes", c.vector_lanes);
-  positive("cpu.threads", c.threads);
-  positive("cpu.l1d_bytes", c.l1d_bytes);
-  positive("cpu.l2_bytes", c.l2_bytes);
-  positive("cpu.l3_bytes", c.l3_bytes);
+  within("cpu.vector_lanes", c.vector_lanes, 256);
+  within("cpu.threads", c.threads, 1 << 16);
+  within("cpu.l1d_bytes", c.l1d_bytes, kMostBytes);
+  within("cpu.l2_bytes", c.l2_bytes, kMostBytes);
+  within("cpu.l3_bytes", c.l3_bytes, kMostBytes);
   if (c.compiler.empty()) throw Error("target: cpu.compiler is empty");
 }
 

@@ -130,6 +130,9 @@ TEST(DeviceDescriptionTest, BadDescriptionsAreRefusedNamingTheField) {
       {with(R"("threads":2)", R"("threads":"two")"), R"(field 'target.cpu.threads': expected an integer, got "two")"},
       {with(R"("threads":2)", R"("threads":4294967296)"), "field 'target.cpu.threads': 4294967296 is out of range"},
       {with(R"("threads":2)", R"("threads":0)"), "device description: target: cpu.threads must be positive, got 0"},
+      // Found by fuzzing the daemon's requests: a thread count this large overflowed a template's seed arithmetic.
+      {with(R"("threads":2)", R"("threads":536881192)"),
+       "device description: target: cpu.threads must be at most 65536, got 536881192"},
       {with(R"("host":"bench-1")", R"("host":1)"), "field 'host': expected a string, got 1"},
       {with(R"(["-O3")", R"(["-O3",5)"), "field 'target.cpu.flags[1]': expected a string, got 5"},
       {with(R"("cpu":{)", R"("cpu":[],"x":{)"), "field 'target.cpu': expected an object, got []"},
