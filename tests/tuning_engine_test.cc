@@ -346,6 +346,53 @@ TEST_F(TuningEngineTest, TheFinalsInterleaveTheFinalistsAndTheDefaultSoAWinnerIs
   EXPECT_EQ(finals, 3);
 }
 
+// A measurer on which one template of an operator is far slower than the
+// other (as a 1x1 conv's GEMM template is on small planes, or its direct
+// template on large ones).
+class OneTemplateBehind : public LocalLike {
+ public:
+  explicit OneTemplateBehind(std::string slow) : slow_(std::move(slow)) {}
+  std::vector<MeasureResult> measure(const std::vector<MeasureInput>& inputs, const MeasureOptions&) override {
+    std::vector<MeasureResult> out;
+    for (const MeasureInput& in : inputs) {
+      MeasureResult r = synthetic(in);
+      if (in.tmpl->name() == slow_) {
+        for (double& c : r.costs) c *= 3;
+      }
+      out.push_back(r);
+    }
+    return out;
+  }
+
+ private:
+  std::string slow_;
+};
+
+TEST_F(TuningEngineTest, AfterTheWarmupAModelsTaskSpendsMostOfItsTrialsOnItsTemplateAhead) {
+  for (const char* slow : {"conv2d_1x1_cpu_gemm", "conv2d_cpu_nchwc"}) {
+    SCOPED_TRACE(slow);
+    std::filesystem::remove(path());
+    auto db = Database::open(path());
+    DatabaseLog log(*db);
+    TuningRequest request = model_request(0);
+    request.tasks = {request.tasks[2]};  // the 1x1 conv: two templates
+    request.options.trials = 40;
+    request.options.seeds = false;  // the search alone decides
+    OneTemplateBehind measurer(slow);
+    TuningResult result = tune(request, measurer, &log);
+    ASSERT_EQ(result.workloads.size(), 1u);
+    const WorkloadResult& w = result.workloads.front();
+    ASSERT_EQ(w.templates.size(), 2u);
+    const TuneSummary& behind = w.templates[0].template_name == slow ? w.templates[0] : w.templates[1];
+    const TuneSummary& ahead = &behind == &w.templates[0] ? w.templates[1] : w.templates[0];
+    EXPECT_EQ(result.trials, 40);
+    EXPECT_GE(behind.trials, 6) << "every third allocation still goes to the template behind";
+    EXPECT_GT(ahead.trials, 2 * behind.trials - 6) << ahead.trials << " against " << behind.trials;
+    ASSERT_TRUE(w.best.has_value());
+    EXPECT_NE(w.best->template_name, slow);
+  }
+}
+
 TEST_F(TuningEngineTest, ABadRequestIsRefusedBeforeAnythingIsMeasured) {
   auto db = Database::open(path());
   DatabaseLog log(*db);

@@ -490,9 +490,14 @@ class Conv2dNchwc : public Template {
     // against 50-118 us for the same tiles with blocked channels).
     const std::vector<int64_t> blocks =
         no_padding(s) ? std::vector<int64_t>{1, lanes} : std::vector<int64_t>{lanes, 1};
+    // Columns outer first: of the pairs of configs that differ only in the
+    // order, measured in the ResNet-18 set and in MobileNetV2 and ResNet-18
+    // tuned as models (GCC 12, Zen 5, 1 and 2 threads), columns outer was
+    // faster in about half, slower in one in eight, and 6-19% faster on
+    // geometric mean.
     for (auto [ow_reg, kb] : seed_tiles(t, s.out_w(), s.k, 2)) {
       const std::string out = seed_output_text("tile_oc", s, t, kb, ow_reg);
-      for (int64_t fma_order : {kVectorsOuter, kColumnsOuter}) {
+      for (int64_t fma_order : {kColumnsOuter, kVectorsOuter}) {
         for (int64_t cb : blocks) {
           if (s.c % cb != 0) continue;
           const std::string ic = "tile_ic=" + templates::factors_text({s.c / cb, cb}) + " ";
