@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/gpu_bench.h"
+#include "cli/model.h"
 #include "db/record_config.h"
 #include "measure/baselines.h"
 #include "measure/bench.h"
@@ -211,7 +212,7 @@ class BenchCommand {
   std::optional<Record> find_or_tune(const Workload& w) {
     std::optional<Record> record = db_->best(w.key(), target_.device_key());
     // A record of an older template version cannot be built by this one:
-    // with --trials, tune again (build_tuned explains it otherwise).
+    // with --trials, tune again (build_tuned_kernel explains it otherwise).
     if ((record && usable(*record)) || args_.trials <= 0) return record;
     if (!measurer_) {
       LocalMeasurerOptions o;
@@ -230,22 +231,6 @@ class BenchCommand {
     return db_->best(w.key(), target_.device_key());
   }
 
-  // The artifact of the record's config, built for this target.
-  std::string build_tuned(const Workload& w, const Record& r, std::string& transforms) {
-    // The resolver also catches a template whose knobs changed without a
-    // version bump, which would silently bench another config.
-    const ResolvedConfig resolved = resolve(r, target_);
-    if (!resolved.ok()) throw Error("the tuned record of " + w.key() + " is not usable: " + resolved.reason + ": tune it again");
-    const ir::Program program = resolved.tmpl->instantiate(w, target_, resolved.space, resolved.config);
-    transforms = describe_timed_transforms(program);
-    BuildResult built = builder_.build(emit_cpp(program), target_.cpu, 300);
-    if (built.error != MeasureError::kNone) {
-      throw Error("the tuned kernel of " + w.key() + " (config #" + std::to_string(r.config_index) +
-                  ") does not build: " + built.message);
-    }
-    return built.artifact_path;
-  }
-
   WorkloadOutcome bench(const Workload& w) {
     WorkloadOutcome o;
     o.workload = w.key();
@@ -258,7 +243,7 @@ class BenchCommand {
       return o;
     }
     std::string transforms;
-    const std::string artifact = build_tuned(w, *o.record, transforms);
+    const std::string artifact = build_tuned_kernel(w, *o.record, target_, builder_, &transforms);
     BenchData data(w);
     std::unique_ptr<Contender> tuned = make_tuned_contender(artifact, data, transforms);
     Baselines baselines = make_baselines(data, threads());

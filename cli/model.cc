@@ -2,7 +2,10 @@
 
 #include <iostream>
 
+#include "db/record_config.h"
 #include "measure/baselines.h"
+#include "measure/bench.h"
+#include "schedule_space/codegen_cpp.h"
 #include "schedule_space/error.h"
 
 namespace ktune::cli {
@@ -16,24 +19,51 @@ ModelTasks load_model(const std::string& path, const std::vector<std::string>& i
   return load_onnx_tasks(path, shapes);
 }
 
-std::optional<std::pair<double, std::string>> vendor_baseline(const Workload& w, int threads) {
+std::string build_tuned_kernel(const Workload& w, const Record& r, const Target& target, const Builder& builder,
+                               std::string* transforms) {
+  // The resolver also catches a template whose knobs changed without a
+  // version bump, which would silently time another config.
+  const ResolvedConfig resolved = resolve(r, target);
+  if (!resolved.ok()) throw Error("the tuned record of " + w.key() + " is not usable: " + resolved.reason + ": tune it again");
+  const ir::Program program = resolved.tmpl->instantiate(w, target, resolved.space, resolved.config);
+  if (transforms) *transforms = describe_timed_transforms(program);
+  BuildResult built = builder.build(emit_cpp(program), target.cpu, 300);
+  if (built.error != MeasureError::kNone) {
+    throw Error("the tuned kernel of " + w.key() + " (config #" + std::to_string(r.config_index) +
+                ") does not build: " + built.message);
+  }
+  return built.artifact_path;
+}
+
+std::optional<VendorTiming> vendor_baseline(const Workload& w, int threads, const std::string& tuned_artifact) {
   try {
     BenchData data(w);
     Baselines b = make_baselines(data, threads);
+    std::unique_ptr<Contender> tuned;
     std::vector<Contender*> contenders;
+    if (!tuned_artifact.empty()) {
+      tuned = make_tuned_contender(tuned_artifact, data, "");
+      contenders.push_back(tuned.get());
+    }
     for (auto& c : b.contenders) contenders.push_back(c.get());
-    if (contenders.empty()) return std::nullopt;
+    if (b.contenders.empty()) return std::nullopt;
     BenchOptions options;
     options.rounds = 5;
+    // Let worker threads of the previous side go idle before each sample.
+    if (threads > 1) options.pause_s = 0.2;
     BenchResult r = run_bench(data, contenders, options);
     if (!r.agree()) {
       std::string text;
       for (const Disagreement& d : r.disagreements) text += (text.empty() ? "" : "; ") + d.who + ": " + d.message;
-      throw Error("a library disagrees with the reference: " + text);
+      throw Error("a side disagrees with the reference: " + text);
     }
     const ContenderTiming* fastest = r.fastest_baseline();
     if (!fastest) return std::nullopt;
-    return std::make_pair(fastest->median_s, fastest->display_name());
+    VendorTiming v;
+    v.vendor_s = fastest->median_s;
+    v.vendor = fastest->display_name();
+    if (tuned) v.tuned_s = r.timings.front().median_s;
+    return v;
   } catch (const Error& e) {
     std::cerr << "vendor baseline for " << w.key() << " skipped: " << e.what() << "\n";
     return std::nullopt;

@@ -79,8 +79,8 @@ int run_report(const ReportArgs& args) {
     const int threads = detect_cpu_target(args.threads).cpu.threads;
     for (ReportTask& t : input.tasks) {
       if (auto b = vendor_baseline(Workload::parse(t.workload_key), threads)) {
-        t.baseline_s = b->first;
-        t.baseline_name = b->second;
+        t.baseline_s = b->vendor_s;
+        t.baseline_name = b->vendor;
       }
     }
   }
