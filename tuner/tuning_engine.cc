@@ -872,6 +872,12 @@ void Engine::end_finals(TaskState& t) {
     if (f.failed ? f.result.error == MeasureError::kNone : f.result.costs.empty()) continue;
     Unit& u = units_[f.unit];
     Record r = make_record(u.spec, f.config, f.result, "final", options_.job);
+    // The untuned default's time from the rounds its successor won in: one
+    // from the search, minutes earlier, may come from a faster spell of the
+    // machine and make the tuned best look slower than what it replaced.
+    if (model() && f.unit == t.units.front() && f.config.index == t.default_index && r.result.ok()) {
+      t.default_s = r.result.mean_cost();
+    }
     if (log_) log_->store(r);
     u.finals.push_back(r);
     u.pool.push_back(std::move(r));
