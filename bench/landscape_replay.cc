@@ -48,7 +48,7 @@ const char* kStrategies[] = {"random", "xgb", "xgb+transfer"};
 int main(int argc, char** argv) {
   CLI::App app("search strategies replayed on recorded landscapes");
   std::string path, features = "curve";
-  int seeds = 20, threads = 2;
+  int seeds = 20, threads = 2, batch_size = ReplayOptions{}.batch_size;
   bool no_recall = false;
   XgbTunerOptions xgb;
   app.add_option("landscapes", path, "landscapes file (bench/landscapes/landscapes.jsonl.gz)")->required();
@@ -57,6 +57,8 @@ int main(int argc, char** argv) {
   app.add_option("--features", features, "xgb feature kind: itervar, curve, knob, itervar+knob");
   app.add_option("--objective", xgb.model.objective, "xgb objective: rank:pairwise or reg:squarederror");
   app.add_option("--warmup", xgb.warmup, "xgb: random configs measured before its own model");
+  app.add_option("--batch-size", batch_size, "configs measured between two trainings of the model (tuning's --batch-size)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--rounds", xgb.model.rounds, "xgb: boosting rounds per training");
   app.add_option("--max-depth", xgb.model.max_depth, "xgb: tree depth");
   app.add_option("--eta", xgb.model.eta, "xgb: learning rate");
@@ -114,6 +116,7 @@ int main(int argc, char** argv) {
             o.base = base;
             o.xgb = xgb;
             o.strategy = kStrategies[s];
+            o.batch_size = batch_size;
             o.seed = static_cast<uint64_t>(seed) + 1;
             o.trials = static_cast<int>(l.configs.size());
             o.stop_at = l.top_seconds(0);
@@ -132,10 +135,10 @@ int main(int argc, char** argv) {
     for (auto& t : pool) t.join();
     if (!failed.empty()) throw Error(failed);
 
-    std::printf("Device: %s; xgb: %s features, %s (%d rounds, depth %d, eta %.2f), warm-up %d, epsilon %.2f, "
+    std::printf("Device: %s; xgb: %s features, %s (%d rounds, depth %d, eta %.2f), warm-up %d, batch %d, epsilon %.2f, "
                 "transfer %s\n\n",
                 set.device.target.device_key().c_str(), features.c_str(), xgb.model.objective.c_str(),
-                xgb.model.rounds, xgb.model.max_depth, xgb.model.eta, xgb.warmup,
+                xgb.model.rounds, xgb.model.max_depth, xgb.model.eta, xgb.warmup, batch_size,
                 xgb.epsilon,
                 (transfer + (same_template ? ", same template" : "") + ", base share " +
                  std::to_string(xgb.base_share).substr(0, 4))
