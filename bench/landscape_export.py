@@ -6,7 +6,8 @@ the replay benchmark reads (bench/landscape_replay.sh):
 
 Line 1: {"format": "ktune-landscapes", "version": 1, "device": <the device
 description the log stored>}. Then one line per (workload, template,
-template version) on that device: {"workload": KEY, "template": NAME,
+template version) on that device, the newest version of each (workload,
+template) only: {"workload": KEY, "template": NAME,
 "version": V, "configs": [[config_index, median_seconds | null,
 error_code], ...]} -- each config once (its first search measurement),
 sorted by index; the median over its timed repeats, null when it failed.
@@ -37,6 +38,12 @@ def main():
         values = json.loads(costs)
         median = statistics.median(values) if error == 0 and values else None
         configs[index] = [index, median, error]
+    # The newest version of each (workload, template): an older one's
+    # kernels are not what this build generates.
+    newest = {}
+    for workload, template, version in units:
+        newest[(workload, template)] = max(version, newest.get((workload, template), version))
+    units = {k: v for k, v in units.items() if k[2] == newest[(k[0], k[1])]}
     with gzip.open(sys.argv[2], "wt", encoding="utf-8", compresslevel=9) as out:
         header = {"format": "ktune-landscapes", "version": 1, "device": json.loads(description)}
         out.write(json.dumps(header, separators=(",", ":")) + "\n")

@@ -7,6 +7,9 @@
 # bench/landscapes/landscapes.jsonl.gz that bench/landscape_replay.sh replays.
 #
 #   bench/landscape_record.sh [SAMPLE] [CPU]   (defaults: 400 configs per unit, CPU 0)
+#   LANDSCAPE_ONLY=REGEX   only the units whose "workload|template" matches (a
+#                          template's new version: its units again; the export
+#                          keeps the newest version of each unit)
 #
 # Pinned to one CPU (taskset) so that whatever else runs on the machine stays
 # off the timed core. Takes about an hour at 400 per unit. Not run by CI.
@@ -33,6 +36,7 @@ units=(
   "batch_matmul(b=12,m=128,n=128,k=64)|batch_matmul_cpu_packed"
 )
 for unit in "${units[@]}"; do
+  [[ -z ${LANDSCAPE_ONLY:-} || $unit =~ $LANDSCAPE_ONLY ]] || continue
   op=${unit%|*} tmpl=${unit#*|}
   echo "== $(date -u +%T) $op with $tmpl" >&2
   taskset -c "$cpu" "$ktune" tune --op "$op" --template "$tmpl" --tuner random --trials "$sample" --threads 1 \

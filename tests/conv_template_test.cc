@@ -108,6 +108,30 @@ TEST(Conv2dTemplate, TheNchwTemplateComputesTheRightAnswerOnAwkwardShapes) {
 // no packed copy in the workspace, the same answer; 1x1 at stride 1 and 2
 // (every other pixel read where it lies), a 3x3 without padding, two images.
 // A tile that runs past the row (a padded width) keeps the copy.
+// On a 7-wide output, 7 columns x 2 vectors and 4 columns x 4 vectors do
+// the same work, but the 4-column tile computes 8 columns, takes a remainder
+// path and cannot read unblocked channels in place: the whole row comes
+// first (every 7x7 winner of ResNet-18 and MobileNetV2 tuned as models had
+// it), and wider outputs keep their largest tile.
+TEST(Conv2dTemplate, TheFirstSeedsTileDividesTheOutputRowWhenItDoesAsMuchWork) {
+  Target t;
+  t.cpu.isa = "avx512";
+  t.cpu.vector_lanes = 16;
+  t.cpu.threads = 2;
+  const Template& tmpl = conv2d_cpu_template();
+  for (auto [spec, ow] : std::vector<std::pair<std::string, int64_t>>{
+           {"conv2d(n=1,c=960,h=7,w=7,k=320,r=1,s=1)", 7},
+           {"conv2d(n=1,c=512,h=7,w=7,k=512,r=3,s=3,pad=1)", 7},
+           {"conv2d(n=1,c=64,h=56,w=56,k=64,r=3,s=3,pad=1)", 14}}) {
+    SCOPED_TRACE(spec);
+    const Workload w = Workload::parse(spec);
+    const ConfigSpace space = tmpl.space(w, t);
+    const std::vector<Config> seeds = tmpl.seed_configs(w, t, space);
+    ASSERT_FALSE(seeds.empty());
+    EXPECT_EQ(space.value(seeds.front(), "tile_ow"), ow);
+  }
+}
+
 TEST(Conv2dTemplate, UnblockedChannelsWithoutPaddingReadTheInputInPlace) {
   const Target t = detect_cpu_target(2);
   const Template& tmpl = conv2d_cpu_template();

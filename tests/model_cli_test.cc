@@ -134,7 +134,9 @@ TEST_F(ModelCliTest, TunesAModelWithinItsBudgetAndARerunResumes) {
     if (task["baseline_s"].is_null()) continue;  // no library for it in this build
     EXPECT_GT(task["tuned_side_by_side_s"].get<double>(), 0) << task.dump();
   }
-  if (!j["vendor_total_s"].is_null()) EXPECT_GT(j["tuned_side_by_side_total_s"].get<double>(), 0) << j.dump();
+  if (!j["vendor_total_s"].is_null()) {
+    EXPECT_GT(j["tuned_side_by_side_total_s"].get<double>(), 0) << j.dump();
+  }
   // The report of the model: its tasks with their weights.
   testing::CommandOutput report = ktune({"report", "--db", path("t.db"), "--model", path("small.onnx"), "--out",
                                          path("r.html")});
