@@ -210,6 +210,24 @@ TEST(Conv1x1Template, IsOfferedFirstForPointwiseConvsOnly) {
             &matmul_cpu_template());
 }
 
+// Reading the input in place was faster in 59 of 66 configs measured both
+// ways: where a seed can, it comes first, even of a narrower tile.
+TEST(Conv1x1Template, SeedsThatReadTheInputInPlaceComeFirst) {
+  Target t;
+  t.cpu.isa = "avx512";
+  t.cpu.vector_lanes = 16;
+  t.cpu.threads = 2;
+  const Template& tmpl = conv2d_1x1_cpu_template();
+  const Workload w = Workload::parse("conv2d(n=1,c=144,h=56,w=56,k=24,r=1,s=1)");
+  const ConfigSpace space = tmpl.space(w, t);
+  const std::vector<Config> seeds = tmpl.seed_configs(w, t, space);
+  ASSERT_GE(seeds.size(), 2u);
+  EXPECT_EQ(space.value(seeds.front(), "pack"), 0) << space.describe(seeds.front());
+  bool packed_later = false;
+  for (const Config& c : seeds) packed_later |= space.value(c, "pack") == 1;
+  EXPECT_TRUE(packed_later);
+}
+
 TEST(Conv1x1Template, PacksTheWeightOnceAndReadsStridedPixelsInPlaceOnlyGathered) {
   const Workload w = Workload::parse("conv2d(n=2,c=16,h=8,w=8,k=16,r=1,s=1,stride=2,pad=0)");
   const Template& t = conv2d_1x1_cpu_template();

@@ -249,6 +249,7 @@ class GemmTemplate : public Template {
     if (tiles.size() > 3) tiles.resize(3);
     const bool threaded = t.cpu.threads > 1;
     templates::SeedList seeds(w, t, space, *this);
+    std::vector<std::string> in_place_first, in_order;
     for (const auto& tile : tiles) {
       // Not a structured binding: lambdas below capture v (clang 14 cannot).
       const int64_t mr = tile.first, v = tile.second;
@@ -337,10 +338,16 @@ class GemmTemplate : public Template {
           // in place, and the packing copies from a compact buffer.
           if (g.strided()) text += " gather=1";
           text += " parallel=" + std::to_string(parallel);
-          seeds.add(text);
+          (g.weight_a && pack == 0 ? in_place_first : in_order).push_back(std::move(text));
         }
       }
     }
+    // A 1x1 conv's seeds that read its input in place come first, whatever
+    // their tile: of the configs measured both ways in three MobileNetV2 and
+    // ResNet-18 runs and the ResNet-18 set, in place was faster in 59 of 66
+    // (0.77-0.92x the time on geomean). For a matmul it is a coin toss.
+    for (const std::string& text : in_place_first) seeds.add(text);
+    for (const std::string& text : in_order) seeds.add(text);
     return seeds.take();
   }
 
