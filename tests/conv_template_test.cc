@@ -252,6 +252,33 @@ TEST(DepthwiseConv2dTemplate, TheMaskedWindowIsOfferedForColumnStridesOneAndTwo)
   for (const Config& c : tmpl.seed_configs(two, t, strided)) EXPECT_EQ(strided.value(c, "window"), 0);
 }
 
+// The masked window's first seed: one vector per row, of the width that
+// pads the output row least (the wider at a tie).
+TEST(DepthwiseConv2dTemplate, TheFirstMaskedSeedIsOneVectorPerRowOfTheLeastPaddedWidth) {
+  Target t;
+  t.cpu.isa = "avx512";
+  t.cpu.vector_lanes = 16;
+  t.cpu.threads = 2;
+  const Template& tmpl = depthwise_conv2d_nchw_cpu_template();
+  for (auto [spec, vec] : std::vector<std::pair<std::string, int64_t>>{
+           {"depthwise_conv2d(n=1,c=960,h=7,w=7,r=3,s=3,pad=1)", 8},
+           {"depthwise_conv2d(n=1,c=144,h=56,w=56,r=3,s=3,pad=1)", 8},
+           {"depthwise_conv2d(n=1,c=192,h=28,w=28,r=3,s=3,pad=1)", 16},
+           {"depthwise_conv2d(n=1,c=96,h=112,w=112,r=3,s=3,stride=2,pad=1)", 8},
+           {"depthwise_conv2d(n=1,c=32,h=112,w=112,r=3,s=3,pad=1)", 16}}) {
+    SCOPED_TRACE(spec);
+    const Workload w = Workload::parse(spec);
+    const ConfigSpace space = tmpl.space(w, t);
+    const std::vector<Config> seeds = tmpl.seed_configs(w, t, space);
+    ASSERT_GE(seeds.size(), 2u);
+    EXPECT_EQ(space.value(seeds.front(), "window"), 1);
+    EXPECT_EQ(space.value(seeds.front(), "tile_x"), 1);
+    EXPECT_EQ(space.value(seeds.front(), "vec"), vec);
+    EXPECT_EQ(space.value(seeds[1], "tile_x"), 1);  // then the other width
+    EXPECT_NE(space.value(seeds[1], "vec"), vec);
+  }
+}
+
 TEST(Conv2dTemplate, ResNetLayerSpaceIsLargeAndMostlyValid) {
   const Template& tmpl = conv2d_cpu_template();
   const Workload w = Workload::parse("conv2d(n=1,c=128,h=28,w=28,k=128,r=3,s=3,stride=1,pad=1)");
