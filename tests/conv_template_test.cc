@@ -12,6 +12,7 @@
 #include "schedule_space/error.h"
 #include "schedule_space/templates/templates.h"
 #include "tests/kernel_check.h"
+#include "tests/landscape.h"
 
 namespace ktune {
 namespace {
@@ -114,10 +115,7 @@ TEST(Conv2dTemplate, TheNchwTemplateComputesTheRightAnswerOnAwkwardShapes) {
 // first (every 7x7 winner of ResNet-18 and MobileNetV2 tuned as models had
 // it), and wider outputs keep their largest tile.
 TEST(Conv2dTemplate, TheFirstSeedsTileDividesTheOutputRowWhenItDoesAsMuchWork) {
-  Target t;
-  t.cpu.isa = "avx512";
-  t.cpu.vector_lanes = 16;
-  t.cpu.threads = 2;
+  const Target t = testing::fixed_avx512_target(2);
   const Template& tmpl = conv2d_cpu_template();
   for (auto [spec, ow] : std::vector<std::pair<std::string, int64_t>>{
            {"conv2d(n=1,c=960,h=7,w=7,k=320,r=1,s=1)", 7},
@@ -255,10 +253,7 @@ TEST(DepthwiseConv2dTemplate, TheMaskedWindowIsOfferedForColumnStridesOneAndTwo)
 // The masked window's first seed: one vector per row, of the width that
 // pads the output row least (the wider at a tie).
 TEST(DepthwiseConv2dTemplate, TheFirstMaskedSeedIsOneVectorPerRowOfTheLeastPaddedWidth) {
-  Target t;
-  t.cpu.isa = "avx512";
-  t.cpu.vector_lanes = 16;
-  t.cpu.threads = 2;
+  const Target t = testing::fixed_avx512_target(2);
   const Template& tmpl = depthwise_conv2d_nchw_cpu_template();
   for (auto [spec, vec] : std::vector<std::pair<std::string, int64_t>>{
            {"depthwise_conv2d(n=1,c=960,h=7,w=7,r=3,s=3,pad=1)", 8},

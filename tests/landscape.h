@@ -25,6 +25,14 @@ inline Target fixed_avx2_target(int threads) {
   return t;
 }
 
+// The same with AVX-512's 16 lanes and 32 vector registers.
+inline Target fixed_avx512_target(int threads) {
+  Target t = fixed_avx2_target(threads);
+  t.cpu.isa = "avx512";
+  t.cpu.vector_lanes = 16;
+  return t;
+}
+
 // Seconds: grows with the distance of every knob's choice from an optimum a
 // third of the way into its choices; 1e-3 at the optimum.
 inline double synthetic_cost(const ConfigSpace& space, const Config& c) {

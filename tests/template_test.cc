@@ -12,6 +12,7 @@
 #include "schedule_space/template.h"
 #include "schedule_space/templates/templates.h"
 #include "tests/kernel_check.h"
+#include "tests/landscape.h"
 
 namespace ktune {
 namespace {
@@ -213,10 +214,7 @@ TEST(Conv1x1Template, IsOfferedFirstForPointwiseConvsOnly) {
 // Reading the input in place was faster in 59 of 66 configs measured both
 // ways: where a seed can, it comes first, even of a narrower tile.
 TEST(Conv1x1Template, SeedsThatReadTheInputInPlaceComeFirst) {
-  Target t;
-  t.cpu.isa = "avx512";
-  t.cpu.vector_lanes = 16;
-  t.cpu.threads = 2;
+  const Target t = testing::fixed_avx512_target(2);
   const Template& tmpl = conv2d_1x1_cpu_template();
   const Workload w = Workload::parse("conv2d(n=1,c=144,h=56,w=56,k=24,r=1,s=1)");
   const ConfigSpace space = tmpl.space(w, t);

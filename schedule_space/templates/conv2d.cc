@@ -207,9 +207,7 @@ std::vector<std::pair<int64_t, int64_t>> seed_tiles(const Target& t, int64_t out
   auto useful = [&](std::pair<int64_t, int64_t> tile) {
     return tile.second * out_w / templates::ceil_div(out_w, tile.first);
   };
-  auto padded = [&](std::pair<int64_t, int64_t> tile) {
-    return templates::ceil_div(out_w, tile.first) * tile.first - out_w;
-  };
+  auto padded = [&](std::pair<int64_t, int64_t> tile) { return templates::round_up(out_w, tile.first) - out_w; };
   std::stable_sort(tiles.begin(), tiles.end(), [&](auto a, auto b) {
     return useful(a) != useful(b) ? useful(a) > useful(b) : padded(a) < padded(b);
   });

@@ -92,7 +92,7 @@ class DepthwiseConv2dNchw : public Template {
       for (int64_t v : {lanes, lanes / 2}) {
         if (v >= 1) widths.push_back(v);
       }
-      auto padding = [&](int64_t v) { return ceil_div(s.out_w(), v) * v - s.out_w(); };
+      auto padding = [&](int64_t v) { return templates::round_up(s.out_w(), v) - s.out_w(); };
       std::stable_sort(widths.begin(), widths.end(), [&](int64_t a, int64_t b) { return padding(a) < padding(b); });
       for (int rank = 0; rank < 3; ++rank) {
         for (int64_t v : widths) {
