@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -90,11 +91,22 @@ struct BufferInfo {
   int64_t width = 0;
 };
 
+// The element pairs that stride-2 window reads load (two vectors from one
+// position, their even or odd elements picked): by the position's text,
+// whether an even pick and an odd pick of it are made.
+struct PairUse {
+  bool even = false, odd = false;
+};
+using PairUses = std::map<std::string, PairUse>;
+
 class CppEmitter {
  public:
-  CppEmitter(const ir::Program& p, CppEmitOptions options) : program_(p), options_(std::move(options)) {}
+  CppEmitter(const ir::Program& p, CppEmitOptions options, PairUses known = {})
+      : program_(p), options_(std::move(options)), known_pairs_(std::move(known)) {}
 
   std::string emit();
+  // What a finished emit() loaded for stride-2 windows (see window_even_load).
+  const PairUses& pair_uses() const { return pair_uses_; }
 
  private:
   // statements
@@ -118,6 +130,11 @@ class CppEmitter {
   Expr decide(const Expr& cond) const;
   std::optional<std::string> masked_load(const Expr& select);
   std::string even_load(const std::string& buffer, const Linear& base, uint64_t mask);
+  std::string window_even_load(const BufferInfo& bi, const Linear& base, const Expr& cond, uint64_t mask);
+  std::string pair_pick(const BufferInfo& bi, const Linear& first, int64_t odd,
+                        const std::function<bool(int64_t)>& own_lane);
+  std::optional<bool> lane_holds(const Expr& cond, int64_t lane);
+  bool provably_inside(const Linear& at, const BufferInfo& bi) const;
   std::string masked_read(const std::string& buffer, const Linear& at, uint64_t mask);
   bool stride_two(const std::optional<int64_t>& coeff, const BufferInfo& bi) const;
   bool masked_store(const Stmt& guarded);
@@ -128,7 +145,14 @@ class CppEmitter {
 
   void decide_register_layout(const Stmt& alloc);
 
-  void line(const std::string& text) { body_ << std::string(2 * indent_, ' ') << text << "\n"; }
+  void line(const std::string& text) {
+    // A line shallower than a value's declaration closed its scope.
+    for (auto it = hoisted_.begin(); it != hoisted_.end();) {
+      it = it->second.second > indent_ ? hoisted_.erase(it) : std::next(it);
+    }
+    body_ << std::string(2 * indent_, ' ') << text << "\n";
+  }
+  std::string hoist(const std::string& value);
   [[noreturn]] void fail(const std::string& what) const {
     throw Error("emit_cpp: program '" + program_.name + "': " + what);
   }
@@ -153,6 +177,14 @@ class CppEmitter {
   std::set<int64_t> transposes_;  // widths whose in-register transpose is used
   std::set<int64_t> masked_;      // widths whose masked load and store are used
   std::set<int64_t> evens_;       // widths whose even-lane pick (stride-2 loads) is used
+  std::set<int64_t> aligns_;      // widths whose lane shift and lane zeroing are used
+  PairUses known_pairs_;          // from a first emission of the same program
+  PairUses pair_uses_;            // this emission's
+  // Vector values of read-only buffers declared once in the current scope
+  // (hoist): by their text, their name and the indent of their declaration.
+  std::map<std::string, std::pair<std::string, int>> hoisted_;
+  int hoisted_count_ = 0;
+  int in_conditional_ = 0;        // inside a branch of a ? : (nothing is hoisted from there)
   int transposed_writes_ = 0;     // names the temporaries of each
 };
 
@@ -349,8 +381,130 @@ std::optional<std::string> CppEmitter::masked_load(const Expr& e) {
   const std::optional<uint64_t> mask = lane_mask(e->a);
   if (!mask) return std::nullopt;
   if (*mask == 0) return "kt_splat" + std::to_string(vec_width_) + "(0.0f)";
-  if (strided) return even_load(bi.name, flat.without(vec_var_), *mask);
+  if (strided) return window_even_load(bi, flat.without(vec_var_), e->a, *mask);
   return masked_read(bi.name, flat.without(vec_var_), *mask);
+}
+
+// cond at one lane of the vectorized loop, which may lie outside the vector
+// (the window's validity there); nullopt where that is not known here.
+std::optional<bool> CppEmitter::lane_holds(const Expr& cond, int64_t lane) {
+  std::map<std::string, int64_t> lane_consts = consts_;
+  lane_consts[vec_var_] = lane;
+  const Expr c = decide(substitute(cond, lane_consts));
+  if (c->kind != ExprKind::kIntImm) return std::nullopt;
+  return c->int_value != 0;
+}
+
+// value (a vector computed from read-only buffers alone) as a constant of
+// the current scope, declared where it is first used: a register tile's
+// statements then compute a window read that several of them share once
+// (the compiler does not always find that itself across a large unrolled
+// tile). Inside a branch of a conditional, where the value may not be
+// computable (a row outside the image), only one declared before is reused.
+std::string CppEmitter::hoist(const std::string& value) {
+  auto it = hoisted_.find(value);
+  if (it != hoisted_.end()) return it->second.first;
+  if (in_conditional_ > 0) return value;
+  const std::string name = "kt_v" + std::to_string(hoisted_count_++);
+  line("const " + vec_type(vec_width_) + " " + name + " = " + value + ";");
+  hoisted_.emplace(value, std::make_pair(name, indent_));
+  return name;
+}
+
+// True if buf[at] lies inside the buffer for every value of the enclosing
+// loops' variables.
+bool CppEmitter::provably_inside(const Linear& at, const BufferInfo& bi) const {
+  int64_t size = 1;
+  for (int64_t d : bi.shape) size *= d;
+  int64_t lo = at.constant, hi = at.constant;
+  for (const Linear::Term& term : at.terms) {
+    if (term.expr->kind != ExprKind::kVar) return false;
+    auto it = extents_.find(term.expr->var_name);
+    if (it == extents_.end() || it->second < 1) return false;
+    const int64_t last = term.coeff * (it->second - 1);
+    lo += std::min<int64_t>(0, last);
+    hi += std::max<int64_t>(0, last);
+  }
+  return lo >= 0 && hi < size;
+}
+
+// The even (odd = 0) or odd elements of the two vectors at buf[first], not
+// zeroed: each vector loaded with the elements that own_lane says the pick
+// uses (lane l is element 2 l + odd) and every other element that lies
+// inside the buffer whatever the loop variables are. Every read of the same
+// position then loads the same vectors with the same masks, whatever its
+// tap: the compiler loads each pair once per tile, and a stride-2 window's
+// even and odd taps share it.
+std::string CppEmitter::pair_pick(const BufferInfo& bi, const Linear& first, int64_t odd,
+                                  const std::function<bool(int64_t)>& own_lane) {
+  const int64_t w = vec_width_;
+  uint64_t element[2] = {0, 0};
+  for (int64_t e = 0; e < 2 * w; ++e) {
+    Linear at = first;
+    at.constant += e;
+    const bool own = (e - odd) % 2 == 0 && e >= odd && own_lane((e - odd) / 2);
+    if (own || provably_inside(at, bi)) element[e / w] |= uint64_t{1} << (e % w);
+  }
+  evens_.insert(w);
+  PairUse& use = pair_uses_[bi.name + "[" + index_text(first) + "]"];
+  (odd ? use.odd : use.even) = true;
+  Linear second = first;
+  second.constant += w;
+  const std::string pick = std::string(odd ? "kt_odds" : "kt_evens") + std::to_string(w) + "(" +
+                           masked_read(bi.name, first, element[0]) + ", " +
+                           masked_read(bi.name, second, element[1]) + ")";
+  return bi.writable ? pick : hoist(pick);
+}
+
+// A stride-2 window read, select(cond, buf[base + 2 l], 0) for the lanes l
+// of mask: the even or odd elements of a pair of vectors (pair_pick), the
+// lanes outside mask zeroed. A read of the odd elements one position left
+// of a pair that the other taps read (a 3x3 stride-2 window's left tap,
+// whose own pair no even tap loads) is that pair's odd pick shifted one
+// lane up, its first lane the last of the pair one vector to the left
+// (which the vector to the left reads): a lane shift in place of two more
+// loads and a two-vector shuffle. Which pairs the other taps read comes from
+// a first emission of the program (known_pairs_).
+std::string CppEmitter::window_even_load(const BufferInfo& bi, const Linear& base, const Expr& cond,
+                                         uint64_t mask) {
+  const int64_t w = vec_width_;
+  const uint64_t all = (uint64_t{1} << w) - 1;
+  if (mask == 0) return "kt_splat" + std::to_string(w) + "(0.0f)";
+  auto valid = [&](int64_t lane) {
+    if (lane >= 0 && lane < w) return (mask >> lane & 1) != 0;
+    return lane_holds(cond, lane).value_or(false);
+  };
+  Linear first = base;
+  first.constant -= first.constant & 1;
+  const int64_t odd = first.divisible_by(2) && base.constant % 2 != 0 ? 1 : 0;
+  if (!odd) first = base;
+  std::string value;
+  bool shifted = false;
+  if (odd) {
+    Linear up = first, left = first;
+    up.constant += 2;
+    left.constant += 2 - 2 * w;
+    auto known = [&](const Linear& at) { return known_pairs_.find(bi.name + "[" + index_text(at) + "]"); };
+    const auto own = known(first), right = known(up), before = known(left);
+    const bool own_even = own != known_pairs_.end() && own->second.even;
+    const bool need_left = (mask & 1) != 0;
+    if (!own_even && right != known_pairs_.end() && (!need_left || before != known_pairs_.end())) {
+      // Lane l is element 2 l - 1 of the pair at `up`: lane l - 1 of its odd
+      // pick, and lane 0 the last odd element of the pair one vector left.
+      const std::string hi = pair_pick(bi, up, 1, [&](int64_t l) { return valid(l + 1); });
+      const std::string lo = need_left ? pair_pick(bi, left, 1, [&](int64_t l) { return valid(l - w + 1); })
+                                       : "kt_splat" + std::to_string(w) + "(0.0f)";
+      aligns_.insert(w);
+      value = "kt_alignr" + std::to_string(w) + "(" + hi + ", " + lo + ", " + std::to_string(w - 1) + ")";
+      shifted = true;
+    }
+  }
+  if (!shifted) value = pair_pick(bi, first, odd, valid);
+  if (mask != all) {
+    aligns_.insert(w);
+    value = "kt_zero" + std::to_string(w) + "(" + value + ", " + std::to_string(mask) + "u)";
+  }
+  return bi.writable || (!shifted && mask == all) ? value : hoist(value);
 }
 
 // The lanes of mask of the vector at buf[at], zero in the others: a plain
@@ -418,7 +572,10 @@ std::string CppEmitter::vector(const Expr& e0) {
       {
         const Expr c = decide(e->a);
         if (c->kind == ExprKind::kIntImm) return vector(c->int_value != 0 ? e->b : e->c);
-        return "(" + scalar(c) + " ? " + vector(e->b) + " : " + vector(e->c) + ")";
+        ++in_conditional_;
+        const std::string taken = vector(e->b), other = vector(e->c);
+        --in_conditional_;
+        return "(" + scalar(c) + " ? " + taken + " : " + other + ")";
       }
     default:
       return gather(e);
@@ -1012,9 +1169,51 @@ std::string mask_helpers(int64_t w) {
   return os.str();
 }
 
-std::string helpers(const std::set<int64_t>& widths, const std::set<int64_t>& transposes,
-                    const std::set<int64_t>& masked, const std::set<int64_t>& evens) {
+// kt_alignr<w>(hi, lo, n): lanes n.. of lo followed by hi's first ones (lane
+// l is element l + n of lo:hi); kt_zero<w>(v, m): v with the lanes whose bit
+// of m is clear set to zero. AVX-512 valignd and a zero-masked move where
+// the compiler targets AVX-512, otherwise the generic shuffle and lane loop.
+std::string align_helpers(int64_t w) {
+  const std::string t = vec_type(w), n = std::to_string(w);
+  std::string avx512 = w == 16 ? "defined(__AVX512F__)" : "defined(__AVX512F__) && defined(__AVX512VL__)";
+  const std::string reg = w == 16 ? "__m512" : w == 8 ? "__m256" : "__m128";
+  const std::string ireg = w == 16 ? "__m512i" : w == 8 ? "__m256i" : "__m128i";
+  const std::string suffix = w == 16 ? "512" : w == 8 ? "256" : "";
+  const std::string mask_type = w == 16 ? "__mmask16" : "__mmask8";
+  const bool intrinsics = w == 4 || w == 8 || w == 16;
   std::ostringstream os;
+  os << "#define kt_alignr" << n << "(hi, lo, n) kt_alignr" << n << "_(hi, lo, n)\n";
+  os << "#if " << (intrinsics ? avx512 : "0") << "\n";
+  if (intrinsics) {
+    // The zero-masking form with every lane taken: the plain one starts from
+    // an undefined vector, which GCC 12 warns of as used uninitialized.
+    os << "#define kt_alignr" << n << "_(hi, lo, n) ((" << t << ")_mm" << suffix << "_maskz_alignr_epi32(("
+       << mask_type << ")" << (w == 16 ? "0xffff" : w == 8 ? "0xff" : "0xf") << ", (" << ireg << ")(hi), ("
+       << ireg << ")(lo), (n)))\n"
+       << "static inline " << t << " kt_zero" << n << "(" << t << " v, unsigned m) { return (" << t << ")_mm"
+       << suffix << "_maskz_mov_ps((" << mask_type << ")m, (" << reg << ")v); }\n";
+  }
+  os << "#else\n"
+     << "static inline " << t << " kt_alignr" << n << "_(" << t << " hi, " << t << " lo, int n) {\n"
+     << "  " << t << " v;\n"
+     << "  for (int i = 0; i < " << n << "; ++i) v[i] = i + n < " << n << " ? lo[i + n] : hi[i + n - " << n << "];\n"
+     << "  return v;\n"
+     << "}\n"
+     << "static inline " << t << " kt_zero" << n << "(" << t << " v, unsigned m) {\n"
+     << "  for (int i = 0; i < " << n << "; ++i) if (!(m >> i & 1u)) v[i] = 0.0f;\n"
+     << "  return v;\n"
+     << "}\n"
+     << "#endif\n";
+  return os.str();
+}
+
+std::string helpers(const std::set<int64_t>& widths, const std::set<int64_t>& transposes,
+                    const std::set<int64_t>& masked, const std::set<int64_t>& evens,
+                    const std::set<int64_t>& aligns) {
+  std::ostringstream os;
+  if (!aligns.empty() && masked.empty()) {
+    os << "#if defined(__x86_64__) || defined(__i386__)\n#include <immintrin.h>\n#endif\n";
+  }
   if (!masked.empty()) {
     os << "#if defined(__x86_64__) || defined(__i386__)\n#include <immintrin.h>\n#endif\n"
        << "#if defined(__AVX2__)\n"
@@ -1071,6 +1270,7 @@ std::string helpers(const std::set<int64_t>& widths, const std::set<int64_t>& tr
       for (int64_t i = 0; i < w; ++i) os << ", " << 2 * i + 1;
       os << "); }\n";
     }
+    if (aligns.count(w)) os << align_helpers(w);
   }
   return os.str();
 }
@@ -1164,7 +1364,7 @@ std::string CppEmitter::emit() {
      << "// they never cross an ABI boundary.\n"
      << "#pragma GCC diagnostic ignored \"-Wpsabi\"\n"
      << "#endif\n";
-  os << "\n" << helpers(widths_, transposes_, masked_, evens_) << "\n";
+  os << "\n" << helpers(widths_, transposes_, masked_, evens_, aligns_) << "\n";
   if (!options_.threads_hook.empty()) os << "extern \"C\" int " << options_.threads_hook << "(int tuned);\n\n";
   if (p.prepare) os << prepare_fn << "\n";
   os << run_fn << "\n";
@@ -1185,10 +1385,17 @@ std::string CppEmitter::emit() {
 
 }  // namespace
 
-std::string emit_cpp(const ir::Program& program) { return CppEmitter(program, CppEmitOptions{}).emit(); }
+std::string emit_cpp(const ir::Program& program) { return emit_cpp(program, CppEmitOptions{}); }
 
+// Twice where the program has stride-2 window reads: the first emission
+// finds the element pairs the window's taps load, the second reads a left
+// tap's odd elements from its neighbours' pairs (window_even_load).
 std::string emit_cpp(const ir::Program& program, const CppEmitOptions& options) {
-  return CppEmitter(program, options).emit();
+  CppEmitter first(program, options);
+  std::string code = first.emit();
+  const PairUses& uses = first.pair_uses();
+  if (std::none_of(uses.begin(), uses.end(), [](const auto& u) { return u.second.odd; })) return code;
+  return CppEmitter(program, options, uses).emit();
 }
 
 }  // namespace ktune

@@ -303,6 +303,50 @@ TEST(CodegenTest, StrideTwoReadsAreTwoVectorLoadsThatStopAtTheLastElementUsed) {
   munmap(mem, 2 * page);
 }
 
+// A 3x3 stride-2 window over a row, padded by one on each side (the taps
+// read columns 2j - 1, 2j and 2j + 1, zero outside the row): the middle and
+// right taps pick the even and odd elements of one pair of vectors, loaded
+// once, and the left tap is the right tap's pick shifted one lane, not a
+// third pair of loads. Nothing outside the row is read: the row of 31
+// elements is placed against an unreadable page on either side.
+TEST(CodegenTest, AStrideTwoWindowsTapsShareOnePairOfLoads) {
+  constexpr int kWidth = 31;
+  Buffer a = make_buffer("A", {kWidth}), c = make_buffer("C", {16});
+  Expr j = var("j");
+  auto tap = [&](int64_t s) {
+    const Expr col = j * 2 + (s - 1);
+    return select(logical_and(le(int_imm(0), col), lt(col, int_imm(kWidth))), load(a, {col}), float_imm(0.0f));
+  };
+  Program p;
+  p.name = "window_stride_two";
+  p.params = {a, c};
+  p.body = for_loop("j", 16, LoopKind::kVectorized, store(c, {j}, tap(0) + tap(1) * float_imm(2.0f) + tap(2) * float_imm(4.0f)));
+  const std::string src = emit_cpp(p);
+  EXPECT_EQ(count(src, "= kt_zero16(kt_alignr16(kt_v"), 1u) << src;  // the left tap
+  EXPECT_EQ(count(src, "= kt_odds16(kt_load16(&A[0])"), 1u) << src;  // the right tap's pick, shared with the left tap
+  EXPECT_EQ(count(src, "= kt_evens16(kt_load16(&A[0])"), 1u) << src;  // the middle tap
+  const long page = sysconf(_SC_PAGESIZE);
+  for (bool at_start : {false, true}) {
+    char* mem = static_cast<char*>(mmap(nullptr, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(mem, MAP_FAILED);
+    ASSERT_EQ(mprotect(mem, page, PROT_NONE), 0);
+    ASSERT_EQ(mprotect(mem + 2 * page, page, PROT_NONE), 0);
+    float* in = at_start ? reinterpret_cast<float*>(mem + page) : reinterpret_cast<float*>(mem + 2 * page) - kWidth;
+    for (int i = 0; i < kWidth; ++i) in[i] = static_cast<float>(i * 5 % 11) - 3.0f;
+    testing::KernelLibrary lib(src);
+    std::vector<float> out(16, std::nanf(""));
+    const float* inputs[] = {in};
+    lib.loaded().prepare(inputs);
+    lib.loaded().run(inputs, out.data());
+    auto at = [&](int x) { return x >= 0 && x < kWidth ? in[x] : 0.0f; };
+    for (int x = 0; x < 16; ++x) {
+      EXPECT_EQ(out[static_cast<size_t>(x)], at(2 * x - 1) + at(2 * x) * 2.0f + at(2 * x + 1) * 4.0f)
+          << "lane " << x << (at_start ? " (row at a page's start)" : " (row at a page's end)");
+    }
+    munmap(mem, 3 * page);
+  }
+}
+
 // Conditions that the loops' bounds decide are not tested at run time: the
 // tile rows that never reach the edge lose their test, the others keep it.
 TEST(CodegenTest, ConditionsTheLoopBoundsDecideAreFoldedAway) {

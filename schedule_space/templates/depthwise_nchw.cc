@@ -295,10 +295,31 @@ class DepthwiseConv2dNchw : public Template {
       });
       return oh % d.tile_y == 0 ? vectors : ir::if_then_else(ir::lt(y0 + row, ir::int_imm(oh)), vectors);
     });
+    // With a column stride of 2 and every tap unrolled, the tile goes row by
+    // row (each output row's taps, then the next row's): the code generator
+    // loads each pair of input vectors once and picks its even and odd
+    // elements for the taps that share it, and output rows 2 apart in the
+    // input share a row; row by row, those values are used again right after
+    // they are made, not a whole tile later (which would hold them all in
+    // registers at once and spill).
+    Stmt compute;
+    if (s.stride_w == 2 && d.unroll >= 2) {
+      Stmt by_rows = templates::loop_or_single("acc_i", d.tile_y, LoopKind::kUnrolled, [&](Expr row) {
+        return taps.wrap(templates::loop_or_single("acc_jv", d.tile_x, LoopKind::kUnrolled, [&](Expr jv) {
+          return templates::loop_or_single("acc_jl", d.vec, LoopKind::kVectorized, [&](Expr jl) {
+            const Expr col = jv * ir::int_imm(d.vec) + jl;
+            return ir::accumulate(tile.acc, {row, col}, product(row, col));
+          });
+        }));
+      });
+      compute = ir::allocate(tile.acc, ir::seq({tile.zero(), by_rows, write}));
+    } else {
+      compute = tile.compute(taps, product, write);
+    }
     ir::Program p;
     p.name = name();
     p.params = params;
-    p.body = planes.wrap(tiles.wrap(tile.compute(taps, product, write)));
+    p.body = planes.wrap(tiles.wrap(compute));
     p.threads = t.cpu.threads;
     return p;
   }
