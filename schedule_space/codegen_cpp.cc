@@ -135,6 +135,8 @@ class CppEmitter {
                         const std::function<bool(int64_t)>& own_lane);
   std::optional<bool> lane_holds(const Expr& cond, int64_t lane);
   bool provably_inside(const Linear& at, const BufferInfo& bi) const;
+  std::optional<std::pair<int64_t, int64_t>> bounds(const Linear& l) const;
+  std::string pair_key(const BufferInfo& bi, const Linear& at) { return bi.name + "[" + index_text(at) + "]"; }
   std::string masked_read(const std::string& buffer, const Linear& at, uint64_t mask);
   bool stride_two(const std::optional<int64_t>& coeff, const BufferInfo& bi) const;
   bool masked_store(const Stmt& guarded);
@@ -332,15 +334,9 @@ Expr CppEmitter::decide(const Expr& cond) const {
       Linear d = ir::linearize(cond->a);
       d.add(ir::linearize(cond->b), -1);
       d.drop_zeros();
-      int64_t lo = d.constant, hi = d.constant;  // bounds of a - b
-      for (const Linear::Term& term : d.terms) {
-        if (term.expr->kind != ExprKind::kVar) return cond;
-        auto it = extents_.find(term.expr->var_name);
-        if (it == extents_.end() || it->second < 1) return cond;
-        const int64_t last = term.coeff * (it->second - 1);
-        lo += std::min<int64_t>(0, last);
-        hi += std::max<int64_t>(0, last);
-      }
+      const std::optional<std::pair<int64_t, int64_t>> range = bounds(d);  // of a - b
+      if (!range) return cond;
+      const auto [lo, hi] = *range;
       const bool lt = cond->op == BinaryOp::kLT;
       if (lt ? hi < 0 : hi <= 0) return ir::int_imm(1);
       if (lt ? lo >= 0 : lo > 0) return ir::int_imm(0);
@@ -354,13 +350,11 @@ Expr CppEmitter::decide(const Expr& cond) const {
 // The lanes for which cond holds, when that is known here: cond depends on
 // no variable but the vectorized one and unrolled loops' (constants here).
 std::optional<uint64_t> CppEmitter::lane_mask(const Expr& cond) {
-  std::map<std::string, int64_t> lane_consts = consts_;
   uint64_t mask = 0;
   for (int64_t lane = 0; lane < vec_width_; ++lane) {
-    lane_consts[vec_var_] = lane;
-    const Expr c = decide(substitute(cond, lane_consts));
-    if (c->kind != ExprKind::kIntImm) return std::nullopt;
-    if (c->int_value != 0) mask |= uint64_t{1} << lane;
+    const std::optional<bool> holds = lane_holds(cond, lane);
+    if (!holds) return std::nullopt;
+    if (*holds) mask |= uint64_t{1} << lane;
   }
   return mask;
 }
@@ -383,6 +377,17 @@ std::optional<std::string> CppEmitter::masked_load(const Expr& e) {
   if (*mask == 0) return "kt_splat" + std::to_string(vec_width_) + "(0.0f)";
   if (strided) return window_even_load(bi, flat.without(vec_var_), e->a, *mask);
   return masked_read(bi.name, flat.without(vec_var_), *mask);
+}
+
+// Where a stride-2 read of buf[base + 2 l] takes its pair of vectors, and
+// which elements of it: base itself, even elements; where base is odd
+// whatever the variables are, base - 1, odd elements (a window one column to
+// the right of an even one then reads the same two vectors).
+std::pair<Linear, int64_t> pair_of(const Linear& base) {
+  Linear first = base;
+  first.constant -= first.constant & 1;
+  if (first.divisible_by(2) && base.constant % 2 != 0) return {first, 1};
+  return {base, 0};
 }
 
 // cond at one lane of the vectorized loop, which may lie outside the vector
@@ -416,16 +421,24 @@ std::string CppEmitter::hoist(const std::string& value) {
 bool CppEmitter::provably_inside(const Linear& at, const BufferInfo& bi) const {
   int64_t size = 1;
   for (int64_t d : bi.shape) size *= d;
-  int64_t lo = at.constant, hi = at.constant;
-  for (const Linear::Term& term : at.terms) {
-    if (term.expr->kind != ExprKind::kVar) return false;
+  const std::optional<std::pair<int64_t, int64_t>> range = bounds(at);
+  return range && range->first >= 0 && range->second < size;
+}
+
+// The least and greatest value of l over the enclosing loops' variables
+// (each from 0 to its extent - 1); nullopt if l has a term that is not such
+// a variable.
+std::optional<std::pair<int64_t, int64_t>> CppEmitter::bounds(const Linear& l) const {
+  int64_t lo = l.constant, hi = l.constant;
+  for (const Linear::Term& term : l.terms) {
+    if (term.expr->kind != ExprKind::kVar) return std::nullopt;
     auto it = extents_.find(term.expr->var_name);
-    if (it == extents_.end() || it->second < 1) return false;
+    if (it == extents_.end() || it->second < 1) return std::nullopt;
     const int64_t last = term.coeff * (it->second - 1);
     lo += std::min<int64_t>(0, last);
     hi += std::max<int64_t>(0, last);
   }
-  return lo >= 0 && hi < size;
+  return std::make_pair(lo, hi);
 }
 
 // The even (odd = 0) or odd elements of the two vectors at buf[first], not
@@ -446,7 +459,7 @@ std::string CppEmitter::pair_pick(const BufferInfo& bi, const Linear& first, int
     if (own || provably_inside(at, bi)) element[e / w] |= uint64_t{1} << (e % w);
   }
   evens_.insert(w);
-  PairUse& use = pair_uses_[bi.name + "[" + index_text(first) + "]"];
+  PairUse& use = pair_uses_[pair_key(bi, first)];
   (odd ? use.odd : use.even) = true;
   Linear second = first;
   second.constant += w;
@@ -474,17 +487,14 @@ std::string CppEmitter::window_even_load(const BufferInfo& bi, const Linear& bas
     if (lane >= 0 && lane < w) return (mask >> lane & 1) != 0;
     return lane_holds(cond, lane).value_or(false);
   };
-  Linear first = base;
-  first.constant -= first.constant & 1;
-  const int64_t odd = first.divisible_by(2) && base.constant % 2 != 0 ? 1 : 0;
-  if (!odd) first = base;
+  const auto [first, odd] = pair_of(base);
   std::string value;
   bool shifted = false;
   if (odd) {
     Linear up = first, left = first;
     up.constant += 2;
     left.constant += 2 - 2 * w;
-    auto known = [&](const Linear& at) { return known_pairs_.find(bi.name + "[" + index_text(at) + "]"); };
+    auto known = [&](const Linear& at) { return known_pairs_.find(pair_key(bi, at)); };
     const auto own = known(first), right = known(up), before = known(left);
     const bool own_even = own != known_pairs_.end() && own->second.even;
     const bool need_left = (mask & 1) != 0;
@@ -746,10 +756,7 @@ void CppEmitter::vector_store(const Stmt& s) {
 // reads the same two vectors (a stride-2 kernel's neighbouring taps).
 std::string CppEmitter::even_load(const std::string& buffer, const Linear& base, uint64_t mask) {
   const int64_t w = vec_width_;
-  Linear first = base;
-  first.constant -= first.constant & 1;
-  const int64_t odd = first.divisible_by(2) && base.constant % 2 != 0 ? 1 : 0;
-  if (!odd) first = base;
+  const auto [first, odd] = pair_of(base);
   uint64_t lo = 0, hi = 0;  // element masks of the two vectors
   for (int64_t l = 0; l < w; ++l) {
     if (!(mask >> l & 1)) continue;

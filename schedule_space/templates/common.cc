@@ -232,13 +232,15 @@ Stmt loop_or_single(const std::string& var, int64_t extent, LoopKind kind,
   return ir::for_loop(var, extent, kind, body(ir::var(var)));
 }
 
-Stmt RegisterTile::for_each(const std::function<Stmt(Expr row, Expr col)>& f) const {
-  return loop_or_single(prefix + "_i", rows, LoopKind::kUnrolled, [&](Expr row) {
-    return loop_or_single(prefix + "_jv", cols / lanes, LoopKind::kUnrolled, [&](Expr jv) {
-      return loop_or_single(prefix + "_jl", lanes, LoopKind::kVectorized,
-                            [&](Expr jl) { return f(row, jv * lanes + jl); });
-    });
+Stmt RegisterTile::for_each_in_row(Expr row, const std::function<Stmt(Expr row, Expr col)>& f) const {
+  return loop_or_single(prefix + "_jv", cols / lanes, LoopKind::kUnrolled, [&](Expr jv) {
+    return loop_or_single(prefix + "_jl", lanes, LoopKind::kVectorized,
+                          [&](Expr jl) { return f(row, jv * lanes + jl); });
   });
+}
+
+Stmt RegisterTile::for_each(const std::function<Stmt(Expr row, Expr col)>& f) const {
+  return loop_or_single(prefix + "_i", rows, LoopKind::kUnrolled, [&](Expr row) { return for_each_in_row(row, f); });
 }
 
 Expr RegisterTile::value(Expr row, Expr col) const { return ir::load(acc, {row, col}); }
@@ -288,6 +290,15 @@ Stmt RegisterTile::write_back(const std::function<Stmt(Expr row, Expr col, Expr 
 Stmt RegisterTile::compute(const LoopNest& reduction, const std::function<Expr(Expr row, Expr col)>& f,
                            Stmt write_back_stmt) const {
   return ir::allocate(acc, ir::seq({zero(), reduction.wrap(accumulate(f)), std::move(write_back_stmt)}));
+}
+
+Stmt RegisterTile::compute_by_rows(const LoopNest& reduction, const std::function<Expr(Expr row, Expr col)>& f,
+                                   Stmt write_back_stmt) const {
+  Stmt by_rows = loop_or_single(prefix + "_i", rows, LoopKind::kUnrolled, [&](Expr row) {
+    return reduction.wrap(for_each_in_row(
+        row, [&](Expr r, Expr col) { return ir::accumulate(acc, {r, col}, f(r, col)); }));
+  });
+  return ir::allocate(acc, ir::seq({zero(), by_rows, std::move(write_back_stmt)}));
 }
 
 // ---- stride phases ----

@@ -200,6 +200,16 @@ struct RegisterTile {
   ir::Stmt compute(const LoopNest& reduction,
                    const std::function<ir::Expr(ir::Expr row, ir::Expr col)>& f,
                    ir::Stmt write_back) const;
+  // The same with the rows outside the reduction: each row's whole
+  // reduction, then the next row's (values that neighbouring rows share are
+  // used again at once, not a tile later).
+  ir::Stmt compute_by_rows(const LoopNest& reduction,
+                           const std::function<ir::Expr(ir::Expr row, ir::Expr col)>& f,
+                           ir::Stmt write_back) const;
+
+ private:
+  // for col vector (unrolled) / lane (vectorized) of one row: f(row, col).
+  ir::Stmt for_each_in_row(ir::Expr row, const std::function<ir::Stmt(ir::Expr row, ir::Expr col)>& f) const;
 };
 
 // ---- input rows split by stride phase (the NCHW templates) ----

@@ -302,20 +302,8 @@ class DepthwiseConv2dNchw : public Template {
     // input share a row; row by row, those values are used again right after
     // they are made, not a whole tile later (which would hold them all in
     // registers at once and spill).
-    Stmt compute;
-    if (s.stride_w == 2 && d.unroll >= 2) {
-      Stmt by_rows = templates::loop_or_single("acc_i", d.tile_y, LoopKind::kUnrolled, [&](Expr row) {
-        return taps.wrap(templates::loop_or_single("acc_jv", d.tile_x, LoopKind::kUnrolled, [&](Expr jv) {
-          return templates::loop_or_single("acc_jl", d.vec, LoopKind::kVectorized, [&](Expr jl) {
-            const Expr col = jv * ir::int_imm(d.vec) + jl;
-            return ir::accumulate(tile.acc, {row, col}, product(row, col));
-          });
-        }));
-      });
-      compute = ir::allocate(tile.acc, ir::seq({tile.zero(), by_rows, write}));
-    } else {
-      compute = tile.compute(taps, product, write);
-    }
+    const Stmt compute = s.stride_w == 2 && d.unroll >= 2 ? tile.compute_by_rows(taps, product, write)
+                                                           : tile.compute(taps, product, write);
     ir::Program p;
     p.name = name();
     p.params = params;
