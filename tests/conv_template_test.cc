@@ -392,6 +392,51 @@ TEST(Conv2dTemplate, SkipsTapsInThePaddingAndStillComputesTheRightAnswer) {
        " unroll=1 fma_order=1 parallel=2"});
 }
 
+// With threads, the input is packed split the way the compute splits the
+// output: by rows where the compute's parallel loop splits rows first (each
+// thread then reads mostly rows it packed itself, not ones in the other
+// core's cache), by channel blocks where it splits the output channels
+// first. Either way every border is right: padding on some sides only, two
+// images, a subsampled strided 1x1, a depthwise multiplier.
+TEST(Conv2dTemplate, ThreadsPackTheInputTheWayTheComputeSplitsIt) {
+  const std::optional<Target> machine = testing::avx2_machine_target(2);
+  if (!machine) GTEST_SKIP() << "these hand-picked configs are AVX2 code; this machine has no AVX2";
+  const Target t = *machine;
+  struct Case {
+    const Template& tmpl;
+    std::string spec, config, pack_loop;
+  };
+  const std::vector<Case> cases = {
+      {conv2d_cpu_template(), "conv2d(n=2,c=8,h=10,w=9,k=16,r=3,s=2,stride=1,pad=0x1x1x0)",
+       "tile_ic=[2,4] tile_oc=[1,16] tile_oh=[3,3] tile_ow=3 ow_block=1 order=[oh0,oh1,k0,ow0,ow1] "
+       "order_reduce=[c0,r,s,c1] unroll=1 fma_order=0 parallel=1",
+       "pn_ph_fused"},
+      {conv2d_cpu_template(), "conv2d(n=1,c=16,h=13,w=13,k=24,r=1,s=1,stride=2,pad=0)",
+       "tile_ic=[2,8] tile_oc=[3,8] tile_oh=[7,1] tile_ow=4 ow_block=1 order=[oh0,ow0,oh1,ow1,k0] "
+       "order_reduce=[c0,r,s,c1] unroll=1 fma_order=1 parallel=2",
+       "pn_ph_fused"},
+      {conv2d_cpu_template(), "conv2d(n=1,c=8,h=7,w=7,k=16,r=3,s=3,pad=1)",
+       "tile_ic=[2,4] tile_oc=[2,8] tile_oh=[7,1] tile_ow=7 ow_block=1 order=[k0,oh0,oh1,ow0,ow1] "
+       "order_reduce=[c0,r,s,c1] unroll=1 fma_order=0 parallel=1",
+       "pn_pc_fused"},
+      {depthwise_conv2d_cpu_template(), "depthwise_conv2d(n=1,c=8,h=11,w=11,r=3,s=3,stride=2,pad=1,multiplier=2)",
+       "tile_c=[2,8] tile_oh=[3,2] tile_ow=3 ow_block=2 order=[oh0,k0,oh1,ow0,ow1] unroll=1 fma_order=0 parallel=2",
+       "pn_ph_fused"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.spec + " " + c.config);
+    const Workload w = Workload::parse(c.spec);
+    const ConfigSpace space = c.tmpl.space(w, t);
+    const ir::Program p = c.tmpl.instantiate(w, t, space, space.parse(c.config));
+    ASSERT_EQ(p.body->kind, ir::StmtKind::kSeq);
+    const ir::Stmt pack = p.body->seq.front();
+    ASSERT_EQ(pack->kind, ir::StmtKind::kFor);
+    EXPECT_EQ(pack->loop_var, c.pack_loop);
+    EXPECT_EQ(pack->loop_kind, ir::LoopKind::kParallel);
+    testing::expect_configs_correct(c.tmpl, c.spec, t, {c.config});
+  }
+}
+
 TEST(Conv2dTemplate, RejectsOtherOperators) {
   const Workload dw = Workload::parse("depthwise_conv2d(n=1,c=8,h=8,w=8,r=3,s=3,pad=1)");
   EXPECT_THROW(conv2d_cpu_template().space(dw, test_target()), Error);
