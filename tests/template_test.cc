@@ -287,6 +287,16 @@ TEST(Conv1x1Template, HandPickedAndParallelConfigsComputeTheRightAnswer) {
        "gather=1 parallel=2",
        "tile_m=[1,10] mr=4 tile_n=[2,28] nr=16 tile_k=[1,3,4] order=[n0,k0,m0] inner_order=[m1,n1] pack=1 pack_rows=0 pack_a=0 "
        "gather=1 parallel=1"});
+  // The threads split the gather by output rows, as the compute splits the
+  // pixels: each reads back what it gathered itself.
+  const Workload w = Workload::parse("conv2d(n=1,c=12,h=16,w=13,k=10,r=1,s=1,stride=2,pad=0)");
+  const ConfigSpace space = conv2d_1x1_cpu_template().space(w, t);
+  const ir::Program p = conv2d_1x1_cpu_template().instantiate(
+      w, t, space,
+      space.parse("tile_m=[2,5] mr=3 tile_n=[7,8] nr=8 tile_k=[3,2,2] order=[m0,n0,k0] inner_order=[n1,m1] pack=0 "
+                  "pack_rows=0 pack_a=1 gather=1 parallel=2"));
+  ASSERT_EQ(p.body->kind, ir::StmtKind::kSeq);
+  EXPECT_EQ(p.body->seq.front()->loop_var, "g0_g2_fused");
 }
 
 }  // namespace

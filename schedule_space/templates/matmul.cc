@@ -448,7 +448,11 @@ class GemmTemplate : public Template {
       return g.batched ? ir::load(a, {bi, row, kk}) : ir::load(a, {row, kk});
     };
     // gather: the strided pixels, copied row by row (the x loop innermost,
-    // vectorizable) into Bs[batch, c, pixels], which B then is.
+    // vectorizable) into Bs[batch, c, pixels], which B then is. With
+    // threads, split by output rows (channels inside), as the compute's
+    // parallel loop mostly splits the pixels: each thread then reads the
+    // pixels it gathered itself, not half of them from the other core's
+    // cache.
     Buffer bs;
     Stmt gather;
     if (p.gather) {
@@ -456,8 +460,9 @@ class GemmTemplate : public Template {
       prog.workspace.push_back(bs);
       LoopNest nest;
       nest.add("g0", g.batch);
+      if (p.parallel > 0) nest.add("g2", g.n / g.out_w);
       nest.add("g1", g.k);
-      nest.add("g2", g.n / g.out_w);
+      if (p.parallel == 0) nest.add("g2", g.n / g.out_w);
       nest.add("g3", g.out_w);
       if (p.parallel > 0) nest.fuse_parallel(g.batch > 1 ? 1 : 2);
       const Expr y = nest.var("g2"), x = nest.var("g3");
