@@ -471,13 +471,16 @@ std::string CppEmitter::pair_pick(const BufferInfo& bi, const Linear& first, int
 
 // A stride-2 window read, select(cond, buf[base + 2 l], 0) for the lanes l
 // of mask: the even or odd elements of a pair of vectors (pair_pick), the
-// lanes outside mask zeroed. A read of the odd elements one position left
-// of a pair that the other taps read (a 3x3 stride-2 window's left tap,
-// whose own pair no even tap loads) is that pair's odd pick shifted one
-// lane up, its first lane the last of the pair one vector to the left
-// (which the vector to the left reads): a lane shift in place of two more
-// loads and a two-vector shuffle. Which pairs the other taps read comes from
-// a first emission of the program (known_pairs_).
+// lanes outside mask zeroed. Pairs two elements apart hold the same picks
+// one lane apart, so a read whose pair a neighbouring pair outranks is that
+// neighbour's pick shifted one lane (the lane shifted in from the pick of
+// the pair one vector further, which the vector beside reads): a lane shift
+// in place of two more loads and a two-vector shuffle. A pair ranks by how
+// many of its two neighbours the window reads (the middle of a 5x5 or 7x7
+// window), then by whether an even tap reads it (a 3x3 window's middle
+// pair, not the pair left of it that only its left tap reads); only a pair
+// that no neighbour outranks is loaded for others. Which pairs the taps
+// read comes from a first emission of the program (known_pairs_).
 std::string CppEmitter::window_even_load(const BufferInfo& bi, const Linear& base, const Expr& cond,
                                          uint64_t mask) {
   const int64_t w = vec_width_;
@@ -488,26 +491,38 @@ std::string CppEmitter::window_even_load(const BufferInfo& bi, const Linear& bas
     return lane_holds(cond, lane).value_or(false);
   };
   const auto [first, odd] = pair_of(base);
+  auto at = [&](int64_t delta) {
+    Linear l = first;
+    l.constant += delta;
+    return l;
+  };
+  auto known = [&](int64_t delta) { return known_pairs_.count(pair_key(bi, at(delta))) > 0; };
+  // The rank of the pair at first + delta; -1 where the window does not read it.
+  auto rank = [&](int64_t delta) {
+    auto it = known_pairs_.find(pair_key(bi, at(delta)));
+    if (it == known_pairs_.end()) return -1;
+    return 2 * (int{known(delta - 2)} + int{known(delta + 2)}) + (it->second.even ? 1 : 0);
+  };
   std::string value;
   bool shifted = false;
-  if (odd) {
-    Linear up = first, left = first;
-    up.constant += 2;
-    left.constant += 2 - 2 * w;
-    auto known = [&](const Linear& at) { return known_pairs_.find(pair_key(bi, at)); };
-    const auto own = known(first), right = known(up), before = known(left);
-    const bool own_even = own != known_pairs_.end() && own->second.even;
-    const bool need_left = (mask & 1) != 0;
-    if (!own_even && right != known_pairs_.end() && (!need_left || before != known_pairs_.end())) {
-      // Lane l is element 2 l - 1 of the pair at `up`: lane l - 1 of its odd
-      // pick, and lane 0 the last odd element of the pair one vector left.
-      const std::string hi = pair_pick(bi, up, 1, [&](int64_t l) { return valid(l + 1); });
-      const std::string lo = need_left ? pair_pick(bi, left, 1, [&](int64_t l) { return valid(l - w + 1); })
-                                       : "kt_splat" + std::to_string(w) + "(0.0f)";
-      aligns_.insert(w);
-      value = "kt_alignr" + std::to_string(w) + "(" + hi + ", " + lo + ", " + std::to_string(w - 1) + ")";
-      shifted = true;
-    }
+  for (int64_t dir : {2, -2}) {
+    const int r = rank(dir);
+    if (r <= rank(0) || rank(2 * dir) > r) continue;  // not above this pair, or itself shifted
+    // From the right (dir 2): lane l is lane l - 1 of the neighbour's pick,
+    // lane 0 the last of the pick one vector left. From the left: lane l + 1,
+    // lane w - 1 the first of the pick one vector right.
+    const int64_t beyond = dir > 0 ? dir - 2 * w : dir + 2 * w;
+    const bool need_beyond = ((dir > 0 ? mask : mask >> (w - 1)) & 1) != 0;
+    if (need_beyond && !known(beyond)) continue;
+    const std::string near = pair_pick(bi, at(dir), odd, [&](int64_t l) { return valid(dir > 0 ? l + 1 : l - 1); });
+    const std::string far =
+        need_beyond ? pair_pick(bi, at(beyond), odd, [&](int64_t l) { return valid(dir > 0 ? l - w + 1 : l + w - 1); })
+                    : "kt_splat" + std::to_string(w) + "(0.0f)";
+    aligns_.insert(w);
+    value = "kt_alignr" + std::to_string(w) + "(" + (dir > 0 ? near + ", " + far + ", " + std::to_string(w - 1)
+                                                          : far + ", " + near + ", 1") + ")";
+    shifted = true;
+    break;
   }
   if (!shifted) value = pair_pick(bi, first, odd, valid);
   if (mask != all) {
@@ -1115,7 +1130,7 @@ void CppEmitter::vector_stmt(const Stmt& s) {
 std::string transpose_helper(int64_t w) {
   const std::string t = vec_type(w), n = std::to_string(w);
   std::ostringstream os;
-  os << "static inline void kt_transpose" << n << "(" << t << "* v) {\n";
+  os << "KT_INLINE void kt_transpose" << n << "(" << t << "* v) {\n";
   for (int64_t d = w / 2; d >= 1; d /= 2) {
     for (int64_t i = 0; i < w; ++i) {
       if (i & d) continue;
@@ -1145,7 +1160,7 @@ std::string mask_helpers(int64_t w) {
   const std::string suffix = w == 16 ? "512" : w == 8 ? "256" : "";
   const std::string mask_type = w == 16 ? "__mmask16" : "__mmask8";
   std::ostringstream os;
-  os << "static inline " << t << " kt_maskload" << n << "(const float* p, unsigned m) {\n";
+  os << "KT_INLINE " << t << " kt_maskload" << n << "(const float* p, unsigned m) {\n";
   if (w == 4 || w == 8 || w == 16) {
     os << "#if " << avx512 << "\n"
        << "  return (" << t << ")_mm" << suffix << "_maskz_loadu_ps((" << mask_type << ")m, p);\n";
@@ -1160,7 +1175,7 @@ std::string mask_helpers(int64_t w) {
      << "  return v;\n";
   if (w == 4 || w == 8 || w == 16) os << "#endif\n";
   os << "}\n";
-  os << "static inline void kt_maskstore" << n << "(float* p, unsigned m, " << t << " v) {\n";
+  os << "KT_INLINE void kt_maskstore" << n << "(float* p, unsigned m, " << t << " v) {\n";
   if (w == 4 || w == 8 || w == 16) {
     os << "#if " << avx512 << "\n"
        << "  _mm" << suffix << "_mask_storeu_ps(p, (" << mask_type << ")m, (" << reg << ")v);\n";
@@ -1197,16 +1212,17 @@ std::string align_helpers(int64_t w) {
     os << "#define kt_alignr" << n << "_(hi, lo, n) ((" << t << ")_mm" << suffix << "_maskz_alignr_epi32(("
        << mask_type << ")" << (w == 16 ? "0xffff" : w == 8 ? "0xff" : "0xf") << ", (" << ireg << ")(hi), ("
        << ireg << ")(lo), (n)))\n"
-       << "static inline " << t << " kt_zero" << n << "(" << t << " v, unsigned m) { return (" << t << ")_mm"
+       << "KT_INLINE " << t << " kt_zero" << n << "(" << t << " v, unsigned m) { return (" << t << ")_mm"
        << suffix << "_maskz_mov_ps((" << mask_type << ")m, (" << reg << ")v); }\n";
   }
   os << "#else\n"
-     << "static inline " << t << " kt_alignr" << n << "_(" << t << " hi, " << t << " lo, int n) {\n"
+     << "KT_INLINE " << t << " kt_alignr" << n << "_(" << t << " hi, " << t
+     << " lo, int n) {\n"
      << "  " << t << " v;\n"
      << "  for (int i = 0; i < " << n << "; ++i) v[i] = i + n < " << n << " ? lo[i + n] : hi[i + n - " << n << "];\n"
      << "  return v;\n"
      << "}\n"
-     << "static inline " << t << " kt_zero" << n << "(" << t << " v, unsigned m) {\n"
+     << "KT_INLINE " << t << " kt_zero" << n << "(" << t << " v, unsigned m) {\n"
      << "  for (int i = 0; i < " << n << "; ++i) if (!(m >> i & 1u)) v[i] = 0.0f;\n"
      << "  return v;\n"
      << "}\n"
@@ -1225,11 +1241,11 @@ std::string helpers(const std::set<int64_t>& widths, const std::set<int64_t>& tr
     os << "#if defined(__x86_64__) || defined(__i386__)\n#include <immintrin.h>\n#endif\n"
        << "#if defined(__AVX2__)\n"
        << "// An AVX lane mask from mask bits: all ones in the lanes whose bit is set.\n"
-       << "static inline __m256i kt_lanes8(unsigned m) {\n"
+       << "KT_INLINE __m256i kt_lanes8(unsigned m) {\n"
        << "  const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);\n"
        << "  return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)m), bit), bit);\n"
        << "}\n"
-       << "static inline __m128i kt_lanes4(unsigned m) {\n"
+       << "KT_INLINE __m128i kt_lanes4(unsigned m) {\n"
        << "  const __m128i bit = _mm_setr_epi32(1, 2, 4, 8);\n"
        << "  return _mm_cmpeq_epi32(_mm_and_si128(_mm_set1_epi32((int)m), bit), bit);\n"
        << "}\n"
@@ -1249,14 +1265,14 @@ std::string helpers(const std::set<int64_t>& widths, const std::set<int64_t>& tr
     os << "\n// " << n << "-lane vectors (GCC/Clang vector extensions); loads and stores go through\n"
        << "// memcpy so they need no alignment.\n"
        << "typedef float " << t << " __attribute__((vector_size(" << 4 * w << ")));\n"
-       << "static inline " << t << " kt_load" << n << "(const float* p) { " << t
+       << "KT_INLINE " << t << " kt_load" << n << "(const float* p) { " << t
        << " v; memcpy(&v, p, sizeof v); return v; }\n"
-       << "static inline void kt_store" << n << "(float* p, " << t << " v) { memcpy(p, &v, sizeof v); }\n"
-       << "static inline " << t << " kt_splat" << n << "(float x) { return (" << t << "){";
+       << "KT_INLINE void kt_store" << n << "(float* p, " << t << " v) { memcpy(p, &v, sizeof v); }\n"
+       << "KT_INLINE " << t << " kt_splat" << n << "(float x) { return (" << t << "){";
     for (int64_t i = 0; i < w; ++i) os << (i ? ", " : "") << "x";
     os << "}; }\n"
-       << "static inline " << t << " kt_vmin" << n << "(" << t << " a, " << t << " b) { return a < b ? a : b; }\n"
-       << "static inline " << t << " kt_vmax" << n << "(" << t << " a, " << t << " b) { return a > b ? a : b; }\n";
+       << "KT_INLINE " << t << " kt_vmin" << n << "(" << t << " a, " << t << " b) { return a < b ? a : b; }\n"
+       << "KT_INLINE " << t << " kt_vmax" << n << "(" << t << " a, " << t << " b) { return a > b ? a : b; }\n";
     if (transposes.count(w) || evens.count(w)) {
       os << "typedef int32_t kt_i32x" << n << " __attribute__((vector_size(" << 4 * w << ")));\n"
          << "#if defined(__clang__)\n"
@@ -1268,11 +1284,11 @@ std::string helpers(const std::set<int64_t>& widths, const std::set<int64_t>& tr
     if (transposes.count(w)) os << transpose_helper(w);
     if (masked.count(w)) os << mask_helpers(w);
     if (evens.count(w)) {
-      os << "static inline " << t << " kt_evens" << n << "(" << t << " a, " << t << " b) { return KT_SHUFFLE" << n
+      os << "KT_INLINE " << t << " kt_evens" << n << "(" << t << " a, " << t << " b) { return KT_SHUFFLE" << n
          << "(a, b";
       for (int64_t i = 0; i < w; ++i) os << ", " << 2 * i;
       os << "); }\n";
-      os << "static inline " << t << " kt_odds" << n << "(" << t << " a, " << t << " b) { return KT_SHUFFLE" << n
+      os << "KT_INLINE " << t << " kt_odds" << n << "(" << t << " a, " << t << " b) { return KT_SHUFFLE" << n
          << "(a, b";
       for (int64_t i = 0; i < w; ++i) os << ", " << 2 * i + 1;
       os << "); }\n";
@@ -1368,9 +1384,13 @@ std::string CppEmitter::emit() {
      << ").\n#include <stdint.h>\n#include <string.h>\n"
      << "#if defined(__GNUC__) && !defined(__clang__)\n"
      << "// Vectors wider than the machine's are fine (the compiler splits them);\n"
-     << "// they never cross an ABI boundary.\n"
+     << "// they never cross an ABI boundary: the helpers taking or returning\n"
+     << "// them are always inlined (a large kernel calls them often enough that\n"
+     << "// GCC would otherwise make some of them calls).\n"
      << "#pragma GCC diagnostic ignored \"-Wpsabi\"\n"
-     << "#endif\n";
+     << "#endif\n"
+     << "#if defined(__GNUC__)\n#define KT_INLINE static inline __attribute__((always_inline))\n"
+     << "#else\n#define KT_INLINE static inline\n#endif\n";
   os << "\n" << helpers(widths_, transposes_, masked_, evens_, aligns_) << "\n";
   if (!options_.threads_hook.empty()) os << "extern \"C\" int " << options_.threads_hook << "(int tuned);\n\n";
   if (p.prepare) os << prepare_fn << "\n";
@@ -1395,14 +1415,13 @@ std::string CppEmitter::emit() {
 std::string emit_cpp(const ir::Program& program) { return emit_cpp(program, CppEmitOptions{}); }
 
 // Twice where the program has stride-2 window reads: the first emission
-// finds the element pairs the window's taps load, the second reads a left
-// tap's odd elements from its neighbours' pairs (window_even_load).
+// finds the element pairs the window's taps load, the second reads a tap
+// whose pair a neighbouring pair outranks from that pair (window_even_load).
 std::string emit_cpp(const ir::Program& program, const CppEmitOptions& options) {
   CppEmitter first(program, options);
   std::string code = first.emit();
-  const PairUses& uses = first.pair_uses();
-  if (std::none_of(uses.begin(), uses.end(), [](const auto& u) { return u.second.odd; })) return code;
-  return CppEmitter(program, options, uses).emit();
+  if (first.pair_uses().empty()) return code;
+  return CppEmitter(program, options, first.pair_uses()).emit();
 }
 
 }  // namespace ktune

@@ -303,6 +303,55 @@ TEST(CodegenTest, StrideTwoReadsAreTwoVectorLoadsThatStopAtTheLastElementUsed) {
   munmap(mem, 2 * page);
 }
 
+// Runs the one-row stride-2 window program p (taps reading columns 2j + s -
+// pad for s < taps, weighted by 2^s, zero outside the row of `width`
+// elements) with the row placed against an unreadable page on either side,
+// so that any read outside the row crashes, and checks all 16 outputs.
+void expect_window_row_right(const Program& p, int width, int taps, int pad) {
+  const std::string src = emit_cpp(p);
+  const long page = sysconf(_SC_PAGESIZE);
+  for (bool at_start : {false, true}) {
+    char* mem = static_cast<char*>(mmap(nullptr, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(mem, MAP_FAILED);
+    ASSERT_EQ(mprotect(mem, page, PROT_NONE), 0);
+    ASSERT_EQ(mprotect(mem + 2 * page, page, PROT_NONE), 0);
+    float* in = at_start ? reinterpret_cast<float*>(mem + page) : reinterpret_cast<float*>(mem + 2 * page) - width;
+    for (int i = 0; i < width; ++i) in[i] = static_cast<float>(i * 5 % 11) - 3.0f;
+    testing::KernelLibrary lib(src);
+    std::vector<float> out(16, std::nanf(""));
+    const float* inputs[] = {in};
+    lib.loaded().prepare(inputs);
+    lib.loaded().run(inputs, out.data());
+    auto at = [&](int x) { return x >= 0 && x < width ? in[x] : 0.0f; };
+    for (int x = 0; x < 16; ++x) {
+      float want = 0.0f;
+      for (int s = 0; s < taps; ++s) want += at(2 * x + s - pad) * static_cast<float>(1 << s);
+      EXPECT_EQ(out[static_cast<size_t>(x)], want)
+          << "lane " << x << (at_start ? " (row at a page's start)" : " (row at a page's end)");
+    }
+    munmap(mem, 3 * page);
+  }
+}
+
+// The one-row window: C[j] = sum over s of 2^s * A[2j + s - pad] (0 outside
+// the row), j vectorized by 16.
+Program window_row(int width, int taps, int pad) {
+  Buffer a = make_buffer("A", {width}), c = make_buffer("C", {16});
+  Expr j = var("j");
+  Expr sum;
+  for (int s = 0; s < taps; ++s) {
+    const Expr col = j * 2 + (s - pad);
+    Expr tap = select(logical_and(le(int_imm(0), col), lt(col, int_imm(width))), load(a, {col}), float_imm(0.0f));
+    tap = tap * float_imm(static_cast<float>(1 << s));
+    sum = sum ? sum + tap : tap;
+  }
+  Program p;
+  p.name = "window_stride_two";
+  p.params = {a, c};
+  p.body = for_loop("j", 16, LoopKind::kVectorized, store(c, {j}, sum));
+  return p;
+}
+
 // A 3x3 stride-2 window over a row, padded by one on each side (the taps
 // read columns 2j - 1, 2j and 2j + 1, zero outside the row): the middle and
 // right taps pick the even and odd elements of one pair of vectors, loaded
@@ -310,41 +359,27 @@ TEST(CodegenTest, StrideTwoReadsAreTwoVectorLoadsThatStopAtTheLastElementUsed) {
 // third pair of loads. Nothing outside the row is read: the row of 31
 // elements is placed against an unreadable page on either side.
 TEST(CodegenTest, AStrideTwoWindowsTapsShareOnePairOfLoads) {
-  constexpr int kWidth = 31;
-  Buffer a = make_buffer("A", {kWidth}), c = make_buffer("C", {16});
-  Expr j = var("j");
-  auto tap = [&](int64_t s) {
-    const Expr col = j * 2 + (s - 1);
-    return select(logical_and(le(int_imm(0), col), lt(col, int_imm(kWidth))), load(a, {col}), float_imm(0.0f));
-  };
-  Program p;
-  p.name = "window_stride_two";
-  p.params = {a, c};
-  p.body = for_loop("j", 16, LoopKind::kVectorized, store(c, {j}, tap(0) + tap(1) * float_imm(2.0f) + tap(2) * float_imm(4.0f)));
+  const Program p = window_row(31, 3, 1);
   const std::string src = emit_cpp(p);
   EXPECT_EQ(count(src, "= kt_zero16(kt_alignr16(kt_v"), 1u) << src;  // the left tap
   EXPECT_EQ(count(src, "= kt_odds16(kt_load16(&A[0])"), 1u) << src;  // the right tap's pick, shared with the left tap
   EXPECT_EQ(count(src, "= kt_evens16(kt_load16(&A[0])"), 1u) << src;  // the middle tap
-  const long page = sysconf(_SC_PAGESIZE);
-  for (bool at_start : {false, true}) {
-    char* mem = static_cast<char*>(mmap(nullptr, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    ASSERT_NE(mem, MAP_FAILED);
-    ASSERT_EQ(mprotect(mem, page, PROT_NONE), 0);
-    ASSERT_EQ(mprotect(mem + 2 * page, page, PROT_NONE), 0);
-    float* in = at_start ? reinterpret_cast<float*>(mem + page) : reinterpret_cast<float*>(mem + 2 * page) - kWidth;
-    for (int i = 0; i < kWidth; ++i) in[i] = static_cast<float>(i * 5 % 11) - 3.0f;
-    testing::KernelLibrary lib(src);
-    std::vector<float> out(16, std::nanf(""));
-    const float* inputs[] = {in};
-    lib.loaded().prepare(inputs);
-    lib.loaded().run(inputs, out.data());
-    auto at = [&](int x) { return x >= 0 && x < kWidth ? in[x] : 0.0f; };
-    for (int x = 0; x < 16; ++x) {
-      EXPECT_EQ(out[static_cast<size_t>(x)], at(2 * x - 1) + at(2 * x) * 2.0f + at(2 * x + 1) * 4.0f)
-          << "lane " << x << (at_start ? " (row at a page's start)" : " (row at a page's end)");
-    }
-    munmap(mem, 3 * page);
-  }
+  expect_window_row_right(p, 31, 3, 1);
+}
+
+// A 5x5 stride-2 window (padded by two: columns 2j - 2 .. 2j + 2): all five
+// taps come from the middle pair of vectors, loaded once: its even pick
+// (taps 2j, and 2j - 2 and 2j + 2 shifted one lane either way) and its odd
+// pick (2j + 1, and 2j - 1 shifted), instead of three pairs of loads.
+TEST(CodegenTest, AFiveWideStrideTwoWindowReadsOnePairOfVectors) {
+  const Program p = window_row(31, 5, 2);
+  const std::string src = emit_cpp(p);
+  EXPECT_EQ(count(src, "= kt_evens16(kt_load16(&A[0])"), 1u) << src;
+  EXPECT_EQ(count(src, "= kt_odds16(kt_load16(&A[0])"), 1u) << src;
+  EXPECT_EQ(count(src, "= kt_evens16("), 1u) << src;  // no other pair
+  EXPECT_EQ(count(src, "= kt_odds16("), 1u) << src;
+  EXPECT_EQ(count(src, "= kt_zero16(kt_alignr16("), 3u) << src;  // taps 2j - 2, 2j - 1, 2j + 2
+  expect_window_row_right(p, 31, 5, 2);
 }
 
 // Conditions that the loops' bounds decide are not tested at run time: the
