@@ -335,6 +335,11 @@ const ChoiceKnob& ConfigSpace::add_choice(std::string name, std::vector<int64_t>
   return ref;
 }
 
+const ChoiceKnob& ConfigSpace::add_later_choice(std::string name, std::vector<int64_t> choices) {
+  first_later_ = std::min(first_later_, knobs_.size());
+  return add_choice(std::move(name), std::move(choices));
+}
+
 size_t ConfigSpace::knob_index(const std::string& name) const {
   std::vector<std::string> names;
   for (size_t i = 0; i < knobs_.size(); ++i) {
@@ -457,6 +462,7 @@ Config ConfigSpace::parse(const std::string& text) const {
     }
   }
   for (size_t i = 0; i < knobs_.size(); ++i) {
+    if (choices[i] == -1 && i >= first_later_) choices[i] = 0;  // a text from before the knob
     if (choices[i] == -1) {
       throw Error("config '" + text + "': knob '" + knobs_[i]->name() + "' is missing");
     }

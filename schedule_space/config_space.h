@@ -135,6 +135,11 @@ class ConfigSpace {
   const ReorderKnob& add_reorder(std::string name, std::vector<std::string> loop_names,
                                  std::vector<std::vector<int>> orders);
   const ChoiceKnob& add_choice(std::string name, std::vector<int64_t> choices);
+  // A choice knob added to a template's space after configs of it were
+  // stored: added last (the most significant digit), so every stored index
+  // keeps its meaning with the first choice, and a config text that does not
+  // name it (one stored before) means the first choice too.
+  const ChoiceKnob& add_later_choice(std::string name, std::vector<int64_t> choices);
 
   uint64_t size() const { return size_; }
   size_t num_knobs() const { return knobs_.size(); }
@@ -172,6 +177,7 @@ class ConfigSpace {
 
   std::vector<std::unique_ptr<Knob>> knobs_;
   std::vector<uint64_t> strides_;  // mixed-radix place values
+  size_t first_later_ = SIZE_MAX;    // knobs from here on: add_later_choice
   uint64_t size_ = 1;
 };
 

@@ -235,6 +235,28 @@ TEST(ConfigSpace, DescribeAndParseRoundTrip) {
             "tile_f=[4,4,8,8] order=[n0,m0,k0] unroll=8 pack=1");
 }
 
+// A knob added to a space after configs of it were stored: every stored
+// index and every stored text (which does not name it) still means the same
+// config, with the new knob's first choice; a text may name it.
+TEST(ConfigSpace, AKnobAddedLaterKeepsStoredIndicesAndTexts) {
+  const ConfigSpace before = large_space();
+  ConfigSpace after = large_space();
+  after.add_later_choice("pack_block", {0, 1});
+  EXPECT_EQ(after.size(), before.size() * 2);
+  std::mt19937_64 rng(5);
+  for (int trial = 0; trial < 50; ++trial) {
+    const Config old = before.random(rng);
+    const std::string text = before.describe(old);
+    const Config same = after.get(old.index);
+    EXPECT_EQ(after.describe(same), text + " pack_block=0");
+    EXPECT_EQ(after.parse(text).index, old.index) << text;
+    EXPECT_EQ(after.value(after.parse(text + " pack_block=1"), "pack_block"), 1);
+  }
+  // The knobs of the first space may not be left out.
+  const std::string text = before.describe(before.get(0));
+  EXPECT_THROW(after.parse(text.substr(text.find(' ') + 1)), Error);
+}
+
 TEST(ConfigSpace, BadParseNamesTheProblem) {
   const ConfigSpace space = large_space();
   const std::string valid = space.describe(space.get(0));

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -177,6 +178,49 @@ TEST(GemmTemplates, HandPickedConfigsCoverEveryWriteBackPath) {
       batch_matmul_cpu_template(), "batch_matmul(b=3,m=11,n=9,k=8)", t,
       {"tile_m=[1,11] mr=4 tile_n=[1,9] nr=8 tile_k=[2,2,2] order=[m0,n0,k0] inner_order=[m1,n1] pack=1 pack_rows=0 pack_a=0 parallel=2",
        "tile_m=[1,11] mr=6 tile_n=[1,9] nr=16 tile_k=[4,1,2] order=[n0,m0,k0] inner_order=[n1,m1] pack=1 pack_rows=1 pack_a=1 parallel=1"});
+}
+
+// One thread, operands packed block by block inside the block loops
+// (pack_block=1): A and B, B alone, A alone (dense, whose B is the weight),
+// a batch, a strided 1x1 conv read through its strides; partial register
+// tiles (zero past the block), several k blocks, orders that pack a block
+// again for each outer block; and a config that packs nothing is refused.
+TEST(GemmTemplates, BlockByBlockPackingComputesTheRightAnswer) {
+  const std::optional<Target> machine = testing::avx2_machine_target(1);
+  if (!machine) GTEST_SKIP() << "these hand-picked configs are AVX2 code; this machine has no AVX2";
+  const Target t = *machine;
+  testing::expect_configs_correct(
+      matmul_cpu_template(), "matmul(m=30,n=40,k=24)", t,
+      {"tile_m=[2,15] mr=4 tile_n=[2,20] nr=8 tile_k=[3,2,4] order=[n0,k0,m0] inner_order=[n1,m1] pack=1 pack_rows=0 pack_a=1 parallel=0 pack_block=1",
+       "tile_m=[2,15] mr=6 tile_n=[2,20] nr=16 tile_k=[2,3,4] order=[m0,n0,k0] inner_order=[m1,n1] pack=1 pack_rows=1 pack_a=0 parallel=0 pack_block=1",
+       "tile_m=[1,30] mr=5 tile_n=[5,8] nr=8 tile_k=[4,6,1] order=[k0,m0,n0] inner_order=[n1,m1] pack=0 pack_rows=0 pack_a=1 parallel=0 pack_block=1"});
+  testing::expect_configs_correct(
+      dense_cpu_template(), "dense(batch=5,in=24,out=20,bias=1)", t,
+      {"tile_m=[1,5] mr=3 tile_n=[1,20] nr=8 tile_k=[2,3,4] order=[n0,k0,m0] inner_order=[n1,m1] pack_a=1 parallel=0 pack_block=1"});
+  testing::expect_configs_correct(
+      batch_matmul_cpu_template(), "batch_matmul(b=2,m=9,n=16,k=12)", t,
+      {"tile_m=[1,9] mr=3 tile_n=[1,16] nr=16 tile_k=[2,3,2] order=[k0,n0,m0] inner_order=[m1,n1] pack=1 pack_rows=0 pack_a=1 parallel=0 pack_block=1"});
+  testing::expect_configs_correct(
+      conv2d_1x1_cpu_template(), "conv2d(n=2,c=12,h=9,w=9,k=10,r=1,s=1,stride=2,pad=0)", t,
+      {"tile_m=[1,10] mr=5 tile_n=[1,25] nr=16 tile_k=[3,2,2] order=[n0,k0,m0] inner_order=[n1,m1] pack=1 pack_rows=0 pack_a=1 gather=0 parallel=0 pack_block=1"});
+  // The block buffers hold one block: kc x the block's tiles.
+  const Workload w = Workload::parse("matmul(m=30,n=40,k=24)");
+  const ConfigSpace space = matmul_cpu_template().space(w, t);
+  const ir::Program p = matmul_cpu_template().instantiate(
+      w, t, space,
+      space.parse("tile_m=[2,15] mr=4 tile_n=[2,20] nr=8 tile_k=[3,2,4] order=[n0,k0,m0] inner_order=[n1,m1] "
+                  "pack=1 pack_rows=0 pack_a=1 parallel=0 pack_block=1"));
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const ir::Buffer& b : p.workspace) shapes[b->name] = b->shape;
+  EXPECT_EQ(shapes["Ab"], (std::vector<int64_t>{4, 8, 4}));
+  EXPECT_EQ(shapes["Bb"], (std::vector<int64_t>{3, 8, 8}));
+  EXPECT_EQ(shapes.count("Ap") + shapes.count("Bp"), 0u);
+  const auto why = matmul_cpu_template().check(
+      w, t, space,
+      space.parse("tile_m=[2,15] mr=4 tile_n=[5,8] nr=8 tile_k=[3,2,4] order=[n0,k0,m0] inner_order=[n1,m1] "
+                  "pack=0 pack_rows=0 pack_a=0 parallel=0 pack_block=1"));
+  ASSERT_TRUE(why.has_value());
+  EXPECT_NE(why->find("pack_block"), std::string::npos) << *why;
 }
 
 // Parallel configs (fused outer loops, parallel packing) on two threads.
