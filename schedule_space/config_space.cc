@@ -405,7 +405,10 @@ std::string ConfigSpace::describe(const Config& c) const {
   index_of(c.choices);  // validates c against this space
   std::string text;
   for (size_t i = 0; i < knobs_.size(); ++i) {
-    if (i) text += ' ';
+    // A knob added later, at its first choice, is left out: the text is the
+    // one stored before the knob existed (see add_later_choice).
+    if (i >= first_later_ && c.choices[i] == 0) continue;
+    if (!text.empty()) text += ' ';
     text += knobs_[i]->name() + "=" + knobs_[i]->describe(c.choices[i]);
   }
   return text;

@@ -138,7 +138,9 @@ class ConfigSpace {
   // A choice knob added to a template's space after configs of it were
   // stored: added last (the most significant digit), so every stored index
   // keeps its meaning with the first choice, and a config text that does not
-  // name it (one stored before) means the first choice too.
+  // name it (one stored before) means the first choice too; describe()
+  // leaves it out at its first choice, so such a config's text is the one
+  // stored before.
   const ChoiceKnob& add_later_choice(std::string name, std::vector<int64_t> choices);
 
   uint64_t size() const { return size_; }
