@@ -576,8 +576,8 @@ class GemmTemplate : public Template {
     // past the end of the block, for the block of loop `block` (m0 or n0)
     // and k0: B read by k rows or by panels (pack_rows), A along k.
     const int64_t kc = p.tk.stride(1);
-    auto pack_one_block = [&](const std::string& name, const TiledAxis& axis, const std::string& block,
-                              bool by_rows, bool reads_along_k,
+    auto pack_one_block = [&](const std::string& name, const std::string& prefix, const TiledAxis& axis,
+                              const std::string& block, bool by_rows, bool reads_along_k,
                               const std::function<Expr(Expr kk, Expr idx)>& source, Buffer& packed) {
       packed = ir::make_buffer(name, {axis.tiles(), kc, axis.reg});
       prog.workspace.push_back(packed);
@@ -585,7 +585,7 @@ class GemmTemplate : public Template {
       if (by_rows) order = {1, 0, 2};
       if (reads_along_k) order = {0, 2, 1};
       return templates::fill(
-          packed, name == "Ab" ? "qa" : "qb",
+          packed, prefix,
           [&](const std::vector<Expr>& i) {
             const Expr in_block = i[0] * axis.reg + i[2];
             Expr v = source(outer.var("k0") * kc + i[1], outer.var(block) * axis.block + in_block);
@@ -595,11 +595,11 @@ class GemmTemplate : public Template {
           LoopKind::kSerial, order);
     };
     const Stmt pack_b_block =
-        b_blocks ? pack_one_block("Bb", p.tn, "n0", p.pack_rows, false,
+        b_blocks ? pack_one_block("Bb", "qb", p.tn, "n0", p.pack_rows, false,
                                   [&](Expr kk, Expr col) { return load_b(bi, kk, col); }, bp)
                  : nullptr;
     const Stmt pack_a_block =
-        a_blocks ? pack_one_block("Ab", p.tm, "m0", false, true,
+        a_blocks ? pack_one_block("Ab", "qa", p.tm, "m0", false, true,
                                   [&](Expr kk, Expr row) { return load_a(bi, row, kk); }, ap)
                  : nullptr;
     const Expr row0 = p.tm.start(outer.var("m0"), outer.var("m1"));  // first row of the register tile
