@@ -490,7 +490,10 @@ std::string CppEmitter::window_even_load(const BufferInfo& bi, const Linear& bas
     if (lane >= 0 && lane < w) return (mask >> lane & 1) != 0;
     return lane_holds(cond, lane).value_or(false);
   };
-  const auto [first, odd] = pair_of(base);
+  // Not a structured binding: the lambdas below capture first (clang 14 cannot).
+  const std::pair<Linear, int64_t> pair = pair_of(base);
+  const Linear& first = pair.first;
+  const int64_t odd = pair.second;
   auto at = [&](int64_t delta) {
     Linear l = first;
     l.constant += delta;
