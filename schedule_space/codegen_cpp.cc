@@ -1151,6 +1151,25 @@ std::string transpose_helper(int64_t w) {
   return os.str();
 }
 
+// The x86 intrinsics for a w-lane float vector: whether w has them (4, 8
+// and 16 lanes), the condition under which their AVX-512 forms exist (VL
+// below 16 lanes), the register types, the suffix of _mm<suffix>_ and the
+// mask type.
+struct X86Vector {
+  bool intrinsics = false;
+  std::string avx512, reg, ireg, suffix, mask_type;
+};
+X86Vector x86_vector(int64_t w) {
+  X86Vector x;
+  x.intrinsics = w == 4 || w == 8 || w == 16;
+  x.avx512 = w == 16 ? "defined(__AVX512F__)" : "defined(__AVX512F__) && defined(__AVX512VL__)";
+  x.reg = w == 16 ? "__m512" : w == 8 ? "__m256" : "__m128";
+  x.ireg = x.reg + "i";
+  x.suffix = w == 16 ? "512" : w == 8 ? "256" : "";
+  x.mask_type = w == 16 ? "__mmask16" : "__mmask8";
+  return x;
+}
+
 // kt_maskload<w>(p, m) reads lane i of p only where bit i of m is set
 // (zero elsewhere) and kt_maskstore<w>(p, m, v) writes only those lanes, so
 // the other lanes' addresses may lie outside the buffer: AVX-512 masked moves
@@ -1158,38 +1177,35 @@ std::string transpose_helper(int64_t w) {
 // otherwise lane by lane.
 std::string mask_helpers(int64_t w) {
   const std::string t = vec_type(w), n = std::to_string(w);
-  std::string avx512 = w == 16 ? "defined(__AVX512F__)" : "defined(__AVX512F__) && defined(__AVX512VL__)";
-  const std::string reg = w == 16 ? "__m512" : w == 8 ? "__m256" : "__m128";
-  const std::string suffix = w == 16 ? "512" : w == 8 ? "256" : "";
-  const std::string mask_type = w == 16 ? "__mmask16" : "__mmask8";
+  const X86Vector x = x86_vector(w);
   std::ostringstream os;
   os << "KT_INLINE " << t << " kt_maskload" << n << "(const float* p, unsigned m) {\n";
-  if (w == 4 || w == 8 || w == 16) {
-    os << "#if " << avx512 << "\n"
-       << "  return (" << t << ")_mm" << suffix << "_maskz_loadu_ps((" << mask_type << ")m, p);\n";
+  if (x.intrinsics) {
+    os << "#if " << x.avx512 << "\n"
+       << "  return (" << t << ")_mm" << x.suffix << "_maskz_loadu_ps((" << x.mask_type << ")m, p);\n";
     if (w != 16) {
       os << "#elif defined(__AVX2__)\n"
-         << "  return (" << t << ")_mm" << suffix << "_maskload_ps(p, kt_lanes" << n << "(m));\n";
+         << "  return (" << t << ")_mm" << x.suffix << "_maskload_ps(p, kt_lanes" << n << "(m));\n";
     }
     os << "#else\n";
   }
   os << "  " << t << " v = kt_splat" << n << "(0.0f);\n"
      << "  for (int i = 0; i < " << n << "; ++i) if (m >> i & 1u) v[i] = p[i];\n"
      << "  return v;\n";
-  if (w == 4 || w == 8 || w == 16) os << "#endif\n";
+  if (x.intrinsics) os << "#endif\n";
   os << "}\n";
   os << "KT_INLINE void kt_maskstore" << n << "(float* p, unsigned m, " << t << " v) {\n";
-  if (w == 4 || w == 8 || w == 16) {
-    os << "#if " << avx512 << "\n"
-       << "  _mm" << suffix << "_mask_storeu_ps(p, (" << mask_type << ")m, (" << reg << ")v);\n";
+  if (x.intrinsics) {
+    os << "#if " << x.avx512 << "\n"
+       << "  _mm" << x.suffix << "_mask_storeu_ps(p, (" << x.mask_type << ")m, (" << x.reg << ")v);\n";
     if (w != 16) {
       os << "#elif defined(__AVX2__)\n"
-         << "  _mm" << suffix << "_maskstore_ps(p, kt_lanes" << n << "(m), (" << reg << ")v);\n";
+         << "  _mm" << x.suffix << "_maskstore_ps(p, kt_lanes" << n << "(m), (" << x.reg << ")v);\n";
     }
     os << "#else\n";
   }
   os << "  for (int i = 0; i < " << n << "; ++i) if (m >> i & 1u) p[i] = v[i];\n";
-  if (w == 4 || w == 8 || w == 16) os << "#endif\n";
+  if (x.intrinsics) os << "#endif\n";
   os << "}\n";
   return os.str();
 }
@@ -1200,23 +1216,18 @@ std::string mask_helpers(int64_t w) {
 // the compiler targets AVX-512, otherwise the generic shuffle and lane loop.
 std::string align_helpers(int64_t w) {
   const std::string t = vec_type(w), n = std::to_string(w);
-  std::string avx512 = w == 16 ? "defined(__AVX512F__)" : "defined(__AVX512F__) && defined(__AVX512VL__)";
-  const std::string reg = w == 16 ? "__m512" : w == 8 ? "__m256" : "__m128";
-  const std::string ireg = w == 16 ? "__m512i" : w == 8 ? "__m256i" : "__m128i";
-  const std::string suffix = w == 16 ? "512" : w == 8 ? "256" : "";
-  const std::string mask_type = w == 16 ? "__mmask16" : "__mmask8";
-  const bool intrinsics = w == 4 || w == 8 || w == 16;
+  const X86Vector x = x86_vector(w);
   std::ostringstream os;
   os << "#define kt_alignr" << n << "(hi, lo, n) kt_alignr" << n << "_(hi, lo, n)\n";
-  os << "#if " << (intrinsics ? avx512 : "0") << "\n";
-  if (intrinsics) {
+  os << "#if " << (x.intrinsics ? x.avx512 : "0") << "\n";
+  if (x.intrinsics) {
     // The zero-masking form with every lane taken: the plain one starts from
     // an undefined vector, which GCC 12 warns of as used uninitialized.
-    os << "#define kt_alignr" << n << "_(hi, lo, n) ((" << t << ")_mm" << suffix << "_maskz_alignr_epi32(("
-       << mask_type << ")" << (w == 16 ? "0xffff" : w == 8 ? "0xff" : "0xf") << ", (" << ireg << ")(hi), ("
-       << ireg << ")(lo), (n)))\n"
+    os << "#define kt_alignr" << n << "_(hi, lo, n) ((" << t << ")_mm" << x.suffix << "_maskz_alignr_epi32(("
+       << x.mask_type << ")" << (w == 16 ? "0xffff" : w == 8 ? "0xff" : "0xf") << ", (" << x.ireg << ")(hi), ("
+       << x.ireg << ")(lo), (n)))\n"
        << "KT_INLINE " << t << " kt_zero" << n << "(" << t << " v, unsigned m) { return (" << t << ")_mm"
-       << suffix << "_maskz_mov_ps((" << mask_type << ")m, (" << reg << ")v); }\n";
+       << x.suffix << "_maskz_mov_ps((" << x.mask_type << ")m, (" << x.reg << ")v); }\n";
   }
   os << "#else\n"
      << "KT_INLINE " << t << " kt_alignr" << n << "_(" << t << " hi, " << t
@@ -1237,12 +1248,11 @@ std::string helpers(const std::set<int64_t>& widths, const std::set<int64_t>& tr
                     const std::set<int64_t>& masked, const std::set<int64_t>& evens,
                     const std::set<int64_t>& aligns) {
   std::ostringstream os;
-  if (!aligns.empty() && masked.empty()) {
+  if (!aligns.empty() || !masked.empty()) {
     os << "#if defined(__x86_64__) || defined(__i386__)\n#include <immintrin.h>\n#endif\n";
   }
   if (!masked.empty()) {
-    os << "#if defined(__x86_64__) || defined(__i386__)\n#include <immintrin.h>\n#endif\n"
-       << "#if defined(__AVX2__)\n"
+    os << "#if defined(__AVX2__)\n"
        << "// An AVX lane mask from mask bits: all ones in the lanes whose bit is set.\n"
        << "KT_INLINE __m256i kt_lanes8(unsigned m) {\n"
        << "  const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);\n"

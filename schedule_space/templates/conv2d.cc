@@ -137,6 +137,14 @@ struct DirectConvSchedule {
   int64_t ow_tiles() const { return templates::ceil_div(out_w, ow_reg); }
   int64_t padded_w() const { return ow_tiles() * ow_reg; }
   int64_t ow_groups() const { return templates::ceil_div(ow_tiles(), ow_block); }
+  // The extent of tile loop `loop` (one of kTileLoops).
+  int64_t tile_loop_extent(const std::string& loop) const {
+    if (loop == "k0") return k.factor(0);
+    if (loop == "oh0") return oh.factor(0);
+    if (loop == "oh1") return oh.factor(1);
+    if (loop == "ow0") return ow_groups();
+    return ow_block;  // ow1
+  }
 };
 
 DirectConvSchedule decode(const ConfigSpace& space, const Config& c, const Target& t,
@@ -335,12 +343,9 @@ Stmt pack_data(const Conv2dShape& s, const Buffer& data, const Buffer& packed, b
 // channel blocks first (its outermost loop of more than one iteration,
 // after a batch of one), by rows otherwise.
 PackSplit pack_split(const DirectConvSchedule& d) {
-  const std::map<std::string, int64_t> extent = {{"k0", d.k.factor(0)}, {"oh0", d.oh.factor(0)},
-                                                 {"oh1", d.oh.factor(1)}, {"ow0", d.ow_groups()},
-                                                 {"ow1", d.ow_block}};
   for (int64_t i = 0; i < d.parallel && i < static_cast<int64_t>(d.order.size()); ++i) {
     const std::string& loop = kTileLoops[d.order[i]];
-    if (extent.at(loop) > 1) return loop == "k0" ? PackSplit::kChannelBlocks : PackSplit::kRows;
+    if (d.tile_loop_extent(loop) > 1) return loop == "k0" ? PackSplit::kChannelBlocks : PackSplit::kRows;
   }
   return PackSplit::kRows;
 }
@@ -409,12 +414,7 @@ Stmt output_tiles(const Conv2dShape& s, const DirectConvSchedule& d, const Buffe
                   const std::function<Expr(const TileOrigin&, Expr col, Expr kk)>& product) {
   LoopNest nest;
   nest.add("n", s.n);
-  const std::map<std::string, int64_t> extent = {{"k0", d.k.factor(0)},
-                                                 {"oh0", d.oh.factor(0)},
-                                                 {"oh1", d.oh.factor(1)},
-                                                 {"ow0", d.ow_groups()},
-                                                 {"ow1", d.ow_block}};
-  for (int i : d.order) nest.add(kTileLoops[i], extent.at(kTileLoops[i]));
+  for (int i : d.order) nest.add(kTileLoops[i], d.tile_loop_extent(kTileLoops[i]));
   nest.fuse_parallel(d.parallel > 0 ? static_cast<int>(d.parallel) + 1 : 0);
   const Expr tile_index = nest.var("ow0") * d.ow_block + nest.var("ow1");
   const TileOrigin origin{nest.var("n"), nest.var("k0"), d.oh.index(nest), tile_index * d.ow_reg};

@@ -156,7 +156,25 @@ struct TiledAxis {
   // Elements of tile `tile` inside its block (may exceed reg), or null when
   // every tile is whole.
   Expr valid(Expr tile) const { return partial() ? ir::int_imm(block) - tile * reg : nullptr; }
+  // A packed panel's value v at element `in_block` of its block: zero past
+  // the end of the block.
+  Expr zero_past_block(Expr in_block, Expr v) const {
+    if (!partial()) return v;
+    return ir::select(ir::lt(in_block, ir::int_imm(block)), v, ir::float_imm(0));
+  }
 };
+
+// The loop order of a copy into panels [panel][k][reg] (dimensions off,
+// off + 1, off + 2 of the buffer): panel by panel; by_rows, the loop over k
+// outside the panels, reading a row-major B row by row while writing every
+// panel (knob pack_rows; helps when there are few panels, hurts when many
+// write streams compete); reads_along_k, each panel's rows along k (A, dense's
+// W[out, in]).
+std::vector<size_t> panel_loop_order(size_t off, bool by_rows, bool reads_along_k) {
+  if (reads_along_k) return {off, off + 2, off + 1};
+  if (by_rows) return {off + 1, off, off + 2};
+  return {off, off + 1, off + 2};
+}
 
 // A config decoded into the facts instantiate() and check() need.
 struct Plan {
@@ -521,13 +539,7 @@ class GemmTemplate : public Template {
       packed = ir::make_buffer(name, shape, ir::Scope::kGlobal, prepared);
       prog.workspace.push_back(packed);
       const size_t off = per_batch ? 1 : 0;
-      // by_rows: loop over k outside the panels, reading a row-major B row by
-      // row while writing every panel (knob pack_rows; helps when there are
-      // few panels, hurts when many write streams compete). Otherwise panel
-      // by panel: A and dense's W[out, in] are read along k that way.
-      std::vector<size_t> order = {off, off + 1, off + 2};
-      if (by_rows) order = {off + 1, off, off + 2};
-      if (reads_along_k) order = {off, off + 2, off + 1};
+      std::vector<size_t> order = panel_loop_order(off, by_rows, reads_along_k);
       if (per_batch) order.insert(order.begin(), 0);
       return templates::fill(
           packed, "p",
@@ -535,9 +547,8 @@ class GemmTemplate : public Template {
             Expr bi = per_batch ? i[0] : ir::int_imm(0);
             const Expr tiles = ir::int_imm(axis.tiles());
             const Expr in_block = ir::floormod(i[off], tiles) * axis.reg + i[off + 2];
-            Expr v = source(bi, i[off + 1], ir::floordiv(i[off], tiles) * axis.block + in_block);
-            if (!axis.partial()) return v;
-            return ir::select(ir::lt(in_block, ir::int_imm(axis.block)), v, ir::float_imm(0));
+            return axis.zero_past_block(
+                in_block, source(bi, i[off + 1], ir::floordiv(i[off], tiles) * axis.block + in_block));
           },
           prepared ? LoopKind::kSerial : pack_kind, order);
     };
@@ -581,18 +592,14 @@ class GemmTemplate : public Template {
                               const std::function<Expr(Expr kk, Expr idx)>& source, Buffer& packed) {
       packed = ir::make_buffer(name, {axis.tiles(), kc, axis.reg});
       prog.workspace.push_back(packed);
-      std::vector<size_t> order = {0, 1, 2};
-      if (by_rows) order = {1, 0, 2};
-      if (reads_along_k) order = {0, 2, 1};
       return templates::fill(
           packed, prefix,
           [&](const std::vector<Expr>& i) {
             const Expr in_block = i[0] * axis.reg + i[2];
-            Expr v = source(outer.var("k0") * kc + i[1], outer.var(block) * axis.block + in_block);
-            if (!axis.partial()) return v;
-            return ir::select(ir::lt(in_block, ir::int_imm(axis.block)), v, ir::float_imm(0));
+            return axis.zero_past_block(
+                in_block, source(outer.var("k0") * kc + i[1], outer.var(block) * axis.block + in_block));
           },
-          LoopKind::kSerial, order);
+          LoopKind::kSerial, panel_loop_order(0, by_rows, reads_along_k));
     };
     const Stmt pack_b_block =
         b_blocks ? pack_one_block("Bb", "qb", p.tn, "n0", p.pack_rows, false,
