@@ -1,5 +1,6 @@
 #include "measure/builder.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cerrno>
@@ -203,6 +204,12 @@ std::vector<BuildResult> Builder::build_all(const std::vector<std::string>& sour
     first_of[i] = it->second;
     if (inserted) unique.push_back(i);
   }
+
+  // Longest first (a source's length predicts its compile time well): the
+  // batch then ends with short compiles on every worker rather than one
+  // long one on a single worker while the others wait.
+  std::stable_sort(unique.begin(), unique.end(),
+                   [&](size_t a, size_t b) { return sources[a].size() > sources[b].size(); });
 
   std::vector<BuildResult> results(sources.size());
   std::atomic<size_t> next{0};

@@ -188,6 +188,55 @@ TEST(CodegenTest, RegisterTileWrittenAcrossItsLanesIsTransposedInRegisters) {
   }
 }
 
+// A tile too narrow to transpose (fewer pixels than half the lanes) written
+// out lane by lane: with more than 64 such stores the tile is copied into a
+// float array by whole vectors and written from it by loops unrolled in
+// part, not by hundreds of lane extracts (they cost GCC seconds).
+TEST(CodegenTest, ANarrowTileWrittenLaneByLaneIsCopiedOutAndWrittenByLoops) {
+  struct Case {
+    TransposedWriteCase t;
+    bool copied;
+    std::string loop;  // the loop header the write becomes
+  };
+  const std::vector<Case> cases = {
+      {{7, 48, 16, 9, true, true}, true, "#pragma GCC unroll 4\n"},     // a depthwise tile, channels outer
+      {{7, 48, 16, 9, false, true}, true, "#pragma GCC unroll 16\n"},   // pixels outer: the channel loop
+      {{5, 16, 16, 5, true, false}, true, "#pragma GCC unroll 4\n"},    // acc + 1: copied all the same
+      {{2, 16, 16, 3, true, true}, false, ""},                           // 32 stores: written out in full
+  };
+  for (const Case& c : cases) {
+    const TransposedWriteCase& t = c.t;
+    SCOPED_TRACE(::testing::Message() << t.rows << " rows, " << t.channels << " channels"
+                                    << (t.channels_outer ? ", channels outer" : ", pixels outer")
+                                    << (t.plain_load ? "" : ", acc + 1"));
+    const Program p = transposed_write_program(t);
+    const std::string src = emit_cpp(p);
+    EXPECT_EQ(count(src, "kt_transpose"), 0u) << src;
+    if (c.copied) {
+      EXPECT_EQ(count(src, "kt_store16(&kt_lanes0["), static_cast<size_t>(t.rows * t.channels / 16)) << src;
+      EXPECT_EQ(count(src, "acc[("), 0u) << "a lane read by a run-time index:\n" << src;
+      EXPECT_NE(src.find(c.loop), std::string::npos) << src;
+    } else {
+      EXPECT_EQ(count(src, "kt_lanes"), 0u) << src;
+      EXPECT_EQ(count(src, "Out["), static_cast<size_t>(t.rows * t.channels)) << src;
+    }
+    std::vector<float> in(static_cast<size_t>(t.rows * t.channels));
+    for (size_t x = 0; x < in.size(); ++x) in[x] = static_cast<float>(x) + 0.5f;
+    const std::vector<float> out = testing::run_program(p, {in});
+    for (int64_t ch = 0; ch < t.channels; ++ch) {
+      for (int64_t x = 0; x < t.stride; ++x) {
+        const float got = out[static_cast<size_t>(ch * t.stride + x)];
+        if (x < t.rows) {
+          EXPECT_EQ(got, in[static_cast<size_t>(x * t.channels + ch)] + (t.plain_load ? 0.0f : 1.0f))
+              << "channel " << ch << ", pixel " << x;
+        } else {
+          EXPECT_TRUE(std::isnan(got)) << "padding written: channel " << ch << ", element " << x;
+        }
+      }
+    }
+  }
+}
+
 // C[x] = A[x - 1] + A[x + 1] over x < 12, reading zero outside A: vectors of
 // 8 lanes over x in two unrolled blocks, the reads and the store guarded by
 // conditions on the lane.
