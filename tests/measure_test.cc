@@ -313,6 +313,48 @@ TEST_F(MeasureTest, SecondBuildOfTheSameSourceComesFromTheCache) {
   EXPECT_NE(other.artifact_path, first.artifact_path);
 }
 
+// A kernel that includes <immintrin.h> (as generated masked loads do) is
+// compiled with a precompiled header of it (parsing the header costs GCC
+// about as much as a small kernel), built once in the artifact cache and
+// used as it is by later builds; the kernel answers right.
+TEST_F(MeasureTest, KernelsIncludingImmintrinShareOnePrecompiledHeader) {
+  const std::string source =
+      "#if defined(__x86_64__) || defined(__i386__)\n#include <immintrin.h>\n#endif\n" + matmul_kernel();
+  const std::string artifact = build_ok(source);
+  RunnerProcess runner(kRunnerPath);
+  MeasureResult m = runner.run(request(artifact));
+  ASSERT_TRUE(m.ok()) << error_name(m.error) << ": " << m.error_message;
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+  auto headers = [&] {
+    std::vector<fs::path> found;
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(fs::path(cache_dir_) / "pch", ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->path().extension() == ".gch") found.push_back(it->path());
+    }
+    return found;
+  };
+  const std::vector<fs::path> pch = headers();
+  ASSERT_EQ(pch.size(), 1u) << "no precompiled header in " << cache_dir_;
+  const auto built_at = fs::last_write_time(pch[0]);
+  // Another kernel, by another builder: the same header, not built again.
+  const std::string other = build_ok(source + "// another kernel\n");
+  EXPECT_NE(other, artifact);
+  EXPECT_EQ(headers(), pch);
+  EXPECT_EQ(fs::last_write_time(pch[0]), built_at);
+  // A kernel without intrinsics neither needs nor gets one.
+  build_ok(matmul_kernel(7));
+  EXPECT_EQ(headers().size(), 1u);
+  // A cache emptied under a running process: the next kernel builds, and
+  // the header is built again.
+  fs::remove_all(fs::path(cache_dir_) / "pch");
+  build_ok(source + "// a third kernel\n");
+  EXPECT_EQ(headers().size(), 1u);
+#else
+  GTEST_SKIP() << "precompiled headers are built for GCC on x86 only";
+#endif
+}
+
 TEST_F(MeasureTest, BuildAllKeepsInputOrder) {
   std::vector<std::string> sources = {matmul_kernel(8), "this is not C++", matmul_kernel(7),
                                       matmul_kernel(8)};
