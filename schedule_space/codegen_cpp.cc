@@ -911,10 +911,10 @@ int64_t lane_write_unroll(int64_t extent, int64_t stores_per_iteration) {
 // of 3.3 s for one depthwise kernel) for no speed. Instead the tiles it
 // reads are copied whole into float arrays, one vector store each, and the
 // nest reads them as ordinary loops. The tiles stay arrays indexed by
-// constants, so they stay in registers in the compute. The nest's loop
-// and those inside it longer than kMaxExplicitUnroll are unrolled in part
-// (lane_write_unroll). Returns false, emitting nothing, for any other loop
-// nest and for one of at most kMaxLaneStores stores.
+// constants, so they stay in registers in the compute. Its loops longer
+// than kMaxExplicitUnroll are unrolled in part (lane_write_unroll), the
+// others written out as before. Returns false, emitting nothing, for any
+// other loop nest and for one of at most kMaxLaneStores stores.
 bool CppEmitter::lane_write_loop(const Stmt& s) {
   constexpr int64_t kMaxLaneStores = 64;
   if (in_lane_write_) return false;
@@ -937,18 +937,7 @@ bool CppEmitter::lane_write_loop(const Stmt& s) {
     bi = BufferInfo{copy, bi.shape, false, false, 0};
   }
   in_lane_write_ = true;
-  declare_var(s->loop_var);
-  line("#pragma GCC unroll " + std::to_string(lane_write_unroll(s->extent, *stores)));
-  line("for (int64_t " + s->loop_var + " = 0; " + s->loop_var + " < " + int_literal(s->extent) + "; ++" +
-       s->loop_var + ") {");
-  ++indent_;
-  live_vars_.insert(s->loop_var);
-  extents_[s->loop_var] = s->extent;
-  stmt(s->body);
-  extents_.erase(s->loop_var);
-  live_vars_.erase(s->loop_var);
-  --indent_;
-  line("}");
+  for_loop(s);
   in_lane_write_ = false;
   for (auto& [b, bi] : saved) buffers_.at(b) = std::move(bi);
   --indent_;
