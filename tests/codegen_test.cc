@@ -201,7 +201,7 @@ TEST(CodegenTest, ANarrowTileWrittenLaneByLaneIsCopiedOutAndWrittenByLoops) {
   const std::vector<Case> cases = {
       {{7, 48, 16, 9, true, true}, true, "#pragma GCC unroll 4\n"},     // a depthwise tile, channels outer
       {{7, 48, 16, 9, false, true}, true, "#pragma GCC unroll 16\n"},   // pixels outer: the channel loop
-      {{5, 16, 16, 5, true, false}, true, ""},  // acc + 1, loops of 16 and 5: written out, from the copy
+      {{5, 16, 16, 5, true, false}, true, "#pragma GCC unroll 4\n"},    // acc + 1: copied all the same
       {{2, 16, 16, 3, true, true}, false, ""},                           // 32 stores: written out in full
   };
   for (const Case& c : cases) {
