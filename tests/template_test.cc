@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "schedule_space/codegen_cpp.h"
 #include "schedule_space/error.h"
 #include "schedule_space/template.h"
 #include "schedule_space/templates/templates.h"
@@ -221,6 +222,57 @@ TEST(GemmTemplates, BlockByBlockPackingComputesTheRightAnswer) {
                   "pack=0 pack_rows=0 pack_a=0 parallel=0 pack_block=1"));
   ASSERT_TRUE(why.has_value());
   EXPECT_NE(why->find("pack_block"), std::string::npos) << *why;
+}
+
+// A's row panels [panel][k][row] are filled by vectors of k written through
+// in-register transposes where k splits into whole vectors and a panel has
+// at least half a vector of rows; element by element otherwise. Both give
+// the right answer, with rows past the block zero.
+TEST(GemmTemplates, RowPanelsArePackedThroughTransposesWhereTheyFit) {
+  const std::optional<Target> machine = testing::avx2_machine_target(1);
+  if (!machine) GTEST_SKIP() << "these hand-picked configs are AVX2 code; this machine has no AVX2";
+  const Target t = *machine;
+  struct Case {
+    const Template& tmpl;
+    std::string workload, config;
+    bool transposed;
+  };
+  const std::vector<Case> cases = {
+      // whole A, 7-row panels past the 15-row blocks
+      {matmul_cpu_template(), "matmul(m=30,n=40,k=32)",
+       "tile_m=[2,15] mr=7 tile_n=[1,40] nr=8 tile_k=[2,4,4] order=[n0,k0,m0] inner_order=[n1,m1] pack=1 pack_rows=0 pack_a=1 parallel=0",
+       true},
+      // block by block
+      {matmul_cpu_template(), "matmul(m=30,n=40,k=32)",
+       "tile_m=[2,15] mr=5 tile_n=[1,40] nr=8 tile_k=[2,4,4] order=[n0,k0,m0] inner_order=[n1,m1] pack=0 pack_rows=0 pack_a=1 parallel=0 pack_block=1",
+       true},
+      // 3 rows, under half a vector: element by element
+      {matmul_cpu_template(), "matmul(m=30,n=40,k=32)",
+       "tile_m=[2,15] mr=3 tile_n=[1,40] nr=8 tile_k=[2,4,4] order=[n0,k0,m0] inner_order=[n1,m1] pack=1 pack_rows=0 pack_a=1 parallel=0",
+       false},
+      // k = 20: not whole vectors
+      {matmul_cpu_template(), "matmul(m=30,n=40,k=20)",
+       "tile_m=[2,15] mr=5 tile_n=[1,40] nr=8 tile_k=[1,5,4] order=[n0,k0,m0] inner_order=[n1,m1] pack=1 pack_rows=0 pack_a=1 parallel=0",
+       false},
+      // per batch
+      {batch_matmul_cpu_template(), "batch_matmul(b=2,m=9,n=16,k=16)",
+       "tile_m=[1,9] mr=5 tile_n=[1,16] nr=16 tile_k=[2,4,2] order=[k0,n0,m0] inner_order=[m1,n1] pack=1 pack_rows=0 pack_a=1 parallel=0",
+       true},
+      // dense's data
+      {dense_cpu_template(), "dense(batch=6,in=24,out=20,bias=1)",
+       "tile_m=[1,6] mr=6 tile_n=[1,20] nr=8 tile_k=[2,3,4] order=[n0,k0,m0] inner_order=[n1,m1] pack_a=1 parallel=0",
+       true},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.workload + " " + c.config);
+    const Workload w = Workload::parse(c.workload);
+    const ConfigSpace space = c.tmpl.space(w, t);
+    const Config config = space.parse(c.config);
+    ASSERT_FALSE(c.tmpl.check(w, t, space, config).has_value()) << *c.tmpl.check(w, t, space, config);
+    const std::string src = emit_cpp(c.tmpl.instantiate(w, t, space, config));
+    EXPECT_EQ(src.find("kt_transpose8(") != std::string::npos, c.transposed) << src;
+    testing::expect_configs_correct(c.tmpl, c.workload, t, {c.config});
+  }
 }
 
 // Parallel configs (fused outer loops, parallel packing) on two threads.

@@ -371,6 +371,38 @@ Stmt fill(const ir::Buffer& dst, const std::string& prefix,
   return nest.wrap(ir::store(dst, index, value(index)));
 }
 
+std::optional<Stmt> fill_transposed(const ir::Buffer& dst, const std::string& prefix,
+                                    const std::function<Expr(const std::vector<Expr>& index)>& value,
+                                    LoopKind outer_kind, int64_t lanes) {
+  const size_t n = dst->shape.size();
+  if (n < 2 || lanes < 4) return std::nullopt;
+  const int64_t ks = dst->shape[n - 2], rs = dst->shape[n - 1];
+  if (ks % lanes != 0 || 2 * rs < lanes) return std::nullopt;
+  LoopNest nest;
+  for (size_t d = 0; d + 2 < n; ++d) nest.add(prefix + std::to_string(d), dst->shape[d]);
+  if (outer_kind == LoopKind::kParallel && n > 2) {
+    size_t fused = 1;  // as fill: up to the first loop of several iterations
+    while (fused < n - 2 && dst->shape[fused - 1] == 1) ++fused;
+    nest.fuse_parallel(static_cast<int>(fused));
+  }
+  nest.add(prefix + "kv", ks / lanes);
+  std::vector<Expr> outer;
+  for (size_t d = 0; d + 2 < n; ++d) outer.push_back(nest.var(prefix + std::to_string(d)));
+  const Expr kl = ir::var(prefix + "kl"), r = ir::var(prefix + "r");
+  const Expr k = nest.var(prefix + "kv") * lanes + kl;
+  std::vector<Expr> at = outer;
+  at.push_back(k);
+  at.push_back(r);
+  const ir::Buffer tile = ir::make_buffer(prefix + "t", {rs, lanes}, ir::Scope::kRegister);
+  const Stmt load = ir::for_loop(prefix + "r", rs, LoopKind::kUnrolled,
+                                 ir::for_loop(prefix + "kl", lanes, LoopKind::kVectorized,
+                                              ir::store(tile, {r, kl}, value(at))));
+  const Stmt write = ir::for_loop(prefix + "kl", lanes, LoopKind::kUnrolled,
+                                  ir::for_loop(prefix + "r", rs, LoopKind::kUnrolled,
+                                               ir::store(dst, at, ir::load(tile, {r, kl}))));
+  return nest.wrap(ir::allocate(tile, ir::seq({load, write})));
+}
+
 int64_t nearest_split_choice(const ConfigSpace& space, const std::string& knob, const std::vector<double>& want) {
   const auto& k = static_cast<const SplitKnob&>(space.knob(space.knob_index(knob)));
   int64_t best = 0;

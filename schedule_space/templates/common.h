@@ -255,6 +255,18 @@ ir::Stmt fill(const ir::Buffer& dst, const std::string& prefix,
 ir::Stmt fill(const ir::Buffer& dst, const std::string& prefix,
               const std::function<ir::Expr(const std::vector<ir::Expr>& index)>& value,
               ir::LoopKind outer_kind, const std::vector<size_t>& loop_order);
+// dst[..., k, r] = value({..., k, r}) for a packing that reads its source
+// contiguously along k (dst's next-to-last dimension) and writes it
+// contiguously along r (the last), as A's row panels [panel][k][row]: a
+// vector of `lanes` k values of every r is loaded into a register tile and
+// the tile written transposed (the code generator transposes lanes x lanes
+// blocks in registers), rather than one element at a time, r elements
+// apart. Loops as fill's over the other dimensions, then k by vectors.
+// nullopt where it does not apply: k not a multiple of lanes, or fewer r
+// than half the lanes (no transpose then).
+std::optional<ir::Stmt> fill_transposed(const ir::Buffer& dst, const std::string& prefix,
+                                        const std::function<ir::Expr(const std::vector<ir::Expr>& index)>& value,
+                                        ir::LoopKind outer_kind, int64_t lanes);
 
 // The choice of split knob `knob` whose inner factors (every factor after
 // the outermost) are nearest to want, summing |log2(factor / wanted)| over

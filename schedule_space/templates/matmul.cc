@@ -542,6 +542,18 @@ class GemmTemplate : public Template {
     // a conv2d weight [k, c]), so the copy walks a panel row by row along k
     // and writes with a stride of reg, rather than reading reg rows a whole
     // row apart for every k.
+    // A packing into panels [..., k, reg]: one that reads along k (A's row
+    // panels, dense's weight) by vectors of k written transposed where it
+    // can (1024^3, one thread: 0.5 ms less than element by element, of 21),
+    // otherwise element by element in `order`.
+    auto pack_fill = [&](const Buffer& packed, const std::string& prefix,
+                         const std::function<Expr(const std::vector<Expr>&)>& value, LoopKind kind,
+                         const std::vector<size_t>& order, bool reads_along_k) {
+      if (reads_along_k) {
+        if (std::optional<Stmt> s = templates::fill_transposed(packed, prefix, value, kind, p.lanes)) return *s;
+      }
+      return templates::fill(packed, prefix, value, kind, order);
+    };
     auto pack_panels = [&](const std::string& name, bool prepared, bool by_rows, bool reads_along_k,
                            const TiledAxis& axis,
                            const std::function<Expr(Expr bi, Expr kk, Expr idx)>& source,
@@ -554,16 +566,15 @@ class GemmTemplate : public Template {
       const size_t off = per_batch ? 1 : 0;
       std::vector<size_t> order = panel_loop_order(off, by_rows, reads_along_k);
       if (per_batch) order.insert(order.begin(), 0);
-      return templates::fill(
-          packed, "p",
-          [&](const std::vector<Expr>& i) {
-            Expr bi = per_batch ? i[0] : ir::int_imm(0);
-            const Expr tiles = ir::int_imm(axis.tiles());
-            const Expr in_block = ir::floormod(i[off], tiles) * axis.reg + i[off + 2];
-            return axis.zero_past_block(
-                in_block, source(bi, i[off + 1], ir::floordiv(i[off], tiles) * axis.block + in_block));
-          },
-          prepared ? LoopKind::kSerial : pack_kind, order);
+      auto value = [&](const std::vector<Expr>& i) {
+        Expr bi = per_batch ? i[0] : ir::int_imm(0);
+        const Expr tiles = ir::int_imm(axis.tiles());
+        const Expr in_block = ir::floormod(i[off], tiles) * axis.reg + i[off + 2];
+        return axis.zero_past_block(
+            in_block, source(bi, i[off + 1], ir::floordiv(i[off], tiles) * axis.block + in_block));
+      };
+      const LoopKind kind = prepared ? LoopKind::kSerial : pack_kind;
+      return pack_fill(packed, "p", value, kind, order, reads_along_k);
     };
     const int64_t nr = p.nr(), mr = p.mr();
     // pack_block: the activation operands are packed one (k block, m or n
@@ -605,14 +616,13 @@ class GemmTemplate : public Template {
                               const std::function<Expr(Expr kk, Expr idx)>& source, Buffer& packed) {
       packed = ir::make_buffer(name, {axis.tiles(), kc, axis.reg});
       prog.workspace.push_back(packed);
-      return templates::fill(
-          packed, prefix,
-          [&](const std::vector<Expr>& i) {
-            const Expr in_block = i[0] * axis.reg + i[2];
-            return axis.zero_past_block(
-                in_block, source(outer.var("k0") * kc + i[1], outer.var(block) * axis.block + in_block));
-          },
-          LoopKind::kSerial, panel_loop_order(0, by_rows, reads_along_k));
+      auto value = [&](const std::vector<Expr>& i) {
+        const Expr in_block = i[0] * axis.reg + i[2];
+        return axis.zero_past_block(
+            in_block, source(outer.var("k0") * kc + i[1], outer.var(block) * axis.block + in_block));
+      };
+      return pack_fill(packed, prefix, value, LoopKind::kSerial, panel_loop_order(0, by_rows, reads_along_k),
+                       reads_along_k);
     };
     const Stmt pack_b_block =
         b_blocks ? pack_one_block("Bb", "qb", p.tn, "n0", p.pack_rows, false,
