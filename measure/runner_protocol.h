@@ -3,7 +3,7 @@
 // One JSON object per line. The parent writes a request on the child's stdin:
 //   {"protocol":1, "workload":"matmul(m=8,n=8,k=8)", "artifact":"/cache/ab12.so",
 //    "number":0, "repeat":3, "min_repeat_ms":20, "flush_cache":false, "check":true,
-//    "best_so_far_s":0, "cut_short_factor":10, "cuda":null}
+//    "best_so_far_s":0, "cut_short_factor":2, "cuda":null}
 // For a GPU candidate "artifact" is a cubin and "cuda" is
 //   {"kernel":"ktune_matmul_cuda_tiled", "grid":[8,8,1], "block":[16,16,1], "device":0}.
 // The child answers on its stdout with two lines. First, once the workload's

@@ -377,7 +377,7 @@ std::optional<Stmt> fill_transposed(const ir::Buffer& dst, const std::string& pr
   const size_t n = dst->shape.size();
   if (n < 2 || lanes < 4) return std::nullopt;
   const int64_t ks = dst->shape[n - 2], rs = dst->shape[n - 1];
-  if (ks % lanes != 0 || 2 * rs < lanes) return std::nullopt;
+  if (ks % lanes != 0 || 2 * rs < lanes || rs > 2 * lanes) return std::nullopt;
   LoopNest nest;
   for (size_t d = 0; d + 2 < n; ++d) nest.add(prefix + std::to_string(d), dst->shape[d]);
   if (outer_kind == LoopKind::kParallel && n > 2) {

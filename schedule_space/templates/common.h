@@ -262,8 +262,9 @@ ir::Stmt fill(const ir::Buffer& dst, const std::string& prefix,
 // the tile written transposed (the code generator transposes lanes x lanes
 // blocks in registers), rather than one element at a time, r elements
 // apart. Loops as fill's over the other dimensions, then k by vectors.
-// nullopt where it does not apply: k not a multiple of lanes, or fewer r
-// than half the lanes (no transpose then).
+// nullopt where it does not apply: k not a multiple of lanes, fewer r
+// than half the lanes (no transpose then) or more than twice the lanes (the
+// unrolled tile's code would cost more to compile than it saves).
 std::optional<ir::Stmt> fill_transposed(const ir::Buffer& dst, const std::string& prefix,
                                         const std::function<ir::Expr(const std::vector<ir::Expr>& index)>& value,
                                         ir::LoopKind outer_kind, int64_t lanes);
