@@ -147,6 +147,25 @@ Program transposed_write_program(const TransposedWriteCase& t) {
   return p;
 }
 
+// Runs a transposed_write_program: every pixel of every channel holds its
+// input element (+ 1 unless a plain load), and the row padding stays NaN.
+void expect_tile_written(const TransposedWriteCase& t, const Program& p) {
+  std::vector<float> in(static_cast<size_t>(t.rows * t.channels));
+  for (size_t x = 0; x < in.size(); ++x) in[x] = static_cast<float>(x) + 0.5f;
+  const std::vector<float> out = testing::run_program(p, {in});
+  for (int64_t c = 0; c < t.channels; ++c) {
+    for (int64_t x = 0; x < t.stride; ++x) {
+      const float got = out[static_cast<size_t>(c * t.stride + x)];
+      if (x < t.rows) {
+        EXPECT_EQ(got, in[static_cast<size_t>(x * t.channels + c)] + (t.plain_load ? 0.0f : 1.0f))
+            << "channel " << c << ", pixel " << x;
+      } else {
+        EXPECT_TRUE(std::isnan(got)) << "padding written: channel " << c << ", element " << x;
+      }
+    }
+  }
+}
+
 TEST(CodegenTest, RegisterTileWrittenAcrossItsLanesIsTransposedInRegisters) {
   const std::vector<TransposedWriteCase> cases = {
       {14, 32, 16, 16, true, true},   // a conv2d tile: 14 pixels, 32 channels, NCHW rows of 14 + padding
@@ -171,20 +190,7 @@ TEST(CodegenTest, RegisterTileWrittenAcrossItsLanesIsTransposedInRegisters) {
       blocks *= static_cast<size_t>(t.channels / t.width);
     }
     EXPECT_EQ(count(src, transpose), blocks) << src;
-    std::vector<float> in(static_cast<size_t>(t.rows * t.channels));
-    for (size_t x = 0; x < in.size(); ++x) in[x] = static_cast<float>(x) + 0.5f;
-    const std::vector<float> out = testing::run_program(p, {in});
-    for (int64_t c = 0; c < t.channels; ++c) {
-      for (int64_t x = 0; x < t.stride; ++x) {
-        const float got = out[static_cast<size_t>(c * t.stride + x)];
-        if (x < t.rows) {
-          EXPECT_EQ(got, in[static_cast<size_t>(x * t.channels + c)] + (t.plain_load ? 0.0f : 1.0f))
-              << "channel " << c << ", pixel " << x;
-        } else {
-          EXPECT_TRUE(std::isnan(got)) << "padding written: channel " << c << ", element " << x;
-        }
-      }
-    }
+    expect_tile_written(t, p);
   }
 }
 
@@ -224,20 +230,7 @@ TEST(CodegenTest, ANarrowTileWrittenLaneByLaneIsCopiedOutAndWrittenByLoops) {
       EXPECT_EQ(count(src, "kt_lanes"), 0u) << src;
       EXPECT_EQ(count(src, "Out["), static_cast<size_t>(t.rows * t.channels)) << src;
     }
-    std::vector<float> in(static_cast<size_t>(t.rows * t.channels));
-    for (size_t x = 0; x < in.size(); ++x) in[x] = static_cast<float>(x) + 0.5f;
-    const std::vector<float> out = testing::run_program(p, {in});
-    for (int64_t ch = 0; ch < t.channels; ++ch) {
-      for (int64_t x = 0; x < t.stride; ++x) {
-        const float got = out[static_cast<size_t>(ch * t.stride + x)];
-        if (x < t.rows) {
-          EXPECT_EQ(got, in[static_cast<size_t>(x * t.channels + ch)] + (t.plain_load ? 0.0f : 1.0f))
-              << "channel " << ch << ", pixel " << x;
-        } else {
-          EXPECT_TRUE(std::isnan(got)) << "padding written: channel " << ch << ", element " << x;
-        }
-      }
-    }
+    expect_tile_written(t, p);
   }
 }
 

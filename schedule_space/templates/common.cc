@@ -339,6 +339,20 @@ Stmt StridePhases::fill_row(int64_t p, const std::string& var_prefix,
 
 // ---- fill ----
 
+namespace {
+
+// How many of a parallel fill's outermost loops (their extents, outermost
+// first) fuse into its parallel loop: up to the first that has more than one
+// iteration (a batch-1 packing's batch loop alone would be no parallelism at
+// all).
+int parallel_fill_loops(const std::vector<int64_t>& extents) {
+  size_t fused = 1;
+  while (fused < extents.size() && extents[fused - 1] == 1) ++fused;
+  return static_cast<int>(fused);
+}
+
+}  // namespace
+
 Stmt fill(const ir::Buffer& dst, const std::string& prefix,
           const std::function<Expr(const std::vector<Expr>& index)>& value, LoopKind outer_kind) {
   std::vector<size_t> order(dst->shape.size());
@@ -358,14 +372,12 @@ Stmt fill(const ir::Buffer& dst, const std::string& prefix,
     }
   }
   LoopNest nest;
-  for (size_t d : loop_order) nest.add(prefix + std::to_string(d), dst->shape[d]);
-  if (outer_kind == LoopKind::kParallel && !dst->shape.empty()) {
-    // The outermost loops up to the first that has more than one iteration
-    // (a batch-1 packing's batch loop alone would be no parallelism at all).
-    size_t fused = 1;
-    while (fused < loop_order.size() && dst->shape[loop_order[fused - 1]] == 1) ++fused;
-    nest.fuse_parallel(static_cast<int>(fused));
+  std::vector<int64_t> extents;
+  for (size_t d : loop_order) {
+    nest.add(prefix + std::to_string(d), dst->shape[d]);
+    extents.push_back(dst->shape[d]);
   }
+  if (outer_kind == LoopKind::kParallel && !extents.empty()) nest.fuse_parallel(parallel_fill_loops(extents));
   std::vector<Expr> index;
   for (size_t d = 0; d < dst->shape.size(); ++d) index.push_back(nest.var(prefix + std::to_string(d)));
   return nest.wrap(ir::store(dst, index, value(index)));
@@ -379,15 +391,12 @@ std::optional<Stmt> fill_transposed(const ir::Buffer& dst, const std::string& pr
   const int64_t ks = dst->shape[n - 2], rs = dst->shape[n - 1];
   if (ks % lanes != 0 || 2 * rs < lanes || rs > 2 * lanes) return std::nullopt;
   LoopNest nest;
-  for (size_t d = 0; d + 2 < n; ++d) nest.add(prefix + std::to_string(d), dst->shape[d]);
-  if (outer_kind == LoopKind::kParallel && n > 2) {
-    size_t fused = 1;  // as fill: up to the first loop of several iterations
-    while (fused < n - 2 && dst->shape[fused - 1] == 1) ++fused;
-    nest.fuse_parallel(static_cast<int>(fused));
-  }
+  const std::vector<int64_t> extents(dst->shape.begin(), dst->shape.end() - 2);
+  for (size_t d = 0; d < extents.size(); ++d) nest.add(prefix + std::to_string(d), extents[d]);
+  if (outer_kind == LoopKind::kParallel && !extents.empty()) nest.fuse_parallel(parallel_fill_loops(extents));
   nest.add(prefix + "kv", ks / lanes);
   std::vector<Expr> outer;
-  for (size_t d = 0; d + 2 < n; ++d) outer.push_back(nest.var(prefix + std::to_string(d)));
+  for (size_t d = 0; d < extents.size(); ++d) outer.push_back(nest.var(prefix + std::to_string(d)));
   const Expr kl = ir::var(prefix + "kl"), r = ir::var(prefix + "r");
   const Expr k = nest.var(prefix + "kv") * lanes + kl;
   std::vector<Expr> at = outer;

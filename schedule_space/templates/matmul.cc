@@ -533,15 +533,6 @@ class GemmTemplate : public Template {
       return g.batched ? std::vector<Expr>{bi, row, col} : std::vector<Expr>{row, col};
     };
 
-    // An operand packed in panels [batch][panel][k][reg], one panel per
-    // register tile of `axis`, zero past the end of its block: B by columns,
-    // A by rows. A prepared (weight) operand is packed once, in prepare, and
-    // shared by the batch.
-    const LoopKind pack_kind = p.parallel > 0 ? LoopKind::kParallel : LoopKind::kSerial;
-    // reads_along_k: the source is contiguous along k (A, dense's W[out, in],
-    // a conv2d weight [k, c]), so the copy walks a panel row by row along k
-    // and writes with a stride of reg, rather than reading reg rows a whole
-    // row apart for every k.
     // A packing into panels [..., k, reg]: one in the timed body that reads
     // along k (A's row panels) by vectors of k written transposed where it
     // can (1024^3, one thread: 0.5-1 ms less than element by element, of
@@ -556,6 +547,15 @@ class GemmTemplate : public Template {
       }
       return templates::fill(packed, prefix, value, kind, order);
     };
+    // An operand packed in panels [batch][panel][k][reg], one panel per
+    // register tile of `axis`, zero past the end of its block: B by columns,
+    // A by rows. A prepared (weight) operand is packed once, in prepare, and
+    // shared by the batch.
+    const LoopKind pack_kind = p.parallel > 0 ? LoopKind::kParallel : LoopKind::kSerial;
+    // reads_along_k: the source is contiguous along k (A, dense's W[out, in],
+    // a conv2d weight [k, c]), so the copy walks a panel row by row along k
+    // and writes with a stride of reg, rather than reading reg rows a whole
+    // row apart for every k.
     auto pack_panels = [&](const std::string& name, bool prepared, bool by_rows, bool reads_along_k,
                            const TiledAxis& axis,
                            const std::function<Expr(Expr bi, Expr kk, Expr idx)>& source,
